@@ -1,0 +1,1 @@
+"""asv benchmark suite for estbench (public API only)."""
