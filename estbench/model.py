@@ -57,11 +57,33 @@ class Noise(Protocol):
         """F^{-1}(u), for sampling z by inversion."""
         ...
 
+    def pdf_given(self, a: Tensor, p: Tensor) -> Tensor:
+        """F'(a) when p = F(a) is already known (cheaper for logistic noise)."""
+        ...
 
-class LogisticNoise:
+    def score(self, a: Tensor, p: Tensor, bits: Tensor) -> Tensor:
+        """d log P(b | a) / da = h(a) if b = 1, -h(-a) if b = 0, given p = F(a)."""
+        ...
+
+
+class _NoiseBase:
+    def pdf_given(self, a: Tensor, p: Tensor) -> Tensor:
+        return self.pdf(a)  # type: ignore[attr-defined]
+
+    def score(self, a: Tensor, p: Tensor, bits: Tensor) -> Tensor:
+        return torch.where(bits == 1, self.hazard(a), -self.hazard(-a))  # type: ignore[attr-defined]
+
+
+class LogisticNoise(_NoiseBase):
     """Standard logistic noise: F = sigmoid, F' = sigmoid(a) sigmoid(-a)."""
 
     name = "logistic"
+
+    def pdf_given(self, a: Tensor, p: Tensor) -> Tensor:
+        return p * (1 - p)
+
+    def score(self, a: Tensor, p: Tensor, bits: Tensor) -> Tensor:
+        return bits - p
 
     def cdf(self, a: Tensor) -> Tensor:
         return torch.sigmoid(a)
@@ -76,7 +98,7 @@ class LogisticNoise:
         return torch.logit(u)
 
 
-class GaussianNoise:
+class GaussianNoise(_NoiseBase):
     """Standard normal noise: F = Phi, F' = phi."""
 
     name = "gaussian"
@@ -96,7 +118,7 @@ class GaussianNoise:
         return torch.special.ndtri(u)
 
 
-class UniformNoise:
+class UniformNoise(_NoiseBase):
     """Uniform noise on [-1, 1]: F(a) = clip((a + 1) / 2, 0, 1), F' = 1/2 on [-1, 1].
 
     Its principled straight-through proxy is the hardtanh derivative (spec §4.1).
@@ -205,7 +227,8 @@ class SoftmaxHead:
         return labels.long()
 
     def _picked(self, z: Tensor, y: Tensor) -> Tensor:
-        return z.gather(-1, y.expand(z.shape[:-1]).unsqueeze(-1))[..., 0]
+        shape = torch.broadcast_shapes(z.shape[:-1], y.shape)
+        return z.expand(*shape, z.shape[-1]).gather(-1, y.expand(shape).unsqueeze(-1))[..., 0]
 
     def loss(self, z: Tensor, y: Tensor) -> Tensor:
         return torch.logsumexp(z, -1) - self._picked(z, y)

@@ -1,0 +1,227 @@
+"""The estimator contract, stated once.
+
+An estimator receives a **problem** -- an SBN (parameters, coding, noise, head) with a data batch
+X [N, d] and targets Y -- a number of draws S and a ``torch.Generator``, and returns
+
+    draw(problem, S, generator=g) -> Tensor [S, P]
+
+S independent single-sample estimates of the gradient of the full-batch objective
+J = (1/N) sum_n E[l(z(x_L), y_n) | X_n] with respect to every parameter, flattened per layer in
+the core order: concat over k = 0..L of concat(W_k.reshape(-1), b_k) (``Problem.split`` splits a
+[.., P] tensor into the L+1 layer vectors). One draw follows the seed protocol: every data point
+gets its own noise, and the estimate is the gradient of the mean loss.
+
+Rules every estimator follows:
+
+* randomness only from the generator passed in (never global RNG state); the same generator state
+  gives bit-identical output for the same S and memory budget;
+* no Python loop over draws or data points; draws are computed in chunks whose size the base class
+  derives from ``bytes_per_draw`` and the memory budget;
+* metadata as class attributes: ``name`` (what users type), ``family``, ``unbiased`` (a sentence:
+  "yes", "no", or e.g. "last layer only") with the machine-readable ``unbiased_layers``,
+  ``evals_per_draw`` (evaluations of the loss on a complete path per draw), ``hyperparameters``
+  (name -> ``Hyper`` with default), ``reference``;
+* an estimator whose only randomness is the sampled path subclasses ``PathEstimator`` and also
+  provides ``path_estimate(problem, bits)``: the estimate for given binary states, per data point,
+  so that its exact mean and variance can be computed by enumerating paths.
+
+Variants are configured instances, not new classes: ``Concrete(tau=0.1)``, spelled
+``concrete(tau=0.1)`` in the registry, the CLI and case files.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..errors import EstbenchError, ModelError
+from ..exact import default_memory_budget
+from ..model import SBN
+
+FAMILIES = ("score-function", "relaxation", "straight-through", "path-analytic", "deterministic")
+
+
+class EstimatorError(EstbenchError):
+    """A bad estimator name, parameter or configuration."""
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A network with its data batch: what every estimator and the exact solver receive."""
+
+    model: SBN
+    X: Tensor  # [N, d], model dtype and device
+    Y: Tensor  # canonical targets of the head (labels [N] or real targets [N, K])
+
+    @classmethod
+    def create(cls, model: SBN, X: Tensor, Y: Tensor) -> Problem:
+        X = torch.as_tensor(X, dtype=model.dtype, device=model.device)
+        if X.dim() != 2 or X.shape[1] != model.input_dim:
+            raise ModelError(f"X must have shape [N, {model.input_dim}], got {list(X.shape)}")
+        Y = model.head.targets(torch.as_tensor(Y, dtype=model.dtype, device=model.device),
+                               model.out_dim)
+        if Y.shape[0] != X.shape[0]:
+            raise ModelError(f"X has {X.shape[0]} points but the targets have {Y.shape[0]}")
+        return cls(model, X, Y)
+
+    @property
+    def n_points(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_params(self) -> int:
+        return sum(self.model.layer_sizes)
+
+    def split(self, flat: Tensor) -> list[Tensor]:
+        """[..., P] -> [layer0 [..., P_0], ..., layerL [..., P_L]]."""
+        return list(torch.split(flat, self.model.layer_sizes, dim=-1))
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """A hyperparameter: default, type, and the values it may take."""
+
+    default: Any
+    kind: type = float
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None  # inclusive unless ``exclusive``
+    exclusive: bool = False
+    help: str = ""
+
+    def check(self, estimator: str, name: str, value: Any) -> Any:
+        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if self.kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, self.kind) or isinstance(value, bool) != (self.kind is bool):
+            raise EstimatorError(
+                f"{estimator}: parameter {name} must be {self.kind.__name__}, got {value!r}"
+            )
+        if self.choices is not None and value not in self.choices:
+            raise EstimatorError(
+                f"{estimator}: parameter {name} must be one of "
+                f"{', '.join(map(str, self.choices))}; got {value!r}"
+            )
+        if self.minimum is not None:
+            if (value <= self.minimum) if self.exclusive else (value < self.minimum):
+                rel = ">" if self.exclusive else ">="
+                raise EstimatorError(
+                    f"{estimator}: parameter {name} must be {rel} {self.minimum}, got {value!r}"
+                )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise EstimatorError(f"{estimator}: parameter {name} must be finite, got {value!r}")
+        return value
+
+
+class Estimator(ABC):
+    """Base class of all estimators; see the module docstring for the contract."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+    unbiased: ClassVar[str]  # "yes", "no", or a precise statement such as "last layer only"
+    reference: ClassVar[str]
+    hyperparameters: ClassVar[dict[str, Hyper]] = {}
+    stochastic: ClassVar[bool] = True  # False for deterministic "estimators" (mean field)
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.hyperparameters))
+        if unknown:
+            allowed = ", ".join(self.hyperparameters) or "none"
+            raise EstimatorError(
+                f"{self.name}: unknown parameter {unknown[0]!r} (parameters: {allowed})"
+            )
+        self.params: dict[str, Any] = {
+            key: spec.check(self.name, key, params.get(key, spec.default))
+            for key, spec in self.hyperparameters.items()
+        }
+
+    # ---- metadata -------------------------------------------------------------------------
+
+    @property
+    def spec(self) -> str:
+        """The canonical spelling: name plus every parameter that differs from its default."""
+        changed = [f"{k}={v}" for k, v in self.params.items()
+                   if v != self.hyperparameters[k].default]
+        return f"{self.name}({', '.join(changed)})" if changed else self.name
+
+    def __repr__(self) -> str:
+        return f"<estimator {self.spec}>"
+
+    def unbiased_layers(self, model: SBN) -> frozenset[int]:
+        """Indices of the layers (0..L, L = head) whose gradient the estimator claims unbiased."""
+        return frozenset(range(model.depth + 1)) if self.unbiased == "yes" else frozenset()
+
+    def evals_per_draw(self, model: SBN) -> float:
+        """Evaluations of the loss on a complete path per draw (cost, spec §0 "FE")."""
+        return 1.0
+
+    def bytes_per_draw(self, problem: Problem) -> int:
+        """Working memory of one draw; the base class sizes chunks from it. Override if larger."""
+        m = problem.model
+        per_point = 16 * (sum(m.widths) + m.input_dim + m.out_dim) + 4 * problem.n_params
+        return 8 * problem.n_points * per_point
+
+    # ---- drawing --------------------------------------------------------------------------
+
+    def draw(
+        self, problem: Problem, n_draws: int, *, generator: torch.Generator,
+        memory_budget: int | None = None,
+    ) -> Tensor:
+        """[n_draws, P] i.i.d. single-draw estimates, computed in memory-bounded chunks."""
+        if n_draws < 1:
+            raise EstimatorError(f"{self.name}: the number of draws must be >= 1, got {n_draws}")
+        budget = default_memory_budget() if memory_budget is None else memory_budget
+        chunk = max(1, min(n_draws, budget // max(1, self.bytes_per_draw(problem))))
+        context = self.prepare(problem, generator)
+        parts = [
+            self._draw(problem, min(chunk, n_draws - start), generator, context)
+            for start in range(0, n_draws, chunk)
+        ]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def prepare(self, problem: Problem, generator: torch.Generator) -> Any:
+        """Work done once per ``draw`` call and shared by its draws (e.g. a frozen baseline
+        estimated from independent samples). The result is passed to ``_draw`` as ``context``."""
+        return None
+
+    @abstractmethod
+    def _draw(self, problem: Problem, n_draws: int, generator: torch.Generator,
+              context: Any) -> Tensor:
+        """[n_draws, P] estimates; the chunking is done by ``draw``."""
+
+
+class PathEstimator(Estimator):
+    """An estimator whose only randomness is the sampled binary path x_1..x_L.
+
+    Subclasses implement ``path_terms``: the gradient contributions (see ``ops.assemble``) along a
+    path (``ops.Path``: states, pre-activations, F(a), head output). A draw samples one path per
+    data point (on iff u < F(a)) and averages over the data; ``path_estimate`` gives the
+    per-point estimates for given states, which exact enumeration needs. Moments are exact given
+    ``context`` (the result of ``prepare``; None for most estimators).
+    """
+
+    @abstractmethod
+    def path_terms(self, problem: Problem, path: Any, context: Any = None
+                   ) -> list[list[tuple[Tensor, Tensor]]]:
+        """Per-layer contributions [(g [..., N, n_out], input [..., N, n_in]), ...], k = 0..L."""
+
+    def path_estimate(self, problem: Problem, bits: Sequence[Tensor], context: Any = None
+                      ) -> Tensor:
+        """Per-point estimates [..., N, P] for 0/1 states ``bits[k]`` [..., N, n_{k+1}]."""
+        from .ops import assemble, forward
+
+        terms = self.path_terms(problem, forward(problem, bits), context)
+        return assemble(problem, terms, per_point=True)
+
+    def _draw(self, problem: Problem, n_draws: int, generator: torch.Generator,
+              context: Any) -> Tensor:
+        from .ops import assemble, sample_path
+
+        terms = self.path_terms(problem, sample_path(problem, n_draws, generator), context)
+        return assemble(problem, terms, per_point=False)

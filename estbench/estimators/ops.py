@@ -1,0 +1,181 @@
+"""Vectorised SBN operations shared by the estimators.
+
+Shapes: a batch of draws (or enumerated paths) has leading dimensions ``B`` (often [S]), then the
+data dimension N, then units. ``bits[k]`` [*B, N, n_{k+1}] are 0/1 states of binary layer k+1;
+``xs[k]`` the coded states it passes on ({0,1} or {-1,+1}); ``a[k]`` [*B, N, n_{k+1}] the
+pre-activations that produced them. Sampling convention: a unit is on iff u < F(a), u ~ U(0, 1)
+(spec §1.1; estimators that couple uniforms across passes say so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..model import encode
+from .base import Problem
+
+
+def uniforms(shape: Sequence[int], generator: torch.Generator, like: Tensor) -> Tensor:
+    """U(0, 1) draws from ``generator`` (on its own device), in ``like``'s dtype and device."""
+    u = torch.rand(tuple(shape), generator=generator, dtype=like.dtype, device=generator.device)
+    return u.to(like.device)
+
+
+def first_preactivation(problem: Problem) -> Tensor:
+    """a_1 = X W_0^T + b_0, [N, n_1] (shared by every draw: the input is real)."""
+    m = problem.model
+    return problem.X @ m.weights[0].T + m.biases[0]
+
+
+def preactivation(problem: Problem, k: int, x_prev: Tensor) -> Tensor:
+    """a_{k+1} = x_k W_k^T + b_k for k >= 1 (x_prev [*B, N, n_k]); the head for k = L."""
+    m = problem.model
+    return x_prev @ m.weights[k].T + m.biases[k]
+
+
+@dataclass(frozen=True)
+class Path:
+    """A forward pass along binary states: every layer's input, pre-activation, P(on), head output.
+
+    ``inputs[k]`` multiplies W_k ([N, d] for k = 0, else the coded states xs[k-1]); ``a[k]`` and
+    ``p[k]`` = F(a[k]) belong to binary layer k+1; ``z`` is the head output [*B, N, K].
+    """
+
+    bits: list[Tensor]
+    xs: list[Tensor]
+    a: list[Tensor]
+    p: list[Tensor]
+    inputs: list[Tensor]
+    z: Tensor
+
+    def pdf(self, problem: Problem) -> list[Tensor]:
+        """F'(a_k) per layer."""
+        noise = problem.model.noise
+        return [noise.pdf_given(a, p) for a, p in zip(self.a, self.p, strict=True)]
+
+    def scores(self, problem: Problem) -> list[Tensor]:
+        """d log P(x_k | x_{k-1}) / d a_k per layer, at the sampled upstream states (P3)."""
+        noise = problem.model.noise
+        return [noise.score(a, p, b) for a, p, b in zip(self.a, self.p, self.bits, strict=True)]
+
+
+def _walk(problem: Problem, batch: tuple[int, ...], next_bits) -> Path:  # noqa: ANN001
+    m = problem.model
+    a0 = first_preactivation(problem)
+    a = a0.expand(*batch, *a0.shape)
+    bits, xs, As, ps = [], [], [], []
+    for k in range(m.depth):
+        if k > 0:
+            a = preactivation(problem, k, xs[-1])
+        p = m.noise.cdf(a)
+        b = next_bits(k, a, p)
+        bits.append(b)
+        xs.append(encode(b, m.coding))
+        As.append(a)
+        ps.append(p)
+    z = preactivation(problem, m.depth, xs[-1])
+    return Path(bits, xs, As, ps, [problem.X, *xs], z)
+
+
+def sample_path(problem: Problem, n_draws: int, generator: torch.Generator) -> Path:
+    """One path per draw and data point: unit on iff u < F(a), u ~ U(0, 1); [S, N, n_k]."""
+
+    def draw(k: int, a: Tensor, p: Tensor) -> Tensor:
+        return (uniforms(a.shape, generator, a) < p).to(a.dtype)
+
+    return _walk(problem, (n_draws,), draw)
+
+
+def forward(problem: Problem, bits: Sequence[Tensor]) -> Path:
+    """The path along given 0/1 states ``bits[k]`` [*B, N, n_{k+1}] (B may broadcast)."""
+    batch = tuple(bits[0].shape[:-2])
+    return _walk(problem, batch, lambda k, a, p: bits[k])
+
+
+def head_loss(problem: Problem, x_last: Tensor) -> Tensor:
+    """l(W_L x_L + b_L, y) per point, [*B, N]; x_last may be relaxed (real-valued)."""
+    return problem.model.head.loss(preactivation(problem, problem.model.depth, x_last), problem.Y)
+
+
+def head_grad(problem: Problem, z: Tensor) -> Tensor:
+    """dl/dz [*B, N, K]."""
+    return problem.model.head.grad(z, problem.Y)
+
+
+# A gradient contribution for parameter pair k: (g, inp) with g = dl/d(pre-activation) per point
+# [*B, N, n_out] and inp the input that multiplied W_k ([*B, N, n_in] or [N, n_in]), so that
+# dl/dW_k = g^T inp and dl/db_k = g. Several contributions per layer are summed.
+Contribution = tuple[Tensor, Tensor]
+
+
+def assemble(
+    problem: Problem, terms: Sequence[Sequence[Contribution]], *, per_point: bool
+) -> Tensor:
+    """Parameter gradients from logit gradients: [*B, P] averaged over the data, or per point
+    [*B, N, P] (whose mean over N is the draw's estimate). ``terms[k]`` lists layer k's parts."""
+    N = problem.n_points
+    out = []
+    for k, parts in enumerate(terms):
+        n_out, n_in = problem.model.weights[k].shape
+        gW = gb = None
+        for g, inp in parts:
+            if per_point:
+                w = (g[..., :, None] * inp[..., None, :]).reshape(*g.shape[:-1], n_out * n_in)
+                b = g
+            else:
+                inp_b = inp.expand(*g.shape[:-1], n_in)
+                w = torch.einsum("...nj,...ni->...ji", g, inp_b).reshape(*g.shape[:-2], -1) / N
+                b = g.mean(-2)
+            gW = w if gW is None else gW + w
+            gb = b if gb is None else gb + b
+        if gW is None or gb is None:
+            raise ValueError(f"no gradient contribution for layer{k}")
+        out += [gW, gb]
+    return torch.cat(out, dim=-1)
+
+
+def backprop(problem: Problem, jacobians: Sequence[Tensor], dz: Tensor) -> list[Tensor]:
+    """The straight-through recursion of spec §1.4 with proxy Jacobians D_k = dx_k/da_k:
+
+        delta_L = W_L^T dl/dz,   g_{a_k} = delta_k * D_k,   delta_{k-1} = W_k^T g_{a_k}.
+
+    Returns the logit gradients [g_{a_1}, ..., g_{a_L}] per point.
+    """
+    W = problem.model.weights
+    delta = dz @ W[-1]
+    grads: list[Tensor] = []
+    for k in range(problem.model.depth - 1, -1, -1):
+        g = delta * jacobians[k]
+        grads.append(g)
+        if k > 0:
+            delta = g @ W[k]
+    return grads[::-1]
+
+
+def layer_terms(path: Path, logit_grads: Sequence[Tensor], dz: Tensor) -> list[list[Contribution]]:
+    """One contribution per layer along ``path``: binary layers from their logit gradients, and
+    the head's pathwise gradient dl/dz (unbiased for any estimator that samples hard states)."""
+    terms = [[(g, inp)] for g, inp in zip(logit_grads, path.inputs, strict=False)]
+    terms.append([(dz, path.inputs[-1])])
+    return terms
+
+
+def enumerate_bits(widths: Sequence[int], like: Tensor) -> list[Tensor]:
+    """All joint 0/1 states of the binary layers as [C, 1, n_k] tensors (C = 2^{sum n})."""
+    from ..model import state_bits
+
+    joint = state_bits(sum(widths), dtype=like.dtype, device=like.device)
+    return [b[:, None, :] for b in torch.split(joint, list(widths), dim=1)]
+
+
+def path_log_prob(problem: Problem, bits: Sequence[Tensor], path: Path | None = None) -> Tensor:
+    """log P(path | X_n) per point, [*B, N]; exact for any symmetric noise (0 probability -> -inf)."""
+    path = forward(problem, bits) if path is None else path
+    logp = 0
+    for b, p in zip(path.bits, path.p, strict=True):
+        logp = logp + torch.log(torch.where(b == 1, p, 1 - p)).sum(-1)
+    return logp  # type: ignore[return-value]

@@ -1,0 +1,7 @@
+"""path_analytic family (in progress)."""
+
+from __future__ import annotations
+
+from .base import Estimator
+
+ESTIMATORS: list[type[Estimator]] = []
