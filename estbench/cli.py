@@ -15,6 +15,8 @@ import numpy as np
 from ._version import __version__
 from .checkpoint import load_data, model_from_checkpoint
 from .errors import EstbenchError, ModelError
+from .estimators.base import PathEstimator
+from .estimators.registry import split_specs
 from .exact import exact_gradient, parse_bytes
 from .model import CODINGS, HEADS, NOISES
 
@@ -63,13 +65,107 @@ def _cmd_exact(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry():  # noqa: ANN202
+    from .estimators.registry import default_registry
+
+    registry = default_registry()
+    for problem in registry.problems:
+        print(f"estbench: warning: {problem}", file=sys.stderr)
+    return registry
+
+
+def _reference_model():  # noqa: ANN202
+    """The seed study's 2-5-5-5-1 architecture, on which ``list`` states costs."""
+    import torch
+
+    from .model import random_sbn
+
+    return random_sbn(2, (5, 5, 5), 1, generator=torch.Generator().manual_seed(0))
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    registry = _registry()
+    model = _reference_model()
+    rows = []
+    for name, entry in registry.items():
+        cls = entry.cls
+        est = cls()
+        doc = (cls.__doc__ or "").strip().splitlines()
+        rows.append({
+            "name": name,
+            "family": cls.family,
+            "unbiased": cls.unbiased,
+            "path_estimator": isinstance(est, PathEstimator),
+            "evals_per_draw_5_5_5": est.evals_per_draw(model),
+            "hyperparameters": {k: {"default": h.default, "type": h.kind.__name__,
+                                    "choices": list(h.choices) if h.choices else None,
+                                    "help": h.help}
+                                for k, h in cls.hyperparameters.items()},
+            "reference": cls.reference,
+            "summary": doc[0] if doc else "",
+            "package": entry.source,
+            "version": entry.version,
+        })
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    header = ("name", "family", "unbiased", "evals", "parameters", "package")
+    table = [header] + [
+        (r["name"], r["family"], r["unbiased"], f"{r['evals_per_draw_5_5_5']:g}",
+         ", ".join(f"{k}={v['default']}" for k, v in r["hyperparameters"].items()) or "-",
+         f"{r['package']} {r['version']}")
+        for r in rows
+    ]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print(f"\n{len(rows)} estimators; evals = loss evaluations per draw on a 5-5-5 network. "
+          "Variants: name(key=value), e.g. concrete(tau=0.1).")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .testing import check_estimator
+
+    registry = _registry()
+    specs = [s for arg in args.estimators for s in split_specs(arg)]
+    if args.all:
+        specs += list(registry)
+    if not specs:
+        raise EstbenchError("name at least one estimator, or pass --all")
+    estimators = [registry.create(s) for s in specs]
+    failed = 0
+    for est in estimators:
+        report = check_estimator(est, n_draws=args.draws, seed=args.seed, raise_on_failure=False)
+        print(report.format() if args.verbose or not report.passed else
+              f"{report.estimator}: PASS ({len(report.results)} checks)")
+        failed += not report.passed
+    return 1 if failed else 0
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs):  # noqa: ANN001
+        super().__init__(option_strings, dest, nargs=0, help="show versions and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        from .estimators.registry import default_registry
+
+        lines = [f"estbench {__version__}"]
+        plugins = sorted({(e.source, e.version) for e in default_registry().values()
+                          if e.source != "estbench"})
+        lines += [f"plugin {dist} {version}" for dist, version in plugins]
+        print("\n".join(lines))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="estbench",
         description="Accuracy of gradient estimators for stochastic binary networks, "
                     "measured against exact gradients.",
     )
-    parser.add_argument("-V", "--version", action="version", version=f"estbench {__version__}")
+    parser.add_argument("-V", "--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -88,6 +184,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help='print {"loss": float, "grad": {"layer0": [...], ...}}')
     p.set_defaults(func=_cmd_exact)
+
+    p = sub.add_parser("list", help="every registered estimator with its metadata",
+                       description="List built-in and plugin estimators.")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser(
+        "check", help="run the conformance checks on estimators",
+        description="Shapes, determinism, zero loss, and the unbiasedness claim against exact "
+                    "gradients (estbench.testing.check_estimator). Exit 1 if any check fails.",
+    )
+    p.add_argument("estimators", nargs="*", metavar="NAME",
+                   help="estimators, e.g. st 'concrete(tau=0.1)' (comma lists allowed)")
+    p.add_argument("--all", action="store_true", help="check every registered estimator")
+    p.add_argument("--draws", type=int, default=20000,
+                   help="draws for the statistical checks (default 20000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the checks (default 0)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show every check")
+    p.set_defaults(func=_cmd_check)
     return parser
 
 

@@ -1,7 +1,264 @@
-"""path_analytic family (in progress)."""
+"""Path-analytic family: PSA and SA (Shekhovtsov, Yanush & Flach, NeurIPS 2020).
+
+Both sample one path x_1..x_L and then propagate, backwards, the effect of flipping single units:
+
+* top sensitivities: delta_{L,i} = f(x_L with unit i flipped) - f(x_L), one head evaluation per
+  unit of the last binary layer;
+* a recursion delta_{k-1,i} = sum_j C_k[j, i] delta_{k,j}, where C_k[j, i] says how much the
+  (flip) probability of unit j of layer k changes when its input i flips;
+* logit gradients g_{a_kj} = D_kj delta_kj, parameter gradients g_{W_k} = g_{a_k} x_{k-1}^T.
+
+Paths with more than one flip per layer are dropped; that is the (small) bias below the last
+binary layer. The two estimators differ only in C and D (spec §4.4, §4.5).
+
+Coding. The algorithm is stated in +-1 states, but nothing in it depends on the coding except the
+size of a flip: when input i flips, a_kj changes by W_ji (xbar_i - x_i), which is -2 W_ji x_i for
++-1 states and +-W_ji (1 - 2 b_i) for {0,1} states (``flip_step``). The logit gradients are then
+the same in both codings -- they are derivatives in the pre-activations, which are the same
+function of the parameters' action -- and the parameter gradients use the model's own inputs, so
+they are in the model's own coding (pitfall P1).
+
+Layer indices follow the model: the pairs k = 0..L-1 feed binary layer k+1, k = L is the head.
+"""
 
 from __future__ import annotations
 
-from .base import Estimator
+from typing import Any
 
-ESTIMATORS: list[type[Estimator]] = []
+import torch
+from torch import Tensor
+
+from ..model import SBN, Coding
+from .base import Estimator, PathEstimator, Problem
+from .ops import Contribution, Path
+
+
+def flip_step(bits: Tensor, coding: Coding) -> Tensor:
+    """xbar - x: the change of each unit's coded value if it flipped (1 - 2b, or 2(1 - 2b) for +-1)."""
+    step = 1 - 2 * bits
+    return step if coding == "01" else 2 * step
+
+
+def sampled_prob(bits: Tensor, p: Tensor) -> Tensor:
+    """P(x_kj = sampled state | a_kj) = F(a) if on, 1 - F(a) if off."""
+    return torch.where(bits == 1, p, 1 - p)
+
+
+def head_flips(problem: Problem, path: Path) -> tuple[Tensor, Tensor, Tensor]:
+    """Single-flip neighbours of the last binary layer, vectorised over the flipped unit.
+
+    Returns (delta_L [*B, N, n_L], z_flip [*B, n_L, N, K], step [*B, N', n_L]) with delta_L[.., i]
+    = f(x_L with unit i flipped) - f(x_L) and z_flip[.., i, :, :] the head output of that
+    neighbour. The flip index sits in front of the data dimension so that the head's targets
+    ([N] labels or [N, K] values) broadcast unchanged; the head is linear, so a neighbour's
+    output is z + W_L[:, i] (xbar_i - x_i).
+    """
+    m = problem.model
+    step = flip_step(path.bits[-1], m.coding)
+    z_flip = path.z.unsqueeze(-3) + step.movedim(-1, -2).unsqueeze(-1) * m.weights[-1].T.unsqueeze(-2)
+    f = m.head.loss(path.z, problem.Y)
+    f_flip = m.head.loss(z_flip, problem.Y)
+    return (f_flip - f.unsqueeze(-2)).movedim(-2, -1), z_flip, step
+
+
+def output_form_head_terms(problem: Problem, path: Path, z_flip: Tensor, step: Tensor
+                           ) -> list[Contribution]:
+    """The head gradient of the authors' lower-variance output form (seed study §3 item 5).
+
+    Their output layer evaluates E = f(x) + sum_i (f(x^i) - f(x)) pi_i / n_L with pi_i the
+    (detached) probability that unit i of x_L is not in its sampled state and x^i the neighbour
+    with unit i flipped. Its gradient in the head parameters is
+
+        (1 - sum_i pi_i / n_L) grad f(x) + sum_i (pi_i / n_L) grad f(x^i),
+
+    a mixture of pathwise head gradients at x and at its neighbours. Conditionally on the other
+    units, E_{x_i}[f(x) + pi_i (f(x^i) - f(x))] = E_{x_i}[f(x)], so the average over i of these
+    local expectations has the expectation of the plain pathwise gradient dl/dz x_L^T: both are
+    unbiased; this one has lower variance (it Rao-Blackwellises one unit at a time).
+    """
+    m = problem.model
+    n = m.widths[-1]
+    x = path.xs[-1]
+    dz = m.head.grad(path.z, problem.Y)  # [*B, N, K]
+    dz_flip = m.head.grad(z_flip, problem.Y)  # [*B, n_L, N, K]
+    weight = (1 - sampled_prob(path.bits[-1], path.p[-1])) / n  # [*B, N', n_L]
+    base = 1 - weight.sum(-1, keepdim=True)
+    eye = torch.eye(n, dtype=x.dtype, device=x.device)
+    terms: list[Contribution] = [(base * dz, x)]
+    for i in range(n):  # one contribution per neighbour: g = w_i dl/dz(x^i), input x^i
+        terms.append((weight[..., i : i + 1] * dz_flip[..., i, :, :], x + step[..., i : i + 1] * eye[i]))
+    return terms
+
+
+class PathAnalyticBase(PathEstimator):
+    """Shared backward recursion of PSA and SA; subclasses give the transfer C and the factor D."""
+
+    family = "path-analytic"
+    unbiased = "last layer only"
+
+    def unbiased_layers(self, model: SBN) -> frozenset[int]:
+        # The last binary layer's pair (L-1) and the head (L); below that single-flip truncation.
+        return frozenset({model.depth - 1, model.depth})
+
+    def evals_per_draw(self, model: SBN) -> float:
+        # f on the sampled path, plus f on each of the n_L single-flip neighbours of x_L (only the
+        # head is re-evaluated, but each is a loss evaluation on a complete path).
+        return 1.0 + model.widths[-1]
+
+    def bytes_per_draw(self, problem: Problem) -> int:
+        m = problem.model
+        dims = (m.input_dim, *m.widths)
+        flips = sum(dims[k] * dims[k + 1] for k in range(1, len(dims) - 1))  # [N, n_k, n_{k-1}]
+        n, K = m.widths[-1], m.out_dim
+        extra = 8 * problem.n_points * (4 * flips + 4 * n * (K + n) + 8 * n)
+        return super().bytes_per_draw(problem) + extra
+
+    # ---- the two ingredients --------------------------------------------------------------
+
+    def transfer(self, sign: Tensor, F0: Tensor, F_flip: Tensor, prob: Tensor) -> Tensor:
+        """C[.., j, i] from the unit's sign s_j = +-1, F(a_j) [.., j, 1], F(a_j with input i
+        flipped) [.., j, i] and P(sampled state of j) [.., j, 1]."""
+        raise NotImplementedError
+
+    def factor(self, sign: Tensor, pdf: Tensor, prob: Tensor) -> Tensor:
+        """D_j: the logit gradient per unit sensitivity."""
+        raise NotImplementedError
+
+    # ---- the recursion ----------------------------------------------------------------------
+
+    def path_terms(self, problem: Problem, path: Path, context: Any = None
+                   ) -> list[list[Contribution]]:
+        m = problem.model
+        noise = m.noise
+        delta, z_flip, step = head_flips(problem, path)
+        pdfs = path.pdf(problem)
+        grads: list[Tensor] = [delta] * m.depth  # placeholders, overwritten below
+        for k in range(m.depth - 1, -1, -1):
+            sign = 2 * path.bits[k] - 1
+            prob = sampled_prob(path.bits[k], path.p[k])
+            grads[k] = self.factor(sign, pdfs[k], prob) * delta
+            if k == 0:
+                break  # the first binary layer reads the real input: no input flips
+            # a_kj if input i (a unit of binary layer k, i.e. bits[k-1]) flipped: [.., j, i]
+            in_step = flip_step(path.bits[k - 1], m.coding)
+            a_flip = path.a[k].unsqueeze(-1) + m.weights[k] * in_step.unsqueeze(-2)
+            C = self.transfer(sign.unsqueeze(-1), path.p[k].unsqueeze(-1), noise.cdf(a_flip),
+                              prob.unsqueeze(-1))
+            delta = torch.einsum("...ji,...j->...i", C, delta)
+        terms: list[list[Contribution]] = [
+            [(g, inp)] for g, inp in zip(grads, path.inputs, strict=False)
+        ]
+        terms.append(output_form_head_terms(problem, path, z_flip, step))
+        return terms
+
+
+class PSA(PathAnalyticBase):
+    """PSA, path sample-analytic (the authors' "SAH"): the exact gradient of a single-flip
+    expansion of E[f] along the sampled path.
+
+    Approximates the gradient of J = E[f(x_L)] in every parameter. With s_kj = +-1 the sign of
+    the sampled state, pi_kj = F(-s_kj a_kj) the probability of the state not sampled and
+    pi^(i)_kj the same with input i flipped (a_kj + W_k,ji (xbar_i - x_i)):
+
+        delta_{L,i}   = f(x_L with unit i flipped) - f(x_L)
+        delta_{k-1,i} = sum_j (pi^(i)_kj - pi_kj) delta_kj = sum_j s_kj (F(a_kj) - F(a^(i)_kj)) delta_kj
+        g_{a_kj}      = d pi_kj / d a_kj delta_kj = -s_kj F'(a_kj) delta_kj,
+
+    g_{W_k} = g_{a_k} x_{k-1}^T, g_{b_k} = g_{a_k}. Linearising F(a^(i)) - F(a) and the top
+    differences turns this into principled ST (the paper's "deep ST" remark).
+
+    Head: the authors' lower-variance output form (``output_form_head_terms``), chosen because the
+    benchmark reproduces PSA "as the authors implement it" (seed study §3 item 5); it has the
+    same expectation as the plain pathwise head gradient dl/dz x_L^T, and the same gradients in
+    the binary layers.
+
+    Requires: a symmetric noise F with density F' (any of the model's noises), a linear head
+    (for the n_L neighbour evaluations), either coding; f only on the cube.
+
+    Bias: exact in expectation for the last binary layer (pair L-1; it equals the local
+    expectation gradient there) and the head, hence exactly unbiased for L = 1. Additionally
+    exact at pair L-2 when n_L = 1 [spec §4.4, checked in the tests]. Biased below (only
+    single-flip paths are kept); 3-5 % relative on the seed networks, up to tens of % on random
+    nets with weight scale 1.3-1.5.
+
+    Cost: 1 + n_L loss evaluations per draw (the sampled path, and the head on each single-flip
+    neighbour of x_L); the backward pass costs sum_k n_k n_{k-1} evaluations of F -- not a matmul.
+
+    Reference: A. Shekhovtsov, V. Yanush & P. Flach, "Path sample-analytic gradient estimators
+    for stochastic binary networks", NeurIPS 2020, arXiv 2006.03143.
+
+    Verification: checked against the authors' code (shekhovt/PSA-Neurips2020,
+    gradeval/model.py ``fw_SAH``; models/sah_functions.py ``linear_binary_inner_SAH``,
+    ``binary_out_SAH_vec``): their value-zero q tensors carry d q'_j = d Delta_0j +
+    sum_i (Delta_ij - Delta_0j) d q_i with Delta_ij = -y_j sigmoid(a_j - 2 w_ji x_i), i.e. the
+    recursion above with F = sigmoid; the output layer is the form above with p_out detached.
+    The exact expectation (path enumeration) reproduces the seed networks' stored
+    ``psa_expected_grad_layer{k}`` (computed with the authors' code, {0,1} coding) to 1e-10 and
+    the E PSA row of spec §5.3. The paper body could not be read here (abstract only), so the
+    correspondence to the paper's equations is through the authors' code. General F (sigmoid ->
+    F, sigmoid' -> F') is spec-derived; its last-layer exactness is checked for all three noises.
+    """
+
+    name = "psa"
+    reference = "Shekhovtsov, Yanush & Flach, NeurIPS 2020, arXiv 2006.03143"
+
+    def transfer(self, sign: Tensor, F0: Tensor, F_flip: Tensor, prob: Tensor) -> Tensor:
+        return sign * (F0 - F_flip)
+
+    def factor(self, sign: Tensor, pdf: Tensor, prob: Tensor) -> Tensor:
+        return -sign * pdf
+
+
+class SA(PathAnalyticBase):
+    """SA, sample-analytic with t = 0 (the authors' ``fw_SA`` with t = 0, "SA-t=0"): like PSA but
+    with a common-noise (coupled) flip model and importance weighting by the sampled state.
+
+    With s_kj, a^(i)_kj as in PSA and P_kj = F(s_kj a_kj) the probability of the sampled state:
+
+        delta_{L,i}   = f(x_L with unit i flipped) - f(x_L)
+        delta_{k-1,i} = sum_j [s_kj (F(a_kj) - F(a^(i)_kj))]_+ / P_kj * delta_kj
+        g_{a_kj}      = -s_kj F'(a_kj) / (2 P_kj) * delta_kj.
+
+    The transfer coefficient is the probability that unit j flips when input i flips, given its
+    sampled state, when the unit keeps its noise z_kj (it is the authors' y (F(a) - F(a^(i)))
+    1[y (a^(i) - a) < 0] / P; for monotone F the indicator is the positive part). Head: the same
+    output form as PSA (the authors' SA output layer calls the PSA one).
+
+    Requires: as PSA. Paths of probability 0 (uniform noise) get 0 instead of 0/0.
+
+    Bias: exact in expectation for the last binary layer and the head (so exact for L = 1);
+    additionally exact at pair L-2 when n_L <= 2 (spec §4.5; its mean there is a trapezoid
+    rule over a multilinear expectation) -- checked in the tests. Biased below, usually much
+    less than PSA (spec §4.5: 0.08-13 % against PSA's 0.4-73 % on random nets).
+
+    Cost: as PSA, 1 + n_L loss evaluations per draw.
+
+    Reference: Shekhovtsov, Yanush & Flach, NeurIPS 2020 (arXiv 2006.03143), the authors' code.
+
+    Verification: transcribed from the authors' code (shekhovt/PSA-Neurips2020,
+    gradeval/model.py ``fw_SA`` at t = 0: Delta_0 = (F(a).detach() - F(a)) y / 2, Delta_i =
+    y (F(a) - F(a_i)) 1[(a_i - a) y < 0], p = (Delta_0 (1 - sum q) + Delta_i q) / P with P
+    detached; gradeval/test_grad1.py runs it as "SA-t=0"). The exact expectation reproduces the
+    E SA (t = 0) row of spec §5.3. Whether this is the paper's SA could not be checked (paper
+    body not available). The t > 0 variant is NOT implemented: it samples from a smoothed CDF
+    F_t (logistic convolved with U[-t, t]) instead of the model's F while keeping sigmoid' in
+    the gradient, so it is an estimator for a different model, and what it estimates is not
+    documented in what could be read (UNVERIFIED, spec §4.5).
+    """
+
+    name = "sa"
+    reference = "Shekhovtsov, Yanush & Flach, NeurIPS 2020, arXiv 2006.03143 (authors' code)"
+
+    def transfer(self, sign: Tensor, F0: Tensor, F_flip: Tensor, prob: Tensor) -> Tensor:
+        return (sign * (F0 - F_flip)).clamp_min(0) * _safe_inverse(prob)
+
+    def factor(self, sign: Tensor, pdf: Tensor, prob: Tensor) -> Tensor:
+        return -0.5 * sign * pdf * _safe_inverse(prob)
+
+
+def _safe_inverse(prob: Tensor) -> Tensor:
+    """1/P, and 0 where P = 0 (a state of probability 0 carries no weight in any expectation)."""
+    return torch.where(prob > 0, 1 / prob, torch.zeros_like(prob))
+
+
+ESTIMATORS: list[type[Estimator]] = [PSA, SA]

@@ -1,0 +1,1 @@
+"""Example estbench plugin: see estimators.py."""

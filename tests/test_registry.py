@@ -1,0 +1,140 @@
+"""The registry: spelling of variants, clear errors, plugins (loading, failures, duplicates)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from estbench.estimators import (
+    DuplicateEstimatorError,
+    EstimatorError,
+    Registry,
+    build_registry,
+    parse_spec,
+    split_specs,
+)
+from estbench.estimators import registry as registry_module
+from estbench.estimators.score import Reinforce
+
+
+def test_parse_specs():
+    assert parse_spec("concrete(tau=0.1)") == ("concrete", {"tau": 0.1})
+    assert parse_spec(" rloo( k = 4 ) ") == ("rloo", {"k": 4})
+    assert parse_spec("reinforce(baseline=frozen, c='x')") == ("reinforce", {"baseline": "frozen", "c": "x"})
+    assert split_specs("st,psa,concrete(tau=0.1),reinforce(baseline=constant, c=1)") == [
+        "st", "psa", "concrete(tau=0.1)", "reinforce(baseline=constant, c=1)"]
+    with pytest.raises(EstimatorError, match="parameters are key=value"):
+        parse_spec("concrete(0.1)")
+
+
+def test_variants_are_configured_instances():
+    reg = build_registry(plugins=False)
+    est = reg.create("reinforce(baseline=constant, c=2)")
+    assert isinstance(est, Reinforce)
+    assert est.params == {"baseline": "constant", "c": 2.0, "warmup": 100}
+    assert est.spec == "reinforce(baseline=constant, c=2.0)"
+    assert reg.create("reinforce").spec == "reinforce"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("reinforc", r"unknown estimator 'reinforc'; did you mean reinforce\?"),
+        ("reinforce(baseline=frozn)", r"baseline must be one of none, constant, oracle, frozen; got 'frozn'"),
+        ("reinforce(basline=frozen)", r"unknown parameter 'basline'; did you mean baseline\?"),
+        ("reinforce(warmup=0)", r"warmup must be >= 1, got 0"),
+        ("reinforce(c=abc)", r"parameter c must be float, got 'abc'"),
+    ],
+)
+def test_bad_specs_are_clear_errors(spec, message):
+    with pytest.raises(EstimatorError, match=message):
+        build_registry(plugins=False).create(spec)
+
+
+@dataclass
+class FakeDist:
+    name: str
+    version: str
+
+
+class FakeEntryPoint:
+    def __init__(self, name: str, value: str, dist: str, loader):  # noqa: ANN001
+        self.name, self.value, self.dist, self._loader = name, value, FakeDist(dist, "1.2"), loader
+
+    def load(self):  # noqa: ANN201
+        return self._loader()
+
+
+def _with_entry_points(monkeypatch, eps):  # noqa: ANN001
+    monkeypatch.setattr(registry_module.importlib.metadata, "entry_points",
+                        lambda group: eps if group == registry_module.GROUP else [])
+
+
+class Renamed(Reinforce):
+    name = "my-reinforce"
+
+
+class Clash(Reinforce):
+    name = "st"
+
+
+def _broken():  # noqa: ANN202
+    raise ImportError("No module named 'scipy_special_thing'")
+
+
+def test_plugins_load_and_a_broken_one_is_reported(monkeypatch):
+    _with_entry_points(monkeypatch, [
+        FakeEntryPoint("my-reinforce", "pkg.mod:Renamed", "good-pkg", lambda: Renamed),
+        FakeEntryPoint("broken", "bad.mod:X", "bad-pkg", _broken),
+        FakeEntryPoint("not-a-class", "pkg.mod:f", "odd-pkg", lambda: len),
+        FakeEntryPoint("other-name", "pkg.mod:Renamed", "misnamed-pkg", lambda: Renamed),
+    ])
+    reg = build_registry(plugins=True)
+    assert reg["my-reinforce"].source == "good-pkg" and reg["my-reinforce"].version == "1.2"
+    assert "reinforce" in reg and "st" in reg  # built-ins keep working
+    problems = "\n".join(reg.problems)
+    assert "plugin 'broken' from package bad-pkg 1.2 failed to import (bad.mod:X): ImportError" in problems
+    assert "odd-pkg" in problems and "not an estbench Estimator subclass" in problems
+    assert "misnamed-pkg" in problems and "differs from the estimator's name 'my-reinforce'" in problems
+
+
+def test_duplicate_names_are_errors_naming_both_sources(monkeypatch):
+    _with_entry_points(monkeypatch, [FakeEntryPoint("st", "clash.mod:Clash", "clash-pkg", lambda: Clash)])
+    with pytest.raises(DuplicateEstimatorError) as info:
+        build_registry(plugins=True)
+    msg = str(info.value)
+    assert "'st' is registered twice: by estbench" in msg and "by clash-pkg" in msg
+    assert "ESTBENCH_DISABLE_PLUGINS=1" in msg
+    assert "st" in build_registry(plugins=False)
+
+
+def test_disable_plugins_env(monkeypatch):
+    _with_entry_points(monkeypatch, [FakeEntryPoint("my-reinforce", "m:R", "good-pkg", lambda: Renamed)])
+    monkeypatch.setenv("ESTBENCH_DISABLE_PLUGINS", "1")
+    assert "my-reinforce" not in build_registry()
+    monkeypatch.setenv("ESTBENCH_DISABLE_PLUGINS", "0")
+    assert "my-reinforce" in build_registry()
+
+
+def test_registry_is_a_sorted_mapping_with_validated_names():
+    reg = Registry()
+    reg.register(Reinforce)
+
+    class Bad(Reinforce):
+        name = "Bad Name"
+
+    with pytest.raises(EstimatorError, match="must match"):
+        reg.register(Bad)
+    assert list(reg) == ["reinforce"] and len(reg) == 1
+    reg.unregister("reinforce")
+    assert "reinforce" not in reg
+
+
+def test_example_plugin_is_installed_and_listed():
+    """CI installs examples/estbench-example-plugin; it is discovered through its entry point."""
+    reg = build_registry(plugins=True)
+    entry = reg["reinforce-batch-baseline"]
+    assert entry.source == "estbench-example-plugin" and not reg.problems
+    assert sys.modules[entry.cls.__module__].__name__ == "estbench_example.estimators"
