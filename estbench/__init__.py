@@ -12,9 +12,9 @@ from .model import (
     NOISES,
     SBN,
     convert_coding,
-    random_sbn,
     flatten_layer,
     flatten_layers,
+    random_sbn,
     state_bits,
     unflatten_layer,
 )

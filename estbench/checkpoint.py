@@ -34,12 +34,20 @@ class Checkpoint:
     path: Path | None = None
 
     def model(
-        self, *, coding: str = "01", noise: str = "logistic", head: str = "logistic",
+        self,
+        *,
+        coding: str = "01",
+        noise: str = "logistic",
+        head: str = "logistic",
         dtype: torch.dtype = torch.float64,
     ) -> SBN:
         try:
             return SBN.from_arrays(
-                self.weights, self.biases, coding=check_coding(coding), noise=noise, head=head,
+                self.weights,
+                self.biases,
+                coding=check_coding(coding),
+                noise=noise,
+                head=head,
                 dtype=dtype,
             )
         except ModelError as e:
@@ -94,20 +102,26 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                     f"W{depth}, b{depth})"
                 )
     if depth < 1:
-        raise CheckpointError(f"{path}: needs at least one binary layer and a head (W0, b0, W1, b1)")
+        raise CheckpointError(
+            f"{path}: needs at least one binary layer and a head (W0, b0, W1, b1)"
+        )
 
     weights, biases = [], []
     for k in range(depth + 1):
         W, b = params[("W", k)], params[("b", k)]
         if W.ndim != 2:
-            raise CheckpointError(f"{path}: key W{k} has shape {_shape(W)}, expected a 2-d [out, in]")
+            raise CheckpointError(
+                f"{path}: key W{k} has shape {_shape(W)}, expected a 2-d [out, in]"
+            )
         if k > 0 and W.shape[1] != weights[-1].shape[0]:
             raise CheckpointError(
                 f"{path}: key W{k} has shape {_shape(W)}, expected [{W.shape[0]}, "
                 f"{weights[-1].shape[0]}] (W{k - 1} has {weights[-1].shape[0]} outputs)"
             )
         if b.shape != (W.shape[0],):
-            raise CheckpointError(f"{path}: key b{k} has shape {_shape(b)}, expected [{W.shape[0]}]")
+            raise CheckpointError(
+                f"{path}: key b{k} has shape {_shape(b)}, expected [{W.shape[0]}]"
+            )
         for key, a in ((f"W{k}", W), (f"b{k}", b)):
             if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
                 raise CheckpointError(f"{path}: key {key} must hold finite numbers")
@@ -116,8 +130,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
     X, Y = arrays.get("X"), arrays.get("Y")
     if (X is None) != (Y is None):
-        raise CheckpointError(f"{path}: has {'X' if Y is None else 'Y'} without "
-                              f"{'Y' if Y is None else 'X'}; data needs both keys")
+        raise CheckpointError(
+            f"{path}: has {'X' if Y is None else 'Y'} without "
+            f"{'Y' if Y is None else 'X'}; data needs both keys"
+        )
     if X is not None and Y is not None:
         d = weights[0].shape[1]
         if X.ndim != 2 or X.shape[1] != d:
@@ -143,13 +159,16 @@ def load_data(path: str | Path) -> tuple[Tensor, Tensor]:
         raise CheckpointError(f"{path}: not a readable .npz file ({e})") from None
     if X.ndim != 2 or Y.ndim not in (1, 2) or Y.shape[0] != X.shape[0]:
         raise CheckpointError(
-            f"{path}: key X has shape {_shape(X)} and Y {_shape(Y)}; expected [N, d] and [N] or [N, k]"
+            f"{path}: key X has shape {_shape(X)} and Y {_shape(Y)}; "
+            f"expected [N, d] and [N] or [N, k]"
         )
     return torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(Y, dtype=torch.float64)
 
 
 def save_checkpoint(
-    path: str | Path, model: SBN, X: Tensor | np.ndarray | None = None,
+    path: str | Path,
+    model: SBN,
+    X: Tensor | np.ndarray | None = None,
     Y: Tensor | np.ndarray | None = None,
 ) -> None:
     """Write ``model`` (and data) in the checkpoint layout; atomic (temp file, then rename)."""
@@ -170,7 +189,11 @@ def save_checkpoint(
 
 
 def model_from_checkpoint(
-    path: str | Path, *, coding: str = "01", noise: str = "logistic", head: str = "logistic",
+    path: str | Path,
+    *,
+    coding: str = "01",
+    noise: str = "logistic",
+    head: str = "logistic",
 ) -> tuple[SBN, Checkpoint]:
     """Load a checkpoint and build its model (validating coding, noise and head names)."""
     get_noise(noise), get_head(head), check_coding(coding)

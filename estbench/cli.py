@@ -29,12 +29,24 @@ def _bytes_arg(text: str) -> int:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--coding", choices=CODINGS, default="01",
-                   help="state coding of the binary units (default: 01, as the seed networks)")
-    p.add_argument("--noise", choices=list(NOISES), default="logistic",
-                   help="noise whose CDF gives P(on) (default: logistic)")
-    p.add_argument("--head", choices=list(HEADS), default="logistic",
-                   help="loss on the linear read-out (default: logistic NLL, labels +-1)")
+    p.add_argument(
+        "--coding",
+        choices=CODINGS,
+        default="01",
+        help="state coding of the binary units (default: 01, as the seed networks)",
+    )
+    p.add_argument(
+        "--noise",
+        choices=list(NOISES),
+        default="logistic",
+        help="noise whose CDF gives P(on) (default: logistic)",
+    )
+    p.add_argument(
+        "--head",
+        choices=list(HEADS),
+        default="logistic",
+        help="loss on the linear read-out (default: logistic NLL, labels +-1)",
+    )
 
 
 def _cmd_exact(args: argparse.Namespace) -> int:
@@ -59,7 +71,9 @@ def _cmd_exact(args: argparse.Namespace) -> int:
     print(f"exact objective  {float(result.loss):.17g}")
     with np.printoptions(precision=10, linewidth=100, floatmode="maxprec_equal"):
         for name, (gW, gb), v in zip(model.layer_names, result.grads, vectors, strict=True):
-            print(f"\n{name}  dW {list(gW.shape)}  db {list(gb.shape)}  |g| = {float(v.norm()):.6e}")
+            print(
+                f"\n{name}  dW {list(gW.shape)}  db {list(gb.shape)}  |g| = {float(v.norm()):.6e}"
+            )
             print(f"  dW = {np.array2string(gW.numpy(), prefix='  dW = ')}")
             print(f"  db = {np.array2string(gb.numpy(), prefix='  db = ')}")
     return 0
@@ -91,37 +105,51 @@ def _cmd_list(args: argparse.Namespace) -> int:
         cls = entry.cls
         est = cls()
         doc = (cls.__doc__ or "").strip().splitlines()
-        rows.append({
-            "name": name,
-            "family": cls.family,
-            "unbiased": cls.unbiased,
-            "path_estimator": isinstance(est, PathEstimator),
-            "evals_per_draw_5_5_5": est.evals_per_draw(model),
-            "hyperparameters": {k: {"default": h.default, "type": h.kind.__name__,
-                                    "choices": list(h.choices) if h.choices else None,
-                                    "help": h.help}
-                                for k, h in cls.hyperparameters.items()},
-            "reference": cls.reference,
-            "summary": doc[0] if doc else "",
-            "package": entry.source,
-            "version": entry.version,
-        })
+        rows.append(
+            {
+                "name": name,
+                "family": cls.family,
+                "unbiased": cls.unbiased,
+                "path_estimator": isinstance(est, PathEstimator),
+                "evals_per_draw_5_5_5": est.evals_per_draw(model),
+                "hyperparameters": {
+                    k: {
+                        "default": h.default,
+                        "type": h.kind.__name__,
+                        "choices": list(h.choices) if h.choices else None,
+                        "help": h.help,
+                    }
+                    for k, h in cls.hyperparameters.items()
+                },
+                "reference": cls.reference,
+                "summary": doc[0] if doc else "",
+                "package": entry.source,
+                "version": entry.version,
+            }
+        )
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     header = ("name", "family", "unbiased", "evals", "parameters", "package")
     table = [header] + [
-        (r["name"], r["family"], r["unbiased"], f"{r['evals_per_draw_5_5_5']:g}",
-         ", ".join(f"{k}={v['default']}" for k, v in r["hyperparameters"].items()) or "-",
-         f"{r['package']} {r['version']}")
+        (
+            r["name"],
+            r["family"],
+            r["unbiased"],
+            f"{r['evals_per_draw_5_5_5']:g}",
+            ", ".join(f"{k}={v['default']}" for k, v in r["hyperparameters"].items()) or "-",
+            f"{r['package']} {r['version']}",
+        )
         for r in rows
     ]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    print(f"\n{len(rows)} estimators; evals = loss evaluations per draw on a 5-5-5 network. "
-          "Variants: name(key=value), e.g. concrete(tau=0.1).")
+    print(
+        f"\n{len(rows)} estimators; evals = loss evaluations per draw on a 5-5-5 network. "
+        "Variants: name(key=value), e.g. concrete(tau=0.1)."
+    )
     return 0
 
 
@@ -138,8 +166,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     failed = 0
     for est in estimators:
         report = check_estimator(est, n_draws=args.draws, seed=args.seed, raise_on_failure=False)
-        print(report.format() if args.verbose or not report.passed else
-              f"{report.estimator}: PASS ({len(report.results)} checks)")
+        print(
+            report.format()
+            if args.verbose or not report.passed
+            else f"{report.estimator}: PASS ({len(report.results)} checks)"
+        )
         failed += not report.passed
     return 1 if failed else 0
 
@@ -152,8 +183,9 @@ class _VersionAction(argparse.Action):
         from .estimators.registry import default_registry
 
         lines = [f"estbench {__version__}"]
-        plugins = sorted({(e.source, e.version) for e in default_registry().values()
-                          if e.source != "estbench"})
+        plugins = sorted(
+            {(e.source, e.version) for e in default_registry().values() if e.source != "estbench"}
+        )
         lines += [f"plugin {dist} {version}" for dist, version in plugins]
         print("\n".join(lines))
         parser.exit()
@@ -163,43 +195,63 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="estbench",
         description="Accuracy of gradient estimators for stochastic binary networks, "
-                    "measured against exact gradients.",
+        "measured against exact gradients.",
     )
     parser.add_argument("-V", "--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
-        "exact", help="exact objective and per-layer gradients of a checkpoint",
+        "exact",
+        help="exact objective and per-layer gradients of a checkpoint",
         description="Print the exact expected loss and its gradient for every layer "
-                    "(concat(vec W_k, b_k); layer L is the head), by layer-wise enumeration.",
+        "(concat(vec W_k, b_k); layer L is the head), by layer-wise enumeration.",
     )
-    p.add_argument("--checkpoint", required=True, metavar="FILE.npz",
-                   help="network as keys W0, b0, ..., WL, bL (+ X, Y)")
-    p.add_argument("--data", metavar="FILE.npz",
-                   help="take X, Y from this file instead of the checkpoint")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="FILE.npz",
+        help="network as keys W0, b0, ..., WL, bL (+ X, Y)",
+    )
+    p.add_argument(
+        "--data", metavar="FILE.npz", help="take X, Y from this file instead of the checkpoint"
+    )
     _add_model_options(p)
-    p.add_argument("--memory-budget", type=_bytes_arg, default=None, metavar="SIZE",
-                   help="refuse above this much memory, e.g. 2GiB (default: "
-                        "$ESTBENCH_MEMORY_BUDGET or 1GiB)")
-    p.add_argument("--json", action="store_true",
-                   help='print {"loss": float, "grad": {"layer0": [...], ...}}')
+    p.add_argument(
+        "--memory-budget",
+        type=_bytes_arg,
+        default=None,
+        metavar="SIZE",
+        help="refuse above this much memory, e.g. 2GiB (default: $ESTBENCH_MEMORY_BUDGET or 1GiB)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help='print {"loss": float, "grad": {"layer0": [...], ...}}'
+    )
     p.set_defaults(func=_cmd_exact)
 
-    p = sub.add_parser("list", help="every registered estimator with its metadata",
-                       description="List built-in and plugin estimators.")
+    p = sub.add_parser(
+        "list",
+        help="every registered estimator with its metadata",
+        description="List built-in and plugin estimators.",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser(
-        "check", help="run the conformance checks on estimators",
+        "check",
+        help="run the conformance checks on estimators",
         description="Shapes, determinism, zero loss, and the unbiasedness claim against exact "
-                    "gradients (estbench.testing.check_estimator). Exit 1 if any check fails.",
+        "gradients (estbench.testing.check_estimator). Exit 1 if any check fails.",
     )
-    p.add_argument("estimators", nargs="*", metavar="NAME",
-                   help="estimators, e.g. st 'concrete(tau=0.1)' (comma lists allowed)")
+    p.add_argument(
+        "estimators",
+        nargs="*",
+        metavar="NAME",
+        help="estimators, e.g. st 'concrete(tau=0.1)' (comma lists allowed)",
+    )
     p.add_argument("--all", action="store_true", help="check every registered estimator")
-    p.add_argument("--draws", type=int, default=20000,
-                   help="draws for the statistical checks (default 20000)")
+    p.add_argument(
+        "--draws", type=int, default=20000, help="draws for the statistical checks (default 20000)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the checks (default 0)")
     p.add_argument("-v", "--verbose", action="store_true", help="show every check")
     p.set_defaults(func=_cmd_check)

@@ -5,7 +5,8 @@ The chain x_0 -> x_1 -> ... -> x_L is Markov, so with the transition tables
 
     T_k[s, t] = P(x_k = t | x_{k-1} = s) = prod_j F(+-a_kj(s))      (sign: state t's bit j)
 
-the marginals P_1[n, t] = P(x_1 = t | X_n) and P_k = P_{k-1} T_k give J = mean_n sum_t P_L[n, t] l_t.
+the marginals P_1[n, t] = P(x_1 = t | X_n) and P_k = P_{k-1} T_k give
+J = mean_n sum_t P_L[n, t] l_t.
 The backward pass is the reverse sweep D_{k-1} = D_k T_k^T with D_L = dJ/dP_L, and the gradient of
 the pre-activations of layer k at upstream state s is
 
@@ -33,8 +34,21 @@ from .errors import MemoryBudgetError, ModelError
 from .model import SBN, encode, flatten_layers, state_bits
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes; override with ESTBENCH_MEMORY_BUDGET or the argument
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6,
-          "mib": 1 << 20, "g": 1 << 30, "gb": 10**9, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kb": 1000,
+    "kib": 1 << 10,
+    "m": 1 << 20,
+    "mb": 10**6,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gb": 10**9,
+    "gib": 1 << 30,
+    "t": 1 << 40,
+    "tib": 1 << 40,
+}
 
 
 def parse_bytes(text: str | int) -> int:
@@ -43,7 +57,9 @@ def parse_bytes(text: str | int) -> int:
         return text
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
     if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(f"cannot read {text!r} as a size in bytes (examples: 2GiB, 512MiB, 1000000)")
+        raise ValueError(
+            f"cannot read {text!r} as a size in bytes (examples: 2GiB, 512MiB, 1000000)"
+        )
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
@@ -76,7 +92,11 @@ class ExactPlan:
 
 
 def plan_exact(
-    widths: tuple[int, ...], n_points: int, out_dim: int, *, itemsize: int = 8,
+    widths: tuple[int, ...],
+    n_points: int,
+    out_dim: int,
+    *,
+    itemsize: int = 8,
     memory_budget: int | None = None,
 ) -> ExactPlan:
     """Estimate the memory of an exact computation and choose table blocks within the budget.
@@ -156,7 +176,11 @@ def _workspace(plan: ExactPlan, sizes: list[int], like: Tensor) -> tuple[Tensor,
 
 
 def exact_gradient(
-    model: SBN, X: Tensor, Y: Tensor, *, memory_budget: int | None = None,
+    model: SBN,
+    X: Tensor,
+    Y: Tensor,
+    *,
+    memory_budget: int | None = None,
     with_grad: bool = True,
 ) -> ExactResult:
     """Exact J = mean_n E[l] and dJ/dtheta for every (W_k, b_k), by layer-wise enumeration.
@@ -167,12 +191,15 @@ def exact_gradient(
     X = torch.as_tensor(X, dtype=model.dtype, device=model.device)
     if X.dim() != 2 or X.shape[1] != model.input_dim:
         raise ModelError(f"X must have shape [N, {model.input_dim}], got {list(X.shape)}")
-    y = model.head.targets(torch.as_tensor(Y, dtype=model.dtype, device=model.device), model.out_dim)
+    y = model.head.targets(
+        torch.as_tensor(Y, dtype=model.dtype, device=model.device), model.out_dim
+    )
     if y.shape[0] != X.shape[0]:
         raise ModelError(f"X has {X.shape[0]} points but the targets have {y.shape[0]}")
     N, L, noise = X.shape[0], model.depth, model.noise
-    plan = plan_exact(model.widths, N, model.out_dim,
-                      itemsize=X.element_size(), memory_budget=memory_budget)
+    plan = plan_exact(
+        model.widths, N, model.out_dim, itemsize=X.element_size(), memory_budget=memory_budget
+    )
     sizes = [2**n for n in model.widths]
     bits = [state_bits(n, dtype=X.dtype, device=X.device) for n in model.widths]
     states = [encode(b, model.coding) for b in bits]
@@ -207,7 +234,8 @@ def exact_gradient(
 
     # ---- backward ----
     # Subtracting each point's expected loss leaves the gradient unchanged (sum_t P_L[n, t] = 1)
-    # and removes the common offset from every message, which keeps the differences G+ - G- accurate.
+    # and removes the common offset from every message, which keeps the differences G+ - G-
+    # accurate.
     D = (loss_table - loss_per_point[:, None]) / N
     q = torch.einsum("ns,snk->sk", P[-1], model.head.grad(Zn, y)) / N
     grads = [(q.T @ states[-1], q.sum(0))]

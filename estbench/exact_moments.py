@@ -47,8 +47,12 @@ def path_count(problem: Problem) -> int:
 
 
 def path_moments(
-    estimator: PathEstimator, problem: Problem, *, context: Any = None,
-    max_paths: int = DEFAULT_MAX_PATHS, memory_budget: int | None = None,
+    estimator: PathEstimator,
+    problem: Problem,
+    *,
+    context: Any = None,
+    max_paths: int = DEFAULT_MAX_PATHS,
+    memory_budget: int | None = None,
 ) -> PathMoments:
     """Exact E[g] and Var[g] of one draw of ``estimator`` (given ``context``, see ``prepare``)."""
     if not isinstance(estimator, PathEstimator):
@@ -85,8 +89,9 @@ def path_moments(
     return PathMoments(mean, variance.clamp_min(0), problem)
 
 
-def _weighted_moments(problem: Problem, terms: list[list[tuple[Tensor, Tensor]]], weight: Tensor
-                      ) -> tuple[Tensor, Tensor]:
+def _weighted_moments(
+    problem: Problem, terms: list[list[tuple[Tensor, Tensor]]], weight: Tensor
+) -> tuple[Tensor, Tensor]:
     """Per point: sum_x w g_n(x) and sum_x w g_n(x)^2, [N, P], without materialising g.
 
     A layer's estimate is sum_t g_t (x) inp_t (outer product) and g_t; the square of a sum of
@@ -96,13 +101,16 @@ def _weighted_moments(problem: Problem, terms: list[list[tuple[Tensor, Tensor]]]
     firsts, seconds = [], []
     for parts in terms:
         shape = weight.shape
-        parts = [(g.expand(*shape, g.shape[-1]), inp.expand(*shape, inp.shape[-1]))
-                 for g, inp in parts]
+        parts = [
+            (g.expand(*shape, g.shape[-1]), inp.expand(*shape, inp.shape[-1])) for g, inp in parts
+        ]
         wg = [weight[..., None] * g for g, _ in parts]
-        fW = sum(torch.einsum("xnj,xni->nji", w, inp) for w, (_, inp) in zip(wg, parts, strict=True))
+        fW = sum(
+            torch.einsum("xnj,xni->nji", w, inp) for w, (_, inp) in zip(wg, parts, strict=True)
+        )
         fb = sum(w.sum(0) for w in wg)
         sW = sb = 0
-        for t, (g1, i1) in enumerate(parts):
+        for t, (_, i1) in enumerate(parts):
             for u, (g2, i2) in enumerate(parts):
                 if u < t:
                     continue

@@ -68,7 +68,7 @@ def z_scores(draws: Tensor, g: Tensor, *, atol: float = 1e-12) -> Tensor:
 
 
 def bonferroni_critical(d: int, alpha: float) -> float:
-    """Two-sided per-coordinate threshold so that max_i |z_i| exceeds it with probability <= alpha."""
+    """Two-sided per-coordinate threshold: max_i |z_i| exceeds it with probability <= alpha."""
     return NormalDist().inv_cdf(1 - alpha / (2 * max(d, 1)))
 
 
@@ -112,14 +112,22 @@ class UnbiasednessTest:
         return self.z_max < self.z_critical and self.ratio < self.aggregate_threshold
 
     def describe(self) -> str:
-        return (f"max|z| = {self.z_max:.2f} (critical {self.z_critical:.2f}), "
-                f"B/SE(B) = {self.ratio:.2f} (critical {self.aggregate_threshold:.2f}), "
-                f"S = {self.n_draws}")
+        return (
+            f"max|z| = {self.z_max:.2f} (critical {self.z_critical:.2f}), "
+            f"B/SE(B) = {self.ratio:.2f} (critical {self.aggregate_threshold:.2f}), "
+            f"S = {self.n_draws}"
+        )
 
 
 def unbiasedness_test(draws: Tensor, g: Tensor, *, alpha: float = 1e-3) -> UnbiasednessTest:
     """Test E[draws] = g; false-fail rate <= 2 alpha (alpha for each of the two parts)."""
     z = z_scores(draws, g)
     sb = squared_bias(draws, g)
-    return UnbiasednessTest(float(z.abs().max()), bonferroni_critical(g.numel(), alpha),
-                            sb.value, sb.se, aggregate_critical(alpha), draws.shape[0])
+    return UnbiasednessTest(
+        float(z.abs().max()),
+        bonferroni_critical(g.numel(), alpha),
+        sb.value,
+        sb.se,
+        aggregate_critical(alpha),
+        draws.shape[0],
+    )

@@ -174,7 +174,9 @@ def _as_column_labels(Y: Tensor, what: str) -> Tensor:
     if Y.dim() == 2 and Y.shape[1] == 1:
         Y = Y[:, 0]
     if Y.dim() != 1:
-        raise ModelError(f"targets for the {what} head must have shape [N] or [N, 1], got {list(Y.shape)}")
+        raise ModelError(
+            f"targets for the {what} head must have shape [N] or [N, 1], got {list(Y.shape)}"
+        )
     return Y
 
 
@@ -212,7 +214,9 @@ class SoftmaxHead:
 
     def check_out_dim(self, out_dim: int) -> None:
         if out_dim < 2:
-            raise ModelError(f"the softmax head needs at least 2 outputs, the network has {out_dim}")
+            raise ModelError(
+                f"the softmax head needs at least 2 outputs, the network has {out_dim}"
+            )
 
     def targets(self, Y: Tensor, out_dim: int) -> Tensor:
         self.check_out_dim(out_dim)
@@ -294,7 +298,9 @@ def check_coding(coding: str) -> Coding:
 # --------------------------------------------------------------------------------------------
 
 
-def state_bits(n: int, *, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> Tensor:
+def state_bits(
+    n: int, *, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+) -> Tensor:
     """All 2^n binary states as a [2^n, n] 0/1 matrix; state index t has unit 0 as its top bit.
 
     This is the row-major order of a [2] * n tensor, the order in which the exact solver builds
@@ -324,14 +330,18 @@ class SBN:
     def __post_init__(self) -> None:
         check_coding(self.coding)
         if len(self.weights) != len(self.biases):
-            raise ModelError(f"{len(self.weights)} weight matrices but {len(self.biases)} bias vectors")
+            raise ModelError(
+                f"{len(self.weights)} weight matrices but {len(self.biases)} bias vectors"
+            )
         if len(self.weights) < 2:
             raise ModelError("an SBN needs at least one binary layer and a head (W0, b0, W1, b1)")
         for k, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             if W.dim() != 2:
                 raise ModelError(f"W{k} must be a matrix, got shape {list(W.shape)}")
             if b.shape != (W.shape[0],):
-                raise ModelError(f"b{k} has shape {list(b.shape)}, expected [{W.shape[0]}] (rows of W{k})")
+                raise ModelError(
+                    f"b{k} has shape {list(b.shape)}, expected [{W.shape[0]}] (rows of W{k})"
+                )
             if k > 0 and W.shape[1] != self.weights[k - 1].shape[0]:
                 raise ModelError(
                     f"W{k} has shape {list(W.shape)}, expected [*, {self.weights[k - 1].shape[0]}] "

@@ -17,12 +17,14 @@ from .model import SBN, get_head, get_noise
 
 
 def bernoulli_toy(theta: float, t: float, *, noise: str = "logistic") -> Problem:
-    """E_{b ~ Bern(F(theta))} (b - t)^2 as a one-unit SBN; the gradient of interest is layer0's b."""
+    """E_{b ~ Bern(F(theta))} (b - t)^2 as a one-unit SBN; the gradient of interest is db0."""
     f64 = torch.float64
     model = SBN(
         (torch.zeros(1, 1, dtype=f64), torch.ones(1, 1, dtype=f64)),
         (torch.tensor([theta], dtype=f64), torch.zeros(1, dtype=f64)),
-        coding="01", noise=get_noise(noise), head=get_head("mse"),
+        coding="01",
+        noise=get_noise(noise),
+        head=get_head("mse"),
     )
     return Problem.create(model, torch.zeros(1, 1, dtype=f64), torch.tensor([[t]], dtype=f64))
 
@@ -31,10 +33,14 @@ def anchor_network() -> Problem:
     """Spec §5.3: x0 = (1, -0.5), widths 2 and 3, softmax head over 3 classes, label 0."""
     t = lambda rows: torch.tensor(rows, dtype=torch.float64)  # noqa: E731
     model = SBN(
-        (t([[0.8, -1.2], [0.5, 0.3]]),
-         t([[1.0, -0.7], [-0.6, 0.9], [0.4, 1.1]]),
-         t([[1.5, -1.0, 0.5], [-0.5, 0.8, -1.2], [0.3, 0.4, 0.9]])),
+        (
+            t([[0.8, -1.2], [0.5, 0.3]]),
+            t([[1.0, -0.7], [-0.6, 0.9], [0.4, 1.1]]),
+            t([[1.5, -1.0, 0.5], [-0.5, 0.8, -1.2], [0.3, 0.4, 0.9]]),
+        ),
         (t([0.1, -0.4]), t([0.2, 0.0, -0.3]), t([0.0, 0.1, -0.2])),
-        coding="pm1", noise=get_noise("logistic"), head=get_head("softmax"),
+        coding="pm1",
+        noise=get_noise("logistic"),
+        head=get_head("softmax"),
     )
     return Problem.create(model, t([[1.0, -0.5]]), t([0.0]))

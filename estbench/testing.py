@@ -57,22 +57,30 @@ class CheckReport:
 
     def format(self) -> str:
         lines = [f"{self.estimator}: {'PASS' if self.passed else 'FAIL'}"]
-        lines += [f"  [{'ok' if r.passed else 'FAIL'}] {r.name}" + (f": {r.detail}" if r.detail else "")
-                  for r in self.results]
+        lines += [
+            f"  [{'ok' if r.passed else 'FAIL'}] {r.name}" + (f": {r.detail}" if r.detail else "")
+            for r in self.results
+        ]
         return "\n".join(lines)
 
 
 def check_problems() -> list[Problem]:
     """The two depth-3 networks of the unbiasedness check (logistic noise; the softmax head is
-    neither affine nor quadratic, so ST-type bias shows; n_L = 3 so PSA/SA bias shows in layer 0)."""
+    neither affine nor quadratic, so ST-type bias shows; n_L = 3 so PSA/SA bias shows in layer 0).
+    """
     out = []
-    for seed, widths, coding, head, K in ((101, (3, 3, 3), "pm1", "softmax", 3),
-                                          (202, (2, 3, 3), "01", "mse", 2)):
+    for seed, widths, coding, head, K in (
+        (101, (3, 3, 3), "pm1", "softmax", 3),
+        (202, (2, 3, 3), "01", "mse", 2),
+    ):
         g = torch.Generator().manual_seed(seed)
         model = random_sbn(2, widths, K, generator=g, scale=1.3, coding=coding, head=head)
         X = torch.randn(3, 2, generator=g, dtype=torch.float64)
-        Y = (torch.tensor([0.0, 2.0, 1.0]) if head == "softmax"
-             else torch.randn(3, K, generator=g, dtype=torch.float64))
+        Y = (
+            torch.tensor([0.0, 2.0, 1.0])
+            if head == "softmax"
+            else torch.randn(3, K, generator=g, dtype=torch.float64)
+        )
         out.append(Problem.create(model, X, Y))
     return out
 
@@ -83,8 +91,13 @@ def zero_loss_problem() -> Problem:
     g = torch.Generator().manual_seed(7)
     base = random_sbn(2, (3, 2), 2, generator=g, coding="pm1", head="mse")
     target = torch.tensor([0.5, -1.0], dtype=f64)
-    model = SBN((*base.weights[:-1], torch.zeros(2, 2, dtype=f64)), (*base.biases[:-1], target),
-                coding="pm1", noise=get_noise("logistic"), head=get_head("mse"))
+    model = SBN(
+        (*base.weights[:-1], torch.zeros(2, 2, dtype=f64)),
+        (*base.biases[:-1], target),
+        coding="pm1",
+        noise=get_noise("logistic"),
+        head=get_head("mse"),
+    )
     return Problem.create(model, torch.randn(3, 2, generator=g, dtype=f64), target.expand(3, 2))
 
 
@@ -92,8 +105,9 @@ def _rel(a: Tensor, b: Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-300))
 
 
-def _check_claim(report: CheckReport, est: Estimator, problems: list[Problem], n_draws: int,
-                 seed: int) -> None:
+def _check_claim(
+    report: CheckReport, est: Estimator, problems: list[Problem], n_draws: int, seed: int
+) -> None:
     biased_found = []
     claimed_any = False
     n_tests = sum(len(est.unbiased_layers(pr.model)) for pr in problems)
@@ -108,8 +122,11 @@ def _check_claim(report: CheckReport, est: Estimator, problems: list[Problem], n
             for k, (m, g) in enumerate(zip(means, exact, strict=True)):
                 err = _rel(m, g)
                 if k in claimed:
-                    report.add(f"unbiased (exact) net{i} layer{k}", err <= EXACT_TOL,
-                               f"relative bias {err:.2e}")
+                    report.add(
+                        f"unbiased (exact) net{i} layer{k}",
+                        err <= EXACT_TOL,
+                        f"relative bias {err:.2e}",
+                    )
                 elif err > EXACT_TOL:
                     biased_found.append(f"net{i} layer{k} (exact relative bias {err:.2e})")
             continue
@@ -122,15 +139,24 @@ def _check_claim(report: CheckReport, est: Estimator, problems: list[Problem], n
                 biased_found.append(f"net{i} layer{k} ({test.describe()})")
     n_layers = problems[0].model.depth + 1
     if len(est.unbiased_layers(problems[0].model)) < n_layers:
-        report.add("claimed bias is detected", bool(biased_found),
-                   biased_found[0] if biased_found else
-                   f"no bias found in unclaimed layers with {n_draws} draws; is it unbiased?")
+        report.add(
+            "claimed bias is detected",
+            bool(biased_found),
+            biased_found[0]
+            if biased_found
+            else f"no bias found in unclaimed layers with {n_draws} draws; is it unbiased?",
+        )
     elif not claimed_any:  # pragma: no cover - a model with no layers
         report.add("claim", False, "no layers")
 
 
-def check_estimator(estimator: Estimator | str, *, n_draws: int = 20000, seed: int = 0,
-                    raise_on_failure: bool = True) -> CheckReport:
+def check_estimator(
+    estimator: Estimator | str,
+    *,
+    n_draws: int = 20000,
+    seed: int = 0,
+    raise_on_failure: bool = True,
+) -> CheckReport:
     """Run every conformance check; see the module docstring. Returns the report, or raises
     AssertionError with it when a check fails and ``raise_on_failure``."""
     est = get_estimator(estimator) if isinstance(estimator, str) else estimator
@@ -147,8 +173,11 @@ def check_estimator(estimator: Estimator | str, *, n_draws: int = 20000, seed: i
         report.add("draws", False, str(e))
         a = None
     if a is not None:
-        report.add("shape", tuple(a.shape) == (16, pr.n_params),
-                   f"got {tuple(a.shape)}, expected {(16, pr.n_params)}")
+        report.add(
+            "shape",
+            tuple(a.shape) == (16, pr.n_params),
+            f"got {tuple(a.shape)}, expected {(16, pr.n_params)}",
+        )
         report.add("dtype", a.dtype == pr.X.dtype, f"got {a.dtype}, expected {pr.X.dtype}")
         report.add("finite", bool(torch.isfinite(a).all()), "")
         b = est.draw(pr, 16, generator=gen())
@@ -157,8 +186,11 @@ def check_estimator(estimator: Estimator | str, *, n_draws: int = 20000, seed: i
             c = est.draw(pr, 16, generator=gen(seed + 1))
             report.add("another seed, other draws", not torch.equal(a, c), "")
         chunked = est.draw(pr, 16, generator=gen(), memory_budget=3 * est.bytes_per_draw(pr))
-        report.add("chunked drawing", tuple(chunked.shape) == tuple(a.shape)
-                   and bool(torch.isfinite(chunked).all()), "memory budget of 3 draws")
+        report.add(
+            "chunked drawing",
+            tuple(chunked.shape) == tuple(a.shape) and bool(torch.isfinite(chunked).all()),
+            "memory budget of 3 draws",
+        )
         zp = zero_loss_problem()
         z = est.draw(zp, 64, generator=gen())
         worst = float(z.abs().max())

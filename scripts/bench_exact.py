@@ -36,25 +36,27 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def three_products(n_points: int, s_in: int, s_out: int, repeats: int) -> float:
+    """Median time of the three preallocated float64 GEMMs of one transition table."""
+    P = torch.rand(n_points, 2**s_in, dtype=torch.float64)
+    D = torch.rand(n_points, 2**s_out, dtype=torch.float64)
+    T = torch.rand(2**s_in, 2**s_out, dtype=torch.float64)
+    out_f, out_b = torch.empty_like(D), torch.empty_like(P)
+    E = torch.empty_like(T)
+    Pt = P.T.contiguous()
+
+    def three() -> None:
+        torch.mm(P, T, out=out_f)
+        torch.mm(D, T.T, out=out_b)
+        torch.mm(Pt, D, out=E)
+
+    return median_time(three, repeats)
+
+
 def floor_time(widths: list[int], n_points: int, repeats: int) -> float:
-    """Three preallocated float64 GEMMs per transition table, as in the exact solver."""
-    total = 0.0
-    for s_in, s_out in zip(widths[:-1], widths[1:], strict=True):
-        S_in, S_out = 2**s_in, 2**s_out
-        P = torch.rand(n_points, S_in, dtype=torch.float64)
-        D = torch.rand(n_points, S_out, dtype=torch.float64)
-        T = torch.rand(S_in, S_out, dtype=torch.float64)
-        out_f, out_b = torch.empty(n_points, S_out, dtype=torch.float64), torch.empty_like(P)
-        E = torch.empty(S_in, S_out, dtype=torch.float64)
-        Pt = P.T.contiguous()
-
-        def three() -> None:
-            torch.mm(P, T, out=out_f)
-            torch.mm(D, T.T, out=out_b)
-            torch.mm(Pt, D, out=E)
-
-        total += median_time(three, repeats)
-    return total
+    """The three GEMMs of every transition table, as in the exact solver."""
+    pairs = zip(widths[:-1], widths[1:], strict=True)
+    return sum(three_products(n_points, s_in, s_out, repeats) for s_in, s_out in pairs)
 
 
 def random_problem(width: int, depth: int, n_points: int):
@@ -90,14 +92,22 @@ def main() -> None:
         model, X, Y = random_problem(width, depth, n)
         t = median_time(lambda m=model, x=X, y=Y: exact_gradient(m, x, y), 5)
         floor = floor_time([width] * depth, n, 5)
-        print(f"| exact gradient, width {width}, depth {depth}, {n} points | {t:.3f} s | "
-              f"{floor:.3f} s | {floor / t:.0%} |")
+        print(
+            f"| exact gradient, width {width}, depth {depth}, {n} points | {t:.3f} s | "
+            f"{floor:.3f} s | {floor / t:.0%} |"
+        )
     if not args.quick:
-        out = subprocess.run([sys.executable, __file__, "--peak-child", "13", "3", "100"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--peak-child", "13", "3", "100"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         rss = json.loads(out)["max_rss_bytes"]
-        print(f"| peak memory (max RSS, whole process), width 13, depth 3, 100 points | "
-              f"{rss / 2**30:.2f} GiB | | |")
+        print(
+            f"| peak memory (max RSS, whole process), width 13, depth 3, 100 points | "
+            f"{rss / 2**30:.2f} GiB | | |"
+        )
 
 
 if __name__ == "__main__":

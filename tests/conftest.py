@@ -36,8 +36,9 @@ def random_problem(
     """A random network with data and targets that fit its head."""
     g = torch.Generator().manual_seed(seed)
     out_dim = {"logistic": 1, "softmax": classes, "mse": 2}[head]
-    model = random_sbn(input_dim, widths, out_dim, generator=g, scale=scale, coding=coding,
-                       noise=noise, head=head)
+    model = random_sbn(
+        input_dim, widths, out_dim, generator=g, scale=scale, coding=coding, noise=noise, head=head
+    )
     X = torch.randn(n_points, input_dim, generator=g, dtype=torch.float64)
     if head == "logistic":
         Y = torch.where(torch.rand(n_points, generator=g) < 0.5, 1.0, -1.0).double()

@@ -14,11 +14,15 @@ def _loss(head: str, z: Tensor, y: Tensor) -> Tensor:
     if head == "logistic":
         return torch.log1p(torch.exp(-y * z[..., 0]))
     if head == "softmax":
-        return -torch.log_softmax(z, -1).gather(-1, y.long().expand(z.shape[:-1])[..., None])[..., 0]
+        return -torch.log_softmax(z, -1).gather(-1, y.long().expand(z.shape[:-1])[..., None])[
+            ..., 0
+        ]
     return ((z - y) ** 2).sum(-1)
 
 
-def joint_enumeration(model: SBN, X: Tensor, Y: Tensor) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]]:
+def joint_enumeration(
+    model: SBN, X: Tensor, Y: Tensor
+) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]]:
     """(loss, loss per point, [(dW_k, db_k)]) by brute force over all joint states."""
     Ws = [W.detach().clone().requires_grad_() for W in model.weights]
     bs = [b.detach().clone().requires_grad_() for b in model.biases]
@@ -39,6 +43,6 @@ def joint_enumeration(model: SBN, X: Tensor, Y: Tensor) -> tuple[Tensor, Tensor,
     z = x @ Ws[-1].T + bs[-1]
     per_point = (prob * _loss(model.head.name, z, y)).sum(0)
     loss = per_point.mean()
-    grads = torch.autograd.grad(loss, [p for pair in zip(Ws, bs) for p in pair])
+    grads = torch.autograd.grad(loss, [p for pair in zip(Ws, bs, strict=True) for p in pair])
     pairs = [(grads[2 * k], grads[2 * k + 1]) for k in range(len(Ws))]
     return loss.detach(), per_point.detach(), pairs

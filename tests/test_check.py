@@ -42,8 +42,11 @@ class ShiftedReinforce(Estimator):
     def _draw(self, problem, n_draws, generator, context):  # noqa: ANN001, ANN202
         path = sample_path(problem, n_draws, generator)
         f = problem.model.head.loss(path.z, problem.Y)[..., None]
-        out = assemble(problem, layer_terms(path, [f * s for s in path.scores(problem)],
-                                            head_grad(problem, path.z)), per_point=False)
+        out = assemble(
+            problem,
+            layer_terms(path, [f * s for s in path.scores(problem)], head_grad(problem, path.z)),
+            per_point=False,
+        )
         n_w = problem.model.weights[0].numel()
         out[:, n_w] += 0.3
         return out
@@ -85,14 +88,22 @@ def test_wrong_claims_and_broken_estimators_fail(estimator, failed_check):
 def test_shifted_estimator_passes_the_layers_it_does_not_touch():
     report = check_estimator(ShiftedReinforce(), raise_on_failure=False)
     by_name = {r.name: r.passed for r in report.results}
-    assert by_name["unbiased (statistical) net0 layer2"] and by_name["unbiased (statistical) net1 layer3"]
+    assert (
+        by_name["unbiased (statistical) net0 layer2"]
+        and by_name["unbiased (statistical) net1 layer3"]
+    )
 
 
 def test_cli_list_json(capsys):
     assert main(["list", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["reinforce"]["family"] == "score-function"
-    assert rows["reinforce"]["hyperparameters"]["baseline"]["choices"] == ["none", "constant", "oracle", "frozen"]
+    assert rows["reinforce"]["hyperparameters"]["baseline"]["choices"] == [
+        "none",
+        "constant",
+        "oracle",
+        "frozen",
+    ]
     assert rows["st"]["unbiased"] == "head only" and rows["st"]["package"] == "estbench"
     assert rows["reinforce-batch-baseline"]["package"] == "estbench-example-plugin"
 

@@ -15,10 +15,16 @@ from .conftest import random_problem
 
 def _arrays(**changes):
     rng = np.random.default_rng(0)
-    arrays = {"W0": rng.normal(size=(3, 2)), "b0": rng.normal(size=3),
-              "W1": rng.normal(size=(4, 3)), "b1": rng.normal(size=4),
-              "W2": rng.normal(size=(1, 4)), "b2": rng.normal(size=1),
-              "X": rng.normal(size=(5, 2)), "Y": np.ones((5, 1))}
+    arrays = {
+        "W0": rng.normal(size=(3, 2)),
+        "b0": rng.normal(size=3),
+        "W1": rng.normal(size=(4, 3)),
+        "b1": rng.normal(size=4),
+        "W2": rng.normal(size=(1, 4)),
+        "b2": rng.normal(size=1),
+        "X": rng.normal(size=(5, 2)),
+        "Y": np.ones((5, 1)),
+    }
     arrays.update(changes)
     return {k: v for k, v in arrays.items() if v is not None}
 

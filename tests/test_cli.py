@@ -41,8 +41,10 @@ def test_data_from_another_file(tmp_path, capsys):
     ref = np.load(seed_net_path(CHK100))
     data = tmp_path / "data.npz"
     np.savez(data, X=ref["X"][:10], Y=ref["Y"][:10])
-    assert main(["exact", "--checkpoint", str(seed_net_path(CHK100)), "--data", str(data),
-                 "--json"]) == 0
+    assert (
+        main(["exact", "--checkpoint", str(seed_net_path(CHK100)), "--data", str(data), "--json"])
+        == 0
+    )
     expected = float(np.mean(ref["exact_loss_per_point"][:10]))
     assert json.loads(capsys.readouterr().out)["loss"] == pytest.approx(expected, rel=1e-12)
 
@@ -63,11 +65,17 @@ def test_errors_are_one_line(capsys, extra, message):
 def test_module_entry_point_and_bad_file(tmp_path):
     run = [sys.executable, "-m", "estbench"]
     version = subprocess.run([*run, "--version"], capture_output=True, text=True, check=True)
-    assert version.stdout.strip() == f"estbench {__version__}"
-    missing = subprocess.run([*run, "exact", "--checkpoint", str(tmp_path / "x.npz")],
-                             capture_output=True, text=True)
+    lines = version.stdout.splitlines()
+    assert lines[0] == f"estbench {__version__}"
+    assert "plugin estbench-example-plugin 0.1.0" in lines[1:]
+    missing = subprocess.run(
+        [*run, "exact", "--checkpoint", str(tmp_path / "x.npz")], capture_output=True, text=True
+    )
     assert missing.returncode == 1
     assert missing.stderr == f"estbench: error: {tmp_path / 'x.npz'}: no such checkpoint file\n"
-    usage = subprocess.run([*run, "exact", "--checkpoint", "a.npz", "--noise", "cauchy"],
-                           capture_output=True, text=True)
+    usage = subprocess.run(
+        [*run, "exact", "--checkpoint", "a.npz", "--noise", "cauchy"],
+        capture_output=True,
+        text=True,
+    )
     assert usage.returncode == 2 and "invalid choice: 'cauchy'" in usage.stderr

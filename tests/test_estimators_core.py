@@ -37,13 +37,28 @@ def test_anchor_network_exact_values():
     r = exact_gradient(pr.model, pr.X, pr.Y)
     assert float(r.loss) == pytest.approx(1.3564515629, abs=1e-10)
     g = r.layer_vectors()
-    assert g[0].tolist() == pytest.approx([-0.24342, 0.12171, 0.209016, -0.104508, -0.24342, 0.209016], abs=2e-6)
-    assert g[1].tolist() == pytest.approx([-0.18209, -0.063167, 0.18105, 0.033929, -0.055059, -0.071528,
-                                           -0.369738, 0.363451, -0.162989], abs=2e-6)
+    assert g[0].tolist() == pytest.approx(
+        [-0.24342, 0.12171, 0.209016, -0.104508, -0.24342, 0.209016], abs=2e-6
+    )
+    assert g[1].tolist() == pytest.approx(
+        [
+            -0.18209,
+            -0.063167,
+            0.18105,
+            0.033929,
+            -0.055059,
+            -0.071528,
+            -0.369738,
+            0.363451,
+            -0.162989,
+        ],
+        abs=2e-6,
+    )
 
 
-@pytest.mark.parametrize("spec", ["reinforce", "reinforce(baseline=constant, c=1.3)",
-                                  "reinforce(baseline=oracle)"])
+@pytest.mark.parametrize(
+    "spec", ["reinforce", "reinforce(baseline=constant, c=1.3)", "reinforce(baseline=oracle)"]
+)
 @pytest.mark.parametrize("widths", [(3, 3, 3), (2, 3, 2, 3)])
 def test_reinforce_is_exactly_unbiased(spec, widths):
     pr = problem_of(widths, seed=21, head="softmax", coding="pm1")
@@ -66,9 +81,23 @@ def test_st_expectation_on_the_anchor_network():
     """Spec §5.3 row 'E ST (2 sigma')', +-1 coding."""
     m = path_moments(get_estimator("st"), anchor_network())
     got = m.layer_means()
-    assert got[0].tolist() == pytest.approx([-0.173537, 0.086768, 0.18078, -0.09039, -0.173537, 0.18078], abs=2e-6)
-    assert got[1].tolist() == pytest.approx([-0.123524, -0.089562, 0.154576, 0.091176, -0.045917, 0.013332,
-                                             -0.31911, 0.337534, -0.150339], abs=2e-6)
+    assert got[0].tolist() == pytest.approx(
+        [-0.173537, 0.086768, 0.18078, -0.09039, -0.173537, 0.18078], abs=2e-6
+    )
+    assert got[1].tolist() == pytest.approx(
+        [
+            -0.123524,
+            -0.089562,
+            0.154576,
+            0.091176,
+            -0.045917,
+            0.013332,
+            -0.31911,
+            0.337534,
+            -0.150339,
+        ],
+        abs=2e-6,
+    )
 
 
 @pytest.mark.parametrize(("spec", "key"), [("reinforce", "score"), ("st", "st")])
@@ -140,6 +169,10 @@ def test_draws_are_reproducible_and_chunk_sized_by_the_budget():
     c = est.draw(pr, 300, generator=torch.Generator().manual_seed(6))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.shape == (300, pr.n_params) and a.dtype == torch.float64
-    small = est.draw(pr, 300, generator=torch.Generator().manual_seed(5),
-                     memory_budget=est.bytes_per_draw(pr) * 7)  # 43 chunks of <= 7 draws
+    small = est.draw(
+        pr,
+        300,
+        generator=torch.Generator().manual_seed(5),
+        memory_budget=est.bytes_per_draw(pr) * 7,
+    )  # 43 chunks of <= 7 draws
     assert small.shape == a.shape and torch.isfinite(small).all()

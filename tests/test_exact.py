@@ -19,8 +19,9 @@ SHAPES = [(3,), (2, 4), (5, 1, 3), (1, 2, 3, 2), (4, 3), (2, 5, 2), (3, 3, 3, 1)
 CASES = [
     (i, SHAPES[i % len(SHAPES)], noise, coding, head)
     for i, (noise, coding, head) in enumerate(
-        itertools.product(("logistic", "gaussian", "uniform"), ("pm1", "01"),
-                          ("logistic", "softmax", "mse"))
+        itertools.product(
+            ("logistic", "gaussian", "uniform"), ("pm1", "01"), ("logistic", "softmax", "mse")
+        )
     )
 ] + [(18 + j, shape, "logistic", "pm1", "softmax") for j, shape in enumerate(SHAPES[3:9])]
 
@@ -36,11 +37,15 @@ def test_case_grid_covers_the_required_space():
     assert {n for s in shapes for n in s} == {1, 2, 3, 4, 5}
 
 
-@pytest.mark.parametrize(("seed", "widths", "noise", "coding", "head"), CASES,
-                         ids=[f"{c[2]}-{c[3]}-{c[4]}-{'x'.join(map(str, c[1]))}" for c in CASES])
+@pytest.mark.parametrize(
+    ("seed", "widths", "noise", "coding", "head"),
+    CASES,
+    ids=[f"{c[2]}-{c[3]}-{c[4]}-{'x'.join(map(str, c[1]))}" for c in CASES],
+)
 def test_matches_joint_enumeration(seed, widths, noise, coding, head):
-    model, X, Y = random_problem(widths, seed=seed, coding=coding, noise=noise, head=head,
-                                 input_dim=3, n_points=7)
+    model, X, Y = random_problem(
+        widths, seed=seed, coding=coding, noise=noise, head=head, input_dim=3, n_points=7
+    )
     got = exact_gradient(model, X, Y)
     loss, per_point, pairs = joint_enumeration(model, X, Y)
     assert rel_err(got.loss, loss) < 1e-12
@@ -78,7 +83,12 @@ def test_matches_central_finite_differences(noise, coding):
             down = exact_loss(model, X, Y)
             flat[i] = old
             fd = (up - down) / (2 * h)
-            assert abs(float(fd - g.view(-1)[i])) < 1e-8, (index, i, float(fd), float(g.view(-1)[i]))
+            assert abs(float(fd - g.view(-1)[i])) < 1e-8, (
+                index,
+                i,
+                float(fd),
+                float(g.view(-1)[i]),
+            )
             checked += 1
     assert checked == sum(model.layer_sizes)
 
@@ -137,7 +147,9 @@ def test_depth_one_is_a_single_product_distribution():
     a = X @ model.weights[0].T + model.biases[0]
     p = torch.sigmoid(a[:, 0])
     z1, z0 = model.weights[1][0, 0] + model.biases[1][0], model.biases[1][0]
-    loss = p * torch.nn.functional.softplus(-Y * z1) + (1 - p) * torch.nn.functional.softplus(-Y * z0)
+    loss = p * torch.nn.functional.softplus(-Y * z1) + (1 - p) * torch.nn.functional.softplus(
+        -Y * z0
+    )
     assert float(exact_loss(model, X, Y)) == pytest.approx(float(loss.mean()), rel=1e-14)
 
 

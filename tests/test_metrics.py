@@ -16,7 +16,9 @@ from estbench.metrics import (
 )
 
 
-def gaussian_draws(S: int, mean: torch.Tensor, scales: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def gaussian_draws(
+    S: int, mean: torch.Tensor, scales: torch.Tensor, g: torch.Generator
+) -> torch.Tensor:
     return mean + scales * torch.randn(S, mean.numel(), generator=g, dtype=torch.float64)
 
 
@@ -43,8 +45,10 @@ def test_squared_bias_is_unbiased_and_its_se_covers():
 def test_total_variance_is_the_trace_of_the_covariance():
     g = torch.Generator().manual_seed(1)
     scales = torch.tensor([1.0, 3.0], dtype=torch.float64)
-    sb = squared_bias(gaussian_draws(200000, torch.zeros(2, dtype=torch.float64), scales, g),
-                      torch.zeros(2, dtype=torch.float64))
+    sb = squared_bias(
+        gaussian_draws(200000, torch.zeros(2, dtype=torch.float64), scales, g),
+        torch.zeros(2, dtype=torch.float64),
+    )
     assert sb.total_variance == pytest.approx(10.0, rel=0.01)
 
 

@@ -41,9 +41,11 @@ def test_head_gradient_is_the_derivative_of_its_loss(name):
     g = torch.Generator().manual_seed(0)
     K = 1 if name == "logistic" else 3
     z = torch.randn(4, 5, K, generator=g, dtype=torch.float64, requires_grad=True)
-    y = {"logistic": torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0], dtype=torch.float64),
-         "softmax": torch.tensor([0, 2, 1, 1, 0]),
-         "mse": torch.randn(5, K, generator=g, dtype=torch.float64)}[name]
+    y = {
+        "logistic": torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0], dtype=torch.float64),
+        "softmax": torch.tensor([0, 2, 1, 1, 0]),
+        "mse": torch.randn(5, K, generator=g, dtype=torch.float64),
+    }[name]
     (auto,) = torch.autograd.grad(head.loss(z, y).sum(), z)
     assert torch.allclose(head.grad(z, y), auto, atol=1e-14)
 
@@ -51,7 +53,8 @@ def test_head_gradient_is_the_derivative_of_its_loss(name):
 def test_head_losses_have_their_textbook_values():
     z = torch.tensor([[0.3]], dtype=torch.float64)
     assert float(HEADS["logistic"].loss(z, torch.tensor([-1.0]))) == pytest.approx(
-        float(torch.log1p(torch.exp(torch.tensor(0.3, dtype=torch.float64)))), rel=1e-12)
+        float(torch.log1p(torch.exp(torch.tensor(0.3, dtype=torch.float64)))), rel=1e-12
+    )
     zs = torch.tensor([[1.0, 2.0, 0.5]], dtype=torch.float64)
     ce = HEADS["softmax"].loss(zs, torch.tensor([1]))
     assert float(ce) == pytest.approx(-float(torch.log_softmax(zs, -1)[0, 1]), rel=1e-12)
@@ -69,8 +72,16 @@ def test_targets_are_validated():
 
 
 def test_state_order_puts_unit_zero_on_the_top_bit():
-    assert state_bits(3).tolist() == [[0, 0, 0], [0, 0, 1], [0, 1, 0], [0, 1, 1],
-                                      [1, 0, 0], [1, 0, 1], [1, 1, 0], [1, 1, 1]]
+    assert state_bits(3).tolist() == [
+        [0, 0, 0],
+        [0, 0, 1],
+        [0, 1, 0],
+        [0, 1, 1],
+        [1, 0, 0],
+        [1, 0, 1],
+        [1, 1, 0],
+        [1, 1, 1],
+    ]
 
 
 def test_flattening_is_row_major_weights_then_bias():

@@ -22,9 +22,16 @@ from estbench.estimators.score import Reinforce
 def test_parse_specs():
     assert parse_spec("concrete(tau=0.1)") == ("concrete", {"tau": 0.1})
     assert parse_spec(" rloo( k = 4 ) ") == ("rloo", {"k": 4})
-    assert parse_spec("reinforce(baseline=frozen, c='x')") == ("reinforce", {"baseline": "frozen", "c": "x"})
+    assert parse_spec("reinforce(baseline=frozen, c='x')") == (
+        "reinforce",
+        {"baseline": "frozen", "c": "x"},
+    )
     assert split_specs("st,psa,concrete(tau=0.1),reinforce(baseline=constant, c=1)") == [
-        "st", "psa", "concrete(tau=0.1)", "reinforce(baseline=constant, c=1)"]
+        "st",
+        "psa",
+        "concrete(tau=0.1)",
+        "reinforce(baseline=constant, c=1)",
+    ]
     with pytest.raises(EstimatorError, match="parameters are key=value"):
         parse_spec("concrete(0.1)")
 
@@ -42,7 +49,10 @@ def test_variants_are_configured_instances():
     ("spec", "message"),
     [
         ("reinforc", r"unknown estimator 'reinforc'; did you mean reinforce\?"),
-        ("reinforce(baseline=frozn)", r"baseline must be one of none, constant, oracle, frozen; got 'frozn'"),
+        (
+            "reinforce(baseline=frozn)",
+            r"baseline must be one of none, constant, oracle, frozen; got 'frozn'",
+        ),
         ("reinforce(basline=frozen)", r"unknown parameter 'basline'; did you mean baseline\?"),
         ("reinforce(warmup=0)", r"warmup must be >= 1, got 0"),
         ("reinforce(c=abc)", r"parameter c must be float, got 'abc'"),
@@ -68,8 +78,11 @@ class FakeEntryPoint:
 
 
 def _with_entry_points(monkeypatch, eps):  # noqa: ANN001
-    monkeypatch.setattr(registry_module.importlib.metadata, "entry_points",
-                        lambda group: eps if group == registry_module.GROUP else [])
+    monkeypatch.setattr(
+        registry_module.importlib.metadata,
+        "entry_points",
+        lambda group: eps if group == registry_module.GROUP else [],
+    )
 
 
 class Renamed(Reinforce):
@@ -85,23 +98,34 @@ def _broken():  # noqa: ANN202
 
 
 def test_plugins_load_and_a_broken_one_is_reported(monkeypatch):
-    _with_entry_points(monkeypatch, [
-        FakeEntryPoint("my-reinforce", "pkg.mod:Renamed", "good-pkg", lambda: Renamed),
-        FakeEntryPoint("broken", "bad.mod:X", "bad-pkg", _broken),
-        FakeEntryPoint("not-a-class", "pkg.mod:f", "odd-pkg", lambda: len),
-        FakeEntryPoint("other-name", "pkg.mod:Renamed", "misnamed-pkg", lambda: Renamed),
-    ])
+    _with_entry_points(
+        monkeypatch,
+        [
+            FakeEntryPoint("my-reinforce", "pkg.mod:Renamed", "good-pkg", lambda: Renamed),
+            FakeEntryPoint("broken", "bad.mod:X", "bad-pkg", _broken),
+            FakeEntryPoint("not-a-class", "pkg.mod:f", "odd-pkg", lambda: len),
+            FakeEntryPoint("other-name", "pkg.mod:Renamed", "misnamed-pkg", lambda: Renamed),
+        ],
+    )
     reg = build_registry(plugins=True)
     assert reg["my-reinforce"].source == "good-pkg" and reg["my-reinforce"].version == "1.2"
     assert "reinforce" in reg and "st" in reg  # built-ins keep working
     problems = "\n".join(reg.problems)
-    assert "plugin 'broken' from package bad-pkg 1.2 failed to import (bad.mod:X): ImportError" in problems
+    assert (
+        "plugin 'broken' from package bad-pkg 1.2 failed to import (bad.mod:X): ImportError"
+        in problems
+    )
     assert "odd-pkg" in problems and "not an estbench Estimator subclass" in problems
-    assert "misnamed-pkg" in problems and "differs from the estimator's name 'my-reinforce'" in problems
+    assert (
+        "misnamed-pkg" in problems
+        and "differs from the estimator's name 'my-reinforce'" in problems
+    )
 
 
 def test_duplicate_names_are_errors_naming_both_sources(monkeypatch):
-    _with_entry_points(monkeypatch, [FakeEntryPoint("st", "clash.mod:Clash", "clash-pkg", lambda: Clash)])
+    _with_entry_points(
+        monkeypatch, [FakeEntryPoint("st", "clash.mod:Clash", "clash-pkg", lambda: Clash)]
+    )
     with pytest.raises(DuplicateEstimatorError) as info:
         build_registry(plugins=True)
     msg = str(info.value)
@@ -111,7 +135,9 @@ def test_duplicate_names_are_errors_naming_both_sources(monkeypatch):
 
 
 def test_disable_plugins_env(monkeypatch):
-    _with_entry_points(monkeypatch, [FakeEntryPoint("my-reinforce", "m:R", "good-pkg", lambda: Renamed)])
+    _with_entry_points(
+        monkeypatch, [FakeEntryPoint("my-reinforce", "m:R", "good-pkg", lambda: Renamed)]
+    )
     monkeypatch.setenv("ESTBENCH_DISABLE_PLUGINS", "1")
     assert "my-reinforce" not in build_registry()
     monkeypatch.setenv("ESTBENCH_DISABLE_PLUGINS", "0")

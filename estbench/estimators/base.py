@@ -64,8 +64,9 @@ class Problem:
         X = torch.as_tensor(X, dtype=model.dtype, device=model.device)
         if X.dim() != 2 or X.shape[1] != model.input_dim:
             raise ModelError(f"X must have shape [N, {model.input_dim}], got {list(X.shape)}")
-        Y = model.head.targets(torch.as_tensor(Y, dtype=model.dtype, device=model.device),
-                               model.out_dim)
+        Y = model.head.targets(
+            torch.as_tensor(Y, dtype=model.dtype, device=model.device), model.out_dim
+        )
         if Y.shape[0] != X.shape[0]:
             raise ModelError(f"X has {X.shape[0]} points but the targets have {Y.shape[0]}")
         return cls(model, X, Y)
@@ -108,12 +109,12 @@ class Hyper:
                 f"{estimator}: parameter {name} must be one of "
                 f"{', '.join(map(str, self.choices))}; got {value!r}"
             )
-        if self.minimum is not None:
-            if (value <= self.minimum) if self.exclusive else (value < self.minimum):
-                rel = ">" if self.exclusive else ">="
-                raise EstimatorError(
-                    f"{estimator}: parameter {name} must be {rel} {self.minimum}, got {value!r}"
-                )
+        low = self.minimum
+        if low is not None and (value <= low if self.exclusive else value < low):
+            rel = ">" if self.exclusive else ">="
+            raise EstimatorError(
+                f"{estimator}: parameter {name} must be {rel} {low}, got {value!r}"
+            )
         if isinstance(value, float) and not math.isfinite(value):
             raise EstimatorError(f"{estimator}: parameter {name} must be finite, got {value!r}")
         return value
@@ -146,8 +147,9 @@ class Estimator(ABC):
     @property
     def spec(self) -> str:
         """The canonical spelling: name plus every parameter that differs from its default."""
-        changed = [f"{k}={v}" for k, v in self.params.items()
-                   if v != self.hyperparameters[k].default]
+        changed = [
+            f"{k}={v}" for k, v in self.params.items() if v != self.hyperparameters[k].default
+        ]
         return f"{self.name}({', '.join(changed)})" if changed else self.name
 
     def __repr__(self) -> str:
@@ -170,7 +172,11 @@ class Estimator(ABC):
     # ---- drawing --------------------------------------------------------------------------
 
     def draw(
-        self, problem: Problem, n_draws: int, *, generator: torch.Generator,
+        self,
+        problem: Problem,
+        n_draws: int,
+        *,
+        generator: torch.Generator,
         memory_budget: int | None = None,
     ) -> Tensor:
         """[n_draws, P] i.i.d. single-draw estimates, computed in memory-bounded chunks."""
@@ -191,8 +197,9 @@ class Estimator(ABC):
         return None
 
     @abstractmethod
-    def _draw(self, problem: Problem, n_draws: int, generator: torch.Generator,
-              context: Any) -> Tensor:
+    def _draw(
+        self, problem: Problem, n_draws: int, generator: torch.Generator, context: Any
+    ) -> Tensor:
         """[n_draws, P] estimates; the chunking is done by ``draw``."""
 
 
@@ -207,20 +214,23 @@ class PathEstimator(Estimator):
     """
 
     @abstractmethod
-    def path_terms(self, problem: Problem, path: Any, context: Any = None
-                   ) -> list[list[tuple[Tensor, Tensor]]]:
+    def path_terms(
+        self, problem: Problem, path: Any, context: Any = None
+    ) -> list[list[tuple[Tensor, Tensor]]]:
         """Per-layer contributions [(g [..., N, n_out], input [..., N, n_in]), ...], k = 0..L."""
 
-    def path_estimate(self, problem: Problem, bits: Sequence[Tensor], context: Any = None
-                      ) -> Tensor:
+    def path_estimate(
+        self, problem: Problem, bits: Sequence[Tensor], context: Any = None
+    ) -> Tensor:
         """Per-point estimates [..., N, P] for 0/1 states ``bits[k]`` [..., N, n_{k+1}]."""
         from .ops import assemble, forward
 
         terms = self.path_terms(problem, forward(problem, bits), context)
         return assemble(problem, terms, per_point=True)
 
-    def _draw(self, problem: Problem, n_draws: int, generator: torch.Generator,
-              context: Any) -> Tensor:
+    def _draw(
+        self, problem: Problem, n_draws: int, generator: torch.Generator, context: Any
+    ) -> Tensor:
         from .ops import assemble, sample_path
 
         terms = self.path_terms(problem, sample_path(problem, n_draws, generator), context)

@@ -173,7 +173,7 @@ def enumerate_bits(widths: Sequence[int], like: Tensor) -> list[Tensor]:
 
 
 def path_log_prob(problem: Problem, bits: Sequence[Tensor], path: Path | None = None) -> Tensor:
-    """log P(path | X_n) per point, [*B, N]; exact for any symmetric noise (0 probability -> -inf)."""
+    """log P(path | X_n) per point, [*B, N], for any symmetric noise (probability 0 -> -inf)."""
     path = forward(problem, bits) if path is None else path
     logp = 0
     for b, p in zip(path.bits, path.p, strict=True):

@@ -77,17 +77,25 @@ def output_form_head_terms(problem: Problem, path: Path, z_flip: Tensor, step: T
     unbiased; this one has lower variance (it Rao-Blackwellises one unit at a time).
     """
     m = problem.model
-    n = m.widths[-1]
+    n, K = m.widths[-1], m.out_dim
     x = path.xs[-1]
     dz = m.head.grad(path.z, problem.Y)  # [*B, N, K]
     dz_flip = m.head.grad(z_flip, problem.Y)  # [*B, n_L, N, K]
     weight = (1 - sampled_prob(path.bits[-1], path.p[-1])) / n  # [*B, N', n_L]
     base = 1 - weight.sum(-1, keepdim=True)
-    eye = torch.eye(n, dtype=x.dtype, device=x.device)
-    terms: list[Contribution] = [(base * dz, x)]
-    for i in range(n):  # one contribution per neighbour: g = w_i dl/dz(x^i), input x^i
-        terms.append((weight[..., i : i + 1] * dz_flip[..., i, :, :], x + step[..., i : i + 1] * eye[i]))
-    return terms
+    wdz = weight.movedim(-1, -2).unsqueeze(-1) * dz_flip  # [*B, n_L, N, K]
+    if n <= K:  # one contribution per neighbour x^i = x + step_i e_i: (w_i dl/dz(x^i), x^i)
+        eye = torch.eye(n, dtype=x.dtype, device=x.device)
+        return [(base * dz, x)] + [(wdz[..., i, :, :], x + step[..., i : i + 1] * eye[i])
+                                   for i in range(n)]
+    # Fewer contributions (K + 1 instead of n_L + 1; the exact moments cost grows with their
+    # square): with G = base dl/dz + sum_i w_i dl/dz(x^i) and R[k, i] = w_i step_i dl/dz_k(x^i),
+    # the head gradient is G x^T + R (weights) and G (bias), written as
+    # (G - 1, x) + sum_k (e_k, x + R[k, :]) -- the e_k add up to 1, which the first term removes.
+    G = base * dz + wdz.sum(-3)
+    R = (wdz * step.movedim(-1, -2).unsqueeze(-1)).movedim(-3, -1)  # [*B, N, K, n_L]
+    eye = torch.eye(K, dtype=x.dtype, device=x.device)
+    return [(G - 1, x)] + [(eye[k].expand_as(G), x + R[..., k, :]) for k in range(K)]
 
 
 class PathAnalyticBase(PathEstimator):

@@ -112,8 +112,9 @@ class Registry(Mapping[str, Entry]):
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         return f"unknown estimator {name!r}{hint} (`estbench list` shows them all)"
 
-    def register(self, cls: type[Estimator], *, source: str = "estbench",
-                 version: str = __version__) -> type[Estimator]:
+    def register(
+        self, cls: type[Estimator], *, source: str = "estbench", version: str = __version__
+    ) -> type[Estimator]:
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not NAME.fullmatch(name):
             raise EstimatorError(
@@ -153,8 +154,7 @@ class Registry(Mapping[str, Entry]):
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             allowed = ", ".join(f"{k}={v.default}" for k, v in cls.hyperparameters.items())
             raise EstimatorError(
-                f"{name}: unknown parameter {unknown[0]!r}{hint} "
-                f"(parameters: {allowed or 'none'})"
+                f"{name}: unknown parameter {unknown[0]!r}{hint} (parameters: {allowed or 'none'})"
             )
         return cls(**params)
 
@@ -199,8 +199,12 @@ class Registry(Mapping[str, Entry]):
 def builtin_estimators() -> list[type[Estimator]]:
     from . import path_analytic, relaxed, score, straight_through
 
-    return [*score.ESTIMATORS, *relaxed.ESTIMATORS, *straight_through.ESTIMATORS,
-            *path_analytic.ESTIMATORS]
+    return [
+        *score.ESTIMATORS,
+        *relaxed.ESTIMATORS,
+        *straight_through.ESTIMATORS,
+        *path_analytic.ESTIMATORS,
+    ]
 
 
 def plugins_disabled() -> bool:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
-from .base import Estimator, PathEstimator, Problem
-from .ops import Contribution, Path, backprop, head_grad, layer_terms
+from .base import Estimator, Hyper, PathEstimator, Problem
+from .ops import Contribution, Path, assemble, backprop, head_grad, layer_terms
 
 
 def coding_scale(problem: Problem) -> float:
@@ -56,4 +57,219 @@ class StraightThrough(StraightThroughBase):
         return [scale * d for d in path.pdf(problem)]
 
 
-ESTIMATORS: list[type[Estimator]] = [StraightThrough]
+
+
+class StraightThroughIdentity(StraightThroughBase):
+    """Identity straight-through: D = 1 for every unit, in both codings.
+
+    The classic heuristic (Hinton's 2012 lecture, Bengio et al. 2013): the sampled state is
+    passed forward and the backward pass ignores the sign/threshold. It is **not** invariant to
+    the coding (spec §4.1, pitfall P1): a {0,1} network with D = 1 is the +-1 network with D = 2,
+    and neither equals the derivative of the conditional mean (2F' resp. F').
+
+    Biased in every binary layer (even for affine f), unbiased in the head (pathwise gradient).
+    Closed forms on the {0,1} toy f(b) = (b - t)^2: g_hat = 2(b - t), mean 2(p - t),
+    variance 4p(1 - p); in +-1 coding g_hat = b - t (spec §5.1). Cost: 1 loss evaluation,
+    1 backward pass. Reference: Bengio, Leonard & Courville, arXiv 1308.3432.
+    Verified: spec §5.1 closed forms and the §5.3 anchor row "E ST identity (+-1)" (exact path
+    enumeration, tests/test_st_estimators.py).
+    """
+
+    name = "st-identity"
+    reference = "Bengio, Leonard & Courville, arXiv 1308.3432 (2013)"
+    unbiased = "head only"
+
+    def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
+        # A 0-d one broadcasts in the recursion; no [S, N, n] tensor of ones is needed.
+        return [a.new_ones(()) for a in path.a]
+
+
+class StraightThroughHardtanh(StraightThroughBase):
+    """Hardtanh ("clipped identity", BNN-style) straight-through: D = 1[|a| <= 1] for +-1
+    states and (1/2) 1[|a| <= 1] for {0,1} states, so it is coding invariant.
+
+    It is the principled ST of uniform noise on [-1, 1] (F = clip((a + 1)/2), 2F' = 1[|a| <= 1])
+    and then equals ``st`` exactly; for other noises it is a heuristic proxy, biased in every
+    binary layer and unbiased in the head. On the one-unit toy g_hat = (b - t) 1[|theta| <= 1]
+    (spec §5.1). Cost: 1 loss evaluation, 1 backward pass.
+    Reference: Hubara et al., "Binarized neural networks", arXiv 1602.02830; the authors'
+    ``HardSTMethod`` in shekhovt/PSA-Neurips2020. Verified: closed form on the toy and equality
+    with ``st`` under uniform noise by exact path enumeration.
+    """
+
+    name = "st-hardtanh"
+    reference = "Hubara et al., arXiv 1602.02830 (NeurIPS 2016)"
+    unbiased = "head only"
+
+    def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
+        half = coding_scale(problem) / 2
+        return [half * (a.abs() <= 1).to(a.dtype) for a in path.a]
+
+
+class StraightThroughTanh(StraightThroughBase):
+    """Tanh-proxy straight-through: D = 1 - tanh^2(a) for +-1 states, half that for {0,1}.
+
+    Equals the principled ST of logistic noise with scale 1/2 (d/da tanh(a) = 2 F'(a) for
+    F(a) = sigmoid(2a)); for the model's own noise it is a heuristic, biased in every binary
+    layer and unbiased in the head. On the toy g_hat = (b - t)(1 - tanh^2 theta) (spec §5.1).
+    Cost: 1 loss evaluation, 1 backward pass. Reference: spec §4.1 (tanh proxy, used
+    empirically; see Shekhovtsov & Yanush, arXiv 2006.06880). Verified: toy closed form.
+    """
+
+    name = "st-tanh"
+    reference = "spec §4.1; Shekhovtsov & Yanush, arXiv 2006.06880"
+    unbiased = "head only"
+
+    def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
+        half = coding_scale(problem) / 2
+        return [half * (1 - torch.tanh(a) ** 2) for a in path.a]
+
+
+class StraightThroughSlope(StraightThroughBase):
+    """Slope-annealed straight-through with a fixed slope s (a hyperparameter here, a schedule
+    in training).
+
+    * ``form=smooth``: D = 2 s F'(s a) for +-1 states, s F'(s a) for {0,1} (logistic noise:
+      the derivative of 2 sigmoid(s a) - 1); s = 1 is principled ``st`` draw for draw.
+    * ``form=hard``: the hard-sigmoid of HM-RNN, D = s 1[|s a| <= 1] for +-1 states, half for
+      {0,1}; s = 1 is ``st-hardtanh``.
+
+    Biased in every binary layer for s != 1 (and for s = 1 as ST is), unbiased in the head.
+    Cost: 1 loss evaluation, 1 backward pass. Reference: Chung, Ahn & Bengio, "Hierarchical
+    multiscale recurrent neural networks", arXiv 1609.01704 (slope annealing); spec §4.1.
+    Verified: s = 1 (smooth) gives bit-identical draws to ``st``.
+    """
+
+    name = "st-slope"
+    reference = "Chung, Ahn & Bengio, arXiv 1609.01704 (ICLR 2017)"
+    unbiased = "head only"
+    hyperparameters = {
+        "s": Hyper(1.0, float, minimum=0.0, exclusive=True, help="slope of the proxy"),
+        "form": Hyper("smooth", str, choices=("smooth", "hard"),
+                      help="smooth: 2s F'(s a); hard: hard-sigmoid s 1[|s a| <= 1]"),
+    }
+
+    def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
+        s = self.params["s"]
+        scale = coding_scale(problem) * s
+        if self.params["form"] == "hard":
+            return [(scale / 2) * ((s * a).abs() <= 1).to(a.dtype) for a in path.a]
+        noise = problem.model.noise
+        # s * a is exact for s = 1, and cdf/pdf_given are the calls ``st`` makes through
+        # Path.pdf, so s = 1 reproduces st bit for bit.
+        return [scale * noise.pdf_given(s * a, noise.cdf(s * a)) for a in path.a]
+
+
+class Darn(StraightThroughBase):
+    """DARN "1/2" estimator, which for binary units is binary ReinMax (tau = 1) and ZGR.
+
+    Single unit: g_hat = f'(b) (b - 1/2) d log P(b | a) / da, a first-order Taylor learning
+    signal around 1/2 with f' at the sample. As a straight-through proxy (spec §4.2):
+
+    * {0,1} states: D = (b - 1/2) * score = F'(a) / (2 P(b | a)); logistic: (1 - p)/2 if b = 1,
+      p/2 if b = 0;
+    * +-1 states: D = x * score = F'(a) / P(x | a); logistic: sigmoid(-x a), the probability of
+      the state not sampled.
+
+    E[D | a] = F'(a), the principled-ST Jacobian, and the one-unit mean is
+    F'(a) (f'(0) + f'(1)) / 2 (trapezoid rule): unbiased for quadratic f, biased otherwise and
+    in deep networks. The head gradient is pathwise and unbiased. For non-logistic noise the
+    score form above is our generalisation [derived]; it keeps both properties.
+    Cost: 1 loss evaluation, 1 backward pass.
+
+    References: Gregor et al., "Deep AutoRegressive Networks", ICML 2014, arXiv 1310.8499 (as
+    described by Gu et al., MuProp, arXiv 1511.05176); Liu et al., "Bridging discrete and
+    backpropagation: straight-through and beyond" (ReinMax), arXiv 2304.08612; Shekhovtsov,
+    "Cold analysis of Rao-Blackwellized straight-through Gumbel-Softmax", ICML 2023 (ZGR).
+
+    Verification of the spec's UNVERIFIED §4.2 (outcome: the formula holds for logistic noise):
+
+    * [code] ReinMax: the authors' package (microsoft/ReinMax, ``reinmax/reinmax.py``,
+      ``ReinMaxCore.backward``) computes 2 J(pi_1) g - 1/2 J(pi_0) g with
+      pi_1 = (softmax(theta / tau) + onehot) / 2, J(pi) = diag(pi) - pi pi^T. For two
+      categories with logits (theta, 0) at tau = 1 this gives (1 - p)/2 if b = 1 and p/2 if
+      b = 0 times f'(b) -- the D above. For tau != 1 ReinMax differs; only tau = 1 is here.
+    * [code] ZGR: the ZGR author's ``ZGR_binary`` (shekhovt/ZGR, ``zgr.py``) is documented as
+      "ZGR = DARN(1/2)" and uses J = (b (1 - p) + (1 - b) p) / 2 -- the same D. It is also the
+      tau -> 0 limit of the binary GR-MC Jacobian E[tau^-1 sigmoid'((a + L)/tau) | b] [derived].
+    * Caveat: the ZGR paper's *categorical* "DARN" term, (x - p) d log p(x), reduces for a
+      binary unit to (b - p)^2 f'(b), which is not this estimator (ZGR is its average with ST).
+      The DARN paper itself could not be read here; the "1/2" name follows the MuProp
+      description and the ZGR author's binary code.
+    * [num] exact path enumeration reproduces the spec §5.3 row "E DARN/ReinMax" on the anchor
+      network and the §5.1 variance closed form (tests/test_st_estimators.py).
+    """
+
+    name = "darn"
+    reference = ("Gregor et al., arXiv 1310.8499 (ICML 2014); Liu et al. (ReinMax), "
+                 "arXiv 2304.08612")
+    unbiased = "head only"
+
+    def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
+        c = coding_scale(problem)
+        return [(c * (b - 0.5)) * s for b, s in zip(path.bits, path.scores(problem), strict=True)]
+
+
+class MeanField(Estimator):
+    """Deterministic mean-field ("tanh", AP1): the gradient of f at the mean-propagated network.
+
+    Each binary layer is replaced by its conditional mean given the mean of the layer below,
+    mu_k = 2F(a_k) - 1 (+-1; logistic: tanh(a_k / 2)) or F(a_k) ({0,1}), with
+    a_k = W_{k-1} mu_{k-1} + b_{k-1} and mu_0 = x_0; the head reads mu_L. The estimate is the
+    exact gradient of the mean-field objective l(W_L mu_L + b_L, y): the §1.4 recursion with
+    D_k = 2F'(a_k) resp. F'(a_k), evaluated at the means. No sampling: every draw is the same
+    vector (``stochastic = False``), so its variance is 0 and its error is pure bias.
+
+    Biased in every layer, the head included (the head sees mu_L, not a sample); exact only
+    when every layer below the loss is affine in its input, which never holds with a
+    nonlinear F. Cost: one deterministic forward and backward pass per ``draw`` call.
+    Reference: the seed study's AP1 / "tanh" method (Shekhovtsov, Yanush & Flach,
+    arXiv 2006.03143, ``gradeval/model.py`` ``fw_AP1``: sigmoid(a) fed forward, {0,1}).
+    Verified: equals the seed networks' stored ``ap1_grad_layer{k}`` to 1e-10 ({0,1} coding),
+    and autograd of the mean-field objective on random networks of every noise and head.
+    """
+
+    name = "mean-field"
+    family = "deterministic"
+    unbiased = "no"
+    stochastic = False
+    reference = "Shekhovtsov, Yanush & Flach, arXiv 2006.03143 (AP1, 'tanh')"
+
+    def bytes_per_draw(self, problem: Problem) -> int:
+        return 8 * problem.n_params  # a draw is a copy of one precomputed vector
+
+    def prepare(self, problem: Problem, generator: torch.Generator) -> Tensor:
+        return self.gradient(problem)
+
+    def gradient(self, problem: Problem) -> Tensor:
+        """The mean-field gradient, [P]."""
+        m = problem.model
+        c = coding_scale(problem)
+        W, b = m.weights, m.biases
+        mu, inputs, jac = problem.X, [problem.X], []
+        for k in range(m.depth):
+            a = mu @ W[k].T + b[k]
+            p = m.noise.cdf(a)
+            jac.append(c * m.noise.pdf_given(a, p))
+            mu = p if c == 1 else 2 * p - 1
+            inputs.append(mu)
+        dz = head_grad(problem, mu @ W[-1].T + b[-1])
+        grads = backprop(problem, jac, dz)
+        terms = [[(g, inp)] for g, inp in zip(grads, inputs, strict=False)] + [[(dz, mu)]]
+        return assemble(problem, terms, per_point=False)
+
+    def _draw(self, problem: Problem, n_draws: int, generator: torch.Generator,
+              context: Any) -> Tensor:
+        g = self.gradient(problem) if context is None else context
+        return g.expand(n_draws, g.shape[-1]).clone()
+
+
+ESTIMATORS: list[type[Estimator]] = [
+    StraightThrough,
+    StraightThroughIdentity,
+    StraightThroughHardtanh,
+    StraightThroughTanh,
+    StraightThroughSlope,
+    Darn,
+    MeanField,
+]

@@ -34,10 +34,13 @@ class ReinforceBatchBaseline(Estimator):
     name = "reinforce-batch-baseline"
     family = "score-function"
     unbiased = "yes"
-    reference = "Kool, van Hoof & Welling, 'Buy 4 REINFORCE samples, get a baseline for free!' (2019)"
+    reference = (
+        "Kool, van Hoof & Welling, 'Buy 4 REINFORCE samples, get a baseline for free!' (2019)"
+    )
 
-    def _draw(self, problem: Problem, n_draws: int, generator: torch.Generator,
-              context: Any) -> Tensor:
+    def _draw(
+        self, problem: Problem, n_draws: int, generator: torch.Generator, context: Any
+    ) -> Tensor:
         N = problem.n_points
         if N < 2:
             raise EstimatorError(f"{self.name} needs at least 2 data points, got {N}")
@@ -46,5 +49,6 @@ class ReinforceBatchBaseline(Estimator):
         baseline = (f.sum(-1, keepdim=True) - f) / (N - 1)
         signal = (f - baseline)[..., None]
         logit_grads = [signal * s for s in path.scores(problem)]
-        return assemble(problem, layer_terms(path, logit_grads, head_grad(problem, path.z)),
-                        per_point=False)
+        return assemble(
+            problem, layer_terms(path, logit_grads, head_grad(problem, path.z)), per_point=False
+        )

@@ -1,0 +1,52 @@
+"""Time of 20,000 draws per estimator on the seed 5-5-5 network with its 200 points (README.md).
+
+python scripts/bench_estimators.py                  # the seed study's seven estimators
+python scripts/bench_estimators.py --all            # every registered estimator
+python scripts/bench_estimators.py st 'rloo(k=4)'   # chosen ones
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from estbench import load_checkpoint
+from estbench.estimators import Problem, default_registry
+
+SEED_NET = Path(__file__).resolve().parents[2] / "shared" / "seed-nets" / "psa_5-5-5_chk-100.npz"
+SEED_STUDY = ["reinforce", "arm", "concrete(tau=0.1)", "concrete(tau=1)", "mean-field", "st", "psa"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("estimators", nargs="*", help="estimator specs (default: the seed seven)")
+    parser.add_argument("--all", action="store_true", help="every registered estimator")
+    parser.add_argument("--draws", type=int, default=20000)
+    args = parser.parse_args()
+    registry = default_registry()
+    specs = list(registry) if args.all else (args.estimators or SEED_STUDY)
+    ckpt = load_checkpoint(SEED_NET)
+    problem = Problem.create(ckpt.model(coding="01"), *ckpt.data())
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64, "
+        f"{args.draws} draws, seed network 5-5-5 with {problem.n_points} points\n"
+    )
+    print("| estimator | time | per draw |")
+    print("| --- | --- | --- |")
+    total = 0.0
+    for spec in specs:
+        est = registry.create(spec)
+        est.draw(problem, 100, generator=torch.Generator().manual_seed(1))  # warm-up
+        t = time.perf_counter()
+        est.draw(problem, args.draws, generator=torch.Generator().manual_seed(0))
+        dt = time.perf_counter() - t
+        total += dt
+        print(f"| {est.spec} | {dt:.2f} s | {dt / args.draws * 1e6:.0f} µs |")
+    print(f"| **total** | **{total:.2f} s** | |")
+
+
+if __name__ == "__main__":
+    main()
