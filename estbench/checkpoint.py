@@ -182,6 +182,7 @@ def save_checkpoint(
     if X is not None and Y is not None:
         arrays["X"] = torch.as_tensor(X).detach().cpu().numpy()
         arrays["Y"] = torch.as_tensor(Y).detach().cpu().numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         np.savez(f, **arrays)

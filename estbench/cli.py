@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._version import __version__
-from .checkpoint import load_data, model_from_checkpoint
+from .checkpoint import load_checkpoint, load_data, model_from_checkpoint
 from .errors import EstbenchError, ModelError
 from .estimators.base import PathEstimator
 from .estimators.registry import split_specs
@@ -97,6 +97,39 @@ def _reference_model():  # noqa: ANN202
     return random_sbn(2, (5, 5, 5), 1, generator=torch.Generator().manual_seed(0))
 
 
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .cases import load_case, with_overrides
+    from .runner import run_case
+
+    registry = _registry()
+    estimators = tuple(split_specs(args.estimators)) if args.estimators else None
+    for spec in estimators or ():
+        registry.create(spec)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else None
+    if checkpoint is not None:
+        load_checkpoint(checkpoint)  # fail now, naming the file, not after other cases ran
+    # Every case is validated before any work starts.
+    cases = [with_overrides(load_case(name), checkpoint=checkpoint, estimators=estimators)
+             for name in args.cases or ["default"]]
+    failed = 0
+    for case in cases:
+        report = run_case(case, Path(args.out), seed=args.seed, quick=args.quick,
+                          force=args.force, progress=False if args.no_progress else None)
+        done = f"{report.points_done} computed, {report.points_skipped} already done"
+        print(f"{case.name}: {done} -> {report.directory}/results.csv")
+        if report.errors:
+            failed += 1
+            print(f"estbench: {case.name}: {len(report.errors)} estimator failures "
+                  f"(see the error column)", file=sys.stderr)
+    return 2 if failed else 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     registry = _registry()
     model = _reference_model()
@@ -108,8 +141,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         rows.append(
             {
                 "name": name,
-                "family": cls.family,
-                "unbiased": cls.unbiased,
+                "family": est.family,
+                "unbiased": est.unbiased,
                 "path_estimator": isinstance(est, PathEstimator),
                 "evals_per_draw_5_5_5": est.evals_per_draw(model),
                 "hyperparameters": {
@@ -136,7 +169,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         (
             r["name"],
             r["family"],
-            r["unbiased"],
+            _shorten(r["unbiased"], 30),
             f"{r['evals_per_draw_5_5_5']:g}",
             ", ".join(f"{k}={v['default']}" for k, v in r["hyperparameters"].items()) or "-",
             f"{r['package']} {r['version']}",
@@ -227,6 +260,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help='print {"loss": float, "grad": {"layer0": [...], ...}}'
     )
     p.set_defaults(func=_cmd_exact)
+
+    p = sub.add_parser(
+        "run", help="run cases: exact gradients, estimator draws, metrics -> results files",
+        description="Run case files (names of shipped cases or paths) and write DIR/<case>/"
+                    "results.csv and results.json. Finished case points are skipped on a re-run.",
+    )
+    p.add_argument("cases", nargs="*", metavar="CASE",
+                   help="case names or .toml paths (default: default)")
+    p.add_argument("--out", default="out", metavar="DIR", help="results directory (default: out)")
+    p.add_argument("--seed", type=int, default=0, help="root seed of the draws (default 0)")
+    p.add_argument("--quick", action="store_true", help="few draws, for a smoke run")
+    p.add_argument("--estimators", metavar="LIST",
+                   help="only these estimators, e.g. 'st,psa,concrete(tau=0.1)'")
+    p.add_argument("--checkpoint", metavar="FILE.npz",
+                   help="measure this network instead of the case's model and training")
+    p.add_argument("--force", action="store_true", help="recompute finished case points")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
         "list",

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -131,3 +132,128 @@ def unbiasedness_test(draws: Tensor, g: Tensor, *, alpha: float = 1e-3) -> Unbia
         aggregate_critical(alpha),
         draws.shape[0],
     )
+
+
+# ------------------------------------------------------------------------------------------
+# Metrics of one layer (spec §6). Each returns (value, se, ci_low, ci_high); None where unknown.
+# ------------------------------------------------------------------------------------------
+
+Z95 = NormalDist().inv_cdf(0.975)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    se: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+def _norm(t: Tensor) -> float:
+    return float(t.norm())
+
+
+def relative_bias(draws: Tensor, g: Tensor) -> Estimate:
+    """||E g_hat - g|| / ||g|| from B_hat (clipped at 0 for display), CI from B_hat +- 1.96 SE."""
+    sb = squared_bias(draws, g)
+    gn = _norm(g)
+    lo, hi = sb.value - Z95 * sb.se, sb.value + Z95 * sb.se
+    value = math.sqrt(max(sb.value, 0.0)) / gn
+    se = sb.se / (2 * gn * gn * value) if value > 0 else None  # delta method
+    return Estimate(value, se, math.sqrt(max(lo, 0.0)) / gn, math.sqrt(max(hi, 0.0)) / gn)
+
+
+def total_variance(draws: Tensor) -> Estimate:
+    """T_hat = tr Cov with SE sd_s(||g_s - mean||^2) / sqrt(S)."""
+    S = draws.shape[0]
+    sq = ((draws - draws.mean(0)) ** 2).sum(1) * (S / (S - 1))
+    value, se = float(sq.mean()), float(sq.std()) / math.sqrt(S)
+    return Estimate(value, se, value - Z95 * se, value + Z95 * se)
+
+
+def mse_single(draws: Tensor, g: Tensor) -> Estimate:
+    """MSE_1 = mean_s ||g_s - g||^2 (unbiased), SE sd / sqrt(S)."""
+    sq = ((draws - g) ** 2).sum(1)
+    value, se = float(sq.mean()), float(sq.std()) / math.sqrt(draws.shape[0])
+    return Estimate(value, se, value - Z95 * se, value + Z95 * se)
+
+
+def rel_rmse_bootstrap(draws: Tensor, g: Tensor, Ms: Tensor, replicates: int,
+                       generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Poisson-bootstrap sd and 95 % interval of sqrt(max(B^ + T^/M, 0)) / ||g|| for every M.
+
+    Replicate r weights draw s by w_rs ~ Poisson(1); weighted means and sums of squares come from
+    two matrix products, so no resampled copy of the draws is made.
+    """
+    centre = draws.mean(0)
+    c = draws - centre  # centring keeps the weighted second moments accurate
+    sq = (c * c).sum(1)
+    w = torch.poisson(torch.ones(replicates, draws.shape[0], dtype=draws.dtype),
+                      generator=generator)
+    n = w.sum(1).clamp_min(2)
+    mean_c = (w @ c) / n[:, None]
+    T = ((w @ sq) - n * (mean_c * mean_c).sum(1)) / (n - 1)
+    B = ((mean_c + centre - g) ** 2).sum(1) - T / n
+    curves = ((B[:, None] + T[:, None] / Ms).clamp_min(0) / float(g @ g)).sqrt()
+    return curves.std(0), torch.quantile(curves, 0.025, 0), torch.quantile(curves, 0.975, 0)
+
+
+def group_means(draws: Tensor, M: int) -> Tensor:
+    """Means of floor(S/M) consecutive disjoint groups of M draws, [R, dim] (the seed protocol)."""
+    R = draws.shape[0] // M
+    return draws[: R * M].reshape(R, M, -1).mean(1)
+
+
+def rel_rmse_grouped(draws: Tensor, g: Tensor, M: int) -> Estimate | None:
+    """sqrt(mean_r ||mean_r - g||^2) / ||g|| over R groups; CI = sqrt of the t-interval of the mean.
+    None when fewer than 2 groups."""
+    means = group_means(draws, M)
+    R = means.shape[0]
+    if R < 2:
+        return None
+    e = ((means - g) ** 2).sum(1) / float(g @ g)
+    m, se = float(e.mean()), float(e.std()) / math.sqrt(R)
+    t = _t_quantile(R - 1)
+    return Estimate(math.sqrt(m), se / (2 * math.sqrt(max(m, 1e-300))),
+                    math.sqrt(max(m - t * se, 0.0)), math.sqrt(m + t * se))
+
+
+def _t_quantile(df: int) -> float:
+    from scipy.stats import t as student_t
+
+    return float(student_t.ppf(0.975, df))
+
+
+def cosines(draws: Tensor, g: Tensor, M: int) -> Tensor:
+    """cos(group mean, g) of every group of M draws; 0 where a group mean is exactly zero."""
+    means = group_means(draws, M)
+    num = means @ g
+    den = means.norm(dim=1) * g.norm()
+    return torch.where(den > 0, num / den.clamp_min(1e-300), 0.0)
+
+
+def cosine_of_mean(draws: Tensor, g: Tensor) -> Estimate:
+    """Bias-reduced cos(E g_hat, g) = mean' g / (||g|| sqrt(max(||mean||^2 - T/S, eps)))."""
+    S = draws.shape[0]
+    mean = draws.mean(0)
+    T = float(((draws - mean) ** 2).sum()) / (S - 1)
+    den = _norm(g) * math.sqrt(max(float(mean @ mean) - T / S, 1e-300))
+    return Estimate(max(-1.0, min(1.0, float(mean @ g) / den)))
+
+
+def snr_median(draws: Tensor) -> Estimate:
+    """Median over coordinates of sqrt(max(mean_i^2 - s_i^2/S, 0)) / s_i (bias-reduced numerator);
+    coordinates with zero variance are left out (their SNR is infinite or undefined)."""
+    S = draws.shape[0]
+    mean, var = draws.mean(0), draws.var(0)
+    keep = var > 0
+    if not keep.any():
+        return Estimate(math.inf)
+    ratio = ((mean[keep] ** 2 - var[keep] / S).clamp_min(0)).sqrt() / var[keep].sqrt()
+    return Estimate(float(ratio.median()))
+
+
+def zero_fraction(draws: Tensor) -> Estimate:
+    """Share of draws whose vector is exactly zero (cosine is then defined as 0)."""
+    frac = float((draws == 0).all(1).double().mean())
+    return Estimate(frac, math.sqrt(frac * (1 - frac) / draws.shape[0]))

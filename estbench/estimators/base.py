@@ -178,13 +178,19 @@ class Estimator(ABC):
         *,
         generator: torch.Generator,
         memory_budget: int | None = None,
+        context: Any = None,
     ) -> Tensor:
-        """[n_draws, P] i.i.d. single-draw estimates, computed in memory-bounded chunks."""
+        """[n_draws, P] i.i.d. single-draw estimates, computed in memory-bounded chunks.
+
+        ``context`` is the result of ``prepare`` when the caller already has it (so that exact
+        moments and draws share e.g. a frozen baseline); by default it is prepared here.
+        """
         if n_draws < 1:
             raise EstimatorError(f"{self.name}: the number of draws must be >= 1, got {n_draws}")
         budget = default_memory_budget() if memory_budget is None else memory_budget
         chunk = max(1, min(n_draws, budget // max(1, self.bytes_per_draw(problem))))
-        context = self.prepare(problem, generator)
+        if context is None:
+            context = self.prepare(problem, generator)
         parts = [
             self._draw(problem, min(chunk, n_draws - start), generator, context)
             for start in range(0, n_draws, chunk)

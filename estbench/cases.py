@@ -1,0 +1,403 @@
+"""Case files: one TOML file per case, validated strictly before any work starts.
+
+A case names its data, its model (or a checkpoint), optional training to checkpoints, a sweep
+(cartesian product of depth, width, checkpoint, tau and seed), and what to measure. Every problem
+is reported as ``FILE: key.path: expected ..., got ...``. The case name is the file's stem. The
+schema is documented in README.md ("Case files"); ``schema_version = 1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import EstbenchError
+
+SCHEMA_VERSION = 1
+CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
+SWEEP_KEYS = ("depth", "width", "checkpoint", "tau", "seed")
+DEFAULT_M = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+SEED_STUDY_M = tuple(list(range(1, 10)) + list(range(10, 100, 10)) + list(range(100, 1000, 100))
+                     + list(range(1000, 10000, 1000)))
+
+
+class CaseError(EstbenchError):
+    """A case file that cannot be used, with the file, the key path and what was expected."""
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    kind: str = "two-class"
+    n: int = 200
+    seed: int = 0
+    path: Path | None = None
+    noise: float = 0.1
+    classes: int = 3
+    dim: int = 2
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    widths: tuple[int, ...] | None = None
+    width: int | None = None
+    depth: int | None = None
+    coding: str = "01"
+    noise: str = "logistic"
+    head: str = "logistic"
+    outputs: int | None = None
+    init: str = "ap2"
+    scale: float = 1.0
+    seed: int = 0
+    checkpoint: Path | None = None
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    method: str = "reinforce"
+    optimizer: str = "sgd"
+    lr: float = 0.03
+    momentum: float = 0.9
+    batch_size: int = 10
+    epochs: int = 100
+    measure_at: tuple[int, ...] = ()
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MeasureSpec:
+    estimators: tuple[str, ...] = ()
+    draws: int = 10000
+    M: tuple[int, ...] = DEFAULT_M
+    metrics: tuple[str, ...] | None = None
+    exact_moments: bool = True
+    max_paths: int = 1 << 16
+    bootstrap: int = 200
+    quick_draws: int = 500
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    path: Path | None
+    text: str
+    data: DataSpec
+    model: ModelSpec
+    training: TrainingSpec | None
+    sweep: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    measure: MeasureSpec = MeasureSpec()
+    description: str = ""
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def points(self) -> list[dict[str, Any]]:
+        """The sweep's case points (tau is an estimator variant, not a point): dicts with the
+        swept values among depth, width, checkpoint, seed, in a fixed order."""
+        keys = [k for k in SWEEP_KEYS if k in self.sweep and k != "tau"]
+        return [dict(zip(keys, values, strict=True))
+                for values in itertools.product(*(self.sweep[k] for k in keys))]
+
+    def widths_at(self, point: dict[str, Any]) -> tuple[int, ...]:
+        m = self.model
+        if "depth" in point or "width" in point:
+            width = point.get("width", m.width)
+            depth = point.get("depth", m.depth)
+            return (int(width),) * int(depth)  # type: ignore[arg-type]
+        if m.widths is not None:
+            return m.widths
+        return (int(m.width),) * int(m.depth)  # type: ignore[arg-type]
+
+
+# ---- validation helpers -------------------------------------------------------------------
+
+
+class _Table:
+    """Reads one TOML table, recording which keys were used; unknown keys are errors."""
+
+    def __init__(self, file: str, path: str, raw: Any) -> None:
+        self.file, self.path = file, path
+        if not isinstance(raw, dict):
+            self.fail(path, "a table", raw)
+        self.raw: dict[str, Any] = raw
+        self.used: set[str] = set()
+
+    def fail(self, key: str, expected: str, got: Any) -> None:
+        raise CaseError(f"{self.file}: {key}: expected {expected}, got {got!r}")
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get(self, name: str, kind: str, default: Any = None, *, required: bool = False,
+            check: Callable[[Any], bool] | None = None, expected: str = "") -> Any:
+        self.used.add(name)
+        if name not in self.raw:
+            if required:
+                raise CaseError(f"{self.file}: {self.key(name)}: required key is missing "
+                                f"(expected {expected or kind})")
+            return default
+        value = self.raw[name]
+        ok = {
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "float": isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value),
+            "str": isinstance(value, str),
+            "bool": isinstance(value, bool),
+            "int-list": isinstance(value, list) and bool(value)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
+            "float-list": isinstance(value, list) and bool(value)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value),
+            "str-list": isinstance(value, list) and bool(value)
+            and all(isinstance(v, str) for v in value),
+        }[kind]
+        if not ok or (check is not None and not check(value)):
+            self.fail(self.key(name), expected or kind, value)
+        return float(value) if kind == "float" else value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        return self.get(name, "str", default, check=lambda v: v in choices,
+                        expected="one of " + ", ".join(repr(c) for c in choices))
+
+    def done(self) -> None:
+        unknown = sorted(set(self.raw) - self.used)
+        if unknown:
+            allowed = ", ".join(sorted(self.used))
+            raise CaseError(f"{self.file}: {self.key(unknown[0])}: unknown key "
+                            f"(allowed here: {allowed})")
+
+
+def _positive(v: Any) -> bool:
+    return v > 0
+
+
+def _nonneg(v: Any) -> bool:
+    return v >= 0
+
+
+def _all(pred: Callable[[Any], bool]) -> Callable[[list[Any]], bool]:
+    return lambda values: all(pred(v) for v in values)
+
+
+def _resolve(base: Path | None, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    p = Path(value)
+    return p if p.is_absolute() or base is None else (base / p)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys, e.g. {"measure.draws": 1000, "model.widths": [3, 3]}, in a parsed case."""
+    for dotted, value in overrides.items():
+        *tables, key = dotted.split(".")
+        node = raw
+        for t in tables:
+            node = node.setdefault(t, {})
+            if not isinstance(node, dict):
+                raise CaseError(f"override {dotted}: {t} is not a table")
+        node[key] = value
+    return raw
+
+
+def parse_case(text: str, *, name: str, path: Path | None = None,
+               overrides: dict[str, Any] | None = None) -> Case:
+    """Validate a case's TOML text (``path`` names it in errors and anchors relative paths);
+    ``overrides`` set dotted keys before validation and are recorded with the text."""
+    from .estimators.registry import default_registry
+    from .model import CODINGS, HEADS, NOISES
+
+    file = str(path) if path else f"<case {name}>"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise CaseError(f"{file}: not valid TOML: {e}") from None
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+        text += "\n# overrides: " + json.dumps(overrides, sort_keys=True, default=str) + "\n"
+    base = path.parent if path else None
+    top = _Table(file, "", raw)
+    version = top.get("schema_version", "int", required=True, expected=f"{SCHEMA_VERSION}")
+    if version != SCHEMA_VERSION:
+        raise CaseError(f"{file}: schema_version: this estbench reads version {SCHEMA_VERSION}, "
+                        f"the file has {version}")
+    declared = top.get("name", "str")
+    if declared is not None and declared != name:
+        raise CaseError(f"{file}: name: expected {name!r} (the file name), got {declared!r}")
+    description = top.get("description", "str", "")
+
+    d = _Table(file, "data", raw.get("data", {}))
+    top.used.add("data")
+    kind = d.choice("kind", ("two-class", "moons", "xor", "blobs", "npz"), "two-class")
+    data = DataSpec(
+        kind=kind,
+        n=d.get("n", "int", 200, check=lambda v: v >= 2, expected="an integer >= 2"),
+        seed=d.get("seed", "int", 0),
+        path=_resolve(base, d.get("path", "str", required=kind == "npz",
+                                  expected="a path to an .npz file with X and Y")),
+        noise=d.get("noise", "float", 0.1, check=_nonneg, expected="a number >= 0"),
+        classes=d.get("classes", "int", 3, check=lambda v: v >= 2, expected="an integer >= 2"),
+        dim=d.get("dim", "int", 2, check=lambda v: v >= 2, expected="an integer >= 2"),
+    )
+    d.done()
+
+    m = _Table(file, "model", raw.get("model", {}))
+    top.used.add("model")
+    model = ModelSpec(
+        widths=(tuple(w) if (w := m.get("widths", "int-list", None, check=_all(_positive),
+                                         expected="a non-empty list of positive integers"))
+                else None),
+        width=m.get("width", "int", None, check=_positive, expected="a positive integer"),
+        depth=m.get("depth", "int", None, check=_positive, expected="a positive integer"),
+        coding=m.choice("coding", CODINGS, "01"),
+        noise=m.choice("noise", tuple(NOISES), "logistic"),
+        head=m.choice("head", tuple(HEADS), "logistic"),
+        outputs=m.get("outputs", "int", None, check=_positive, expected="a positive integer"),
+        init=m.choice("init", ("ap2", "random", "uniform"), "ap2"),
+        scale=m.get("scale", "float", 1.0, check=_positive, expected="a number > 0"),
+        seed=m.get("seed", "int", 0),
+        checkpoint=_resolve(base, m.get("checkpoint", "str")),
+    )
+    m.done()
+
+    training = None
+    if "training" in raw:
+        t = _Table(file, "training", raw["training"])
+        top.used.add("training")
+        epochs = t.get("epochs", "int", required=True, check=_positive,
+                       expected="a positive integer")
+        method = t.get("method", "str", "reinforce")
+        if method != "exact":
+            _check_estimator_spec(file, "training.method", method, default_registry())
+        training = TrainingSpec(
+            method=method,
+            optimizer=t.choice("optimizer", ("sgd", "adam"), "sgd"),
+            lr=t.get("lr", "float", 0.03, check=_positive, expected="a number > 0"),
+            momentum=t.get("momentum", "float", 0.9, check=lambda v: 0 <= v < 1,
+                           expected="a number in [0, 1)"),
+            batch_size=t.get("batch_size", "int", 10, check=_positive,
+                             expected="a positive integer"),
+            epochs=epochs,
+            measure_at=tuple(t.get("measure_at", "int-list", [epochs],
+                                   check=_all(lambda v: 0 <= v <= epochs),
+                                   expected=f"a list of epochs in 0..{epochs}")),
+            seed=t.get("seed", "int", 0),
+        )
+        t.done()
+
+    s = _Table(file, "sweep", raw.get("sweep", {}))
+    top.used.add("sweep")
+    sweep: dict[str, tuple[Any, ...]] = {}
+    for key in ("depth", "width"):
+        values = s.get(key, "int-list", None, check=_all(_positive),
+                       expected="a non-empty list of positive integers")
+        if values is not None:
+            sweep[key] = tuple(values)
+    ckpts = s.get("checkpoint", "int-list", None, check=_all(_nonneg),
+                  expected="a non-empty list of epochs >= 0")
+    if ckpts is not None:
+        if training is None:
+            raise CaseError(f"{file}: sweep.checkpoint: needs a [training] table")
+        if max(ckpts) > training.epochs:
+            raise CaseError(f"{file}: sweep.checkpoint: expected epochs in 0..{training.epochs}, "
+                            f"got {ckpts!r}")
+        sweep["checkpoint"] = tuple(ckpts)
+    elif training is not None:
+        sweep["checkpoint"] = training.measure_at
+    taus = s.get("tau", "float-list", None, check=_all(_positive),
+                 expected="a non-empty list of numbers > 0")
+    if taus is not None:
+        sweep["tau"] = tuple(float(v) for v in taus)
+    seeds = s.get("seed", "int-list", None, expected="a non-empty list of integers")
+    if seeds is not None:
+        sweep["seed"] = tuple(seeds)
+    s.done()
+
+    if ("depth" in sweep or "width" in sweep) and model.widths is not None:
+        raise CaseError(f"{file}: model.widths: a sweep over depth or width needs model.width "
+                        f"and model.depth instead of model.widths")
+    need_width = "width" not in sweep and model.widths is None
+    need_depth = "depth" not in sweep and model.widths is None
+    if model.checkpoint is None:
+        if need_width and model.width is None:
+            raise CaseError(f"{file}: model.widths: required key is missing (or give model.width "
+                            f"and model.depth, or a sweep over them)")
+        if need_depth and model.depth is None:
+            raise CaseError(f"{file}: model.depth: required key is missing (expected a positive "
+                            f"integer, or a sweep over depth)")
+
+    ms = _Table(file, "measure", raw.get("measure", {}))
+    top.used.add("measure")
+    estimators = tuple(ms.get("estimators", "str-list", required=True,
+                              expected="a non-empty list of estimator names"))
+    registry = default_registry()
+    for i, spec in enumerate(estimators):
+        _check_estimator_spec(file, f"measure.estimators[{i}]", spec, registry)
+    from .results import METRICS
+
+    metrics = ms.get("metrics", "str-list", None, check=lambda v: all(x in METRICS for x in v),
+                     expected="metric names among " + ", ".join(METRICS))
+    measure = MeasureSpec(
+        estimators=estimators,
+        draws=ms.get("draws", "int", 10000, check=lambda v: v >= 10, expected="an integer >= 10"),
+        M=tuple(sorted(set(ms.get("M", "int-list", list(DEFAULT_M), check=_all(_positive),
+                                  expected="a non-empty list of positive integers")))),
+        metrics=tuple(metrics) if metrics else None,
+        exact_moments=ms.get("exact_moments", "bool", True),
+        max_paths=ms.get("max_paths", "int", 1 << 16, check=_positive,
+                         expected="a positive integer"),
+        bootstrap=ms.get("bootstrap", "int", 200, check=_nonneg, expected="an integer >= 0"),
+        quick_draws=ms.get("quick_draws", "int", 500, check=lambda v: v >= 10,
+                           expected="an integer >= 10"),
+    )
+    ms.done()
+    top.done()
+    return Case(name, path, text, data, model, training, sweep, measure, description)
+
+
+def _check_estimator_spec(file: str, key: str, spec: str, registry: Any) -> None:
+    try:
+        registry.create(spec)
+    except EstbenchError as e:
+        raise CaseError(f"{file}: {key}: {e}") from None
+
+
+def find_case(name_or_path: str) -> Path:
+    """A case by file path, or by name among the shipped cases."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.exists():
+            raise CaseError(f"{p}: no such case file")
+        return p
+    shipped = CASES_DIR / f"{name_or_path}.toml"
+    if shipped.exists():
+        return shipped
+    names = sorted(f.stem for f in CASES_DIR.glob("*.toml"))
+    raise CaseError(f"unknown case {name_or_path!r}; shipped cases: {', '.join(names)} "
+                    f"(or give a path to a .toml file)")
+
+
+def load_case(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Case:
+    path = find_case(str(name_or_path))
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise CaseError(f"{path}: cannot read: {e}") from None
+    return parse_case(text, name=path.stem, path=path, overrides=overrides)
+
+
+def with_overrides(case: Case, *, checkpoint: Path | None = None,
+                   estimators: tuple[str, ...] | None = None) -> Case:
+    """The case with the CLI's --checkpoint and --estimators applied."""
+    if checkpoint is not None:
+        sweep = {k: v for k, v in case.sweep.items() if k not in ("checkpoint",)}
+        case = replace(case, model=replace(case.model, checkpoint=checkpoint), training=None,
+                       sweep=sweep)
+    if estimators is not None:
+        case = replace(case, measure=replace(case.measure, estimators=estimators))
+    return case

@@ -1,0 +1,151 @@
+"""Measure one estimator at one case point: draws, exact moments where possible, and the tidy
+metric rows of ``results.METRICS`` for every layer (layer0..layerL and ``all`` binary layers).
+
+Each row's ``method`` says where its number comes from: ``exact`` (path enumeration, no sampling
+error) or ``mc`` (from the draws, with a standard error and a 95 % interval where one exists).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import metrics as mt
+from .estimators.base import Estimator, PathEstimator, Problem
+from .exact_moments import path_count, path_moments
+
+EXACT_UNBIASED_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    draws: int
+    M: tuple[int, ...]
+    metrics: tuple[str, ...] | None = None
+    exact_moments: bool = True
+    max_paths: int = 1 << 16
+    bootstrap: int = 200
+
+
+@dataclass(frozen=True)
+class Measurement:
+    rows: list[dict[str, Any]]
+    seconds_per_draw: float
+    exact: bool
+    verdicts: dict[str, bool]  # layer -> unbiasedness test passed
+    claimed: list[str]  # layers the estimator claims unbiased
+
+
+def layer_slices(problem: Problem) -> list[tuple[str, slice]]:
+    """(name, slice of the flat vector): layer0..layerL, then ``all`` binary layers pooled."""
+    out, start = [], 0
+    for name, size in zip(problem.model.layer_names, problem.model.layer_sizes, strict=True):
+        out.append((name, slice(start, start + size)))
+        start += size
+    out.append(("all", slice(0, start - problem.model.layer_sizes[-1])))
+    return out
+
+
+def measure(est: Estimator, problem: Problem, g_flat: Tensor, opts: MeasureOptions, *,
+            generator: torch.Generator) -> Measurement:
+    """Draw ``opts.draws`` estimates and compute every metric for every layer."""
+    context = est.prepare(problem, generator)
+    t0 = time.perf_counter()
+    draws = est.draw(problem, opts.draws, generator=generator, context=context)
+    seconds = (time.perf_counter() - t0) / opts.draws
+    if not torch.isfinite(draws).all():
+        bad = int((~torch.isfinite(draws)).any(1).sum())
+        raise FloatingPointError(f"{bad} of {opts.draws} draws contain NaN or inf")
+    exact = (opts.exact_moments and isinstance(est, PathEstimator)
+             and path_count(problem) <= opts.max_paths)
+    moments = path_moments(est, problem, context=context, max_paths=opts.max_paths) if exact else None
+    evals = est.evals_per_draw(problem.model)
+    claimed_idx = est.unbiased_layers(problem.model)
+    names = problem.model.layer_names
+    claimed = [names[k] for k in sorted(claimed_idx)]
+    if claimed_idx >= set(range(problem.model.depth)):
+        claimed.append("all")
+    wanted = set(opts.metrics) if opts.metrics else None
+    Ms = torch.tensor(opts.M, dtype=draws.dtype)
+    rows: list[dict[str, Any]] = []
+    verdicts: dict[str, bool] = {}
+
+    def add(layer: str, metric: str, value: float, *, M: int | None = None, se: float | None = None,
+            lo: float | None = None, hi: float | None = None, method: str = "mc") -> None:
+        if wanted is None or metric in wanted:
+            rows.append({"layer": layer, "metric": metric, "M": M, "value": float(value), "se": se,
+                         "ci_low": lo, "ci_high": hi, "method": method})
+
+    for layer, sl in layer_slices(problem):
+        d, g = draws[:, sl], g_flat[sl]
+        gn = float(g.norm())
+        if gn == 0:
+            raise ZeroDivisionError(f"the exact gradient of {layer} is zero; relative metrics "
+                                    f"are undefined")
+        test = mt.unbiasedness_test(d, g)
+        if moments is not None:
+            mu, var = moments.mean[sl], moments.variance[sl]
+            B, T = float(((mu - g) ** 2).sum()), float(var.sum())
+            add(layer, "rel_bias", math.sqrt(B) / gn, method="exact")
+            add(layer, "bias_sq", B, method="exact")
+            add(layer, "variance", T, method="exact")
+            add(layer, "mse", B + T, method="exact")
+            for M in opts.M:
+                add(layer, "rel_rmse", math.sqrt(B + T / M) / gn, M=M, method="exact")
+            cos_mu = float(mu @ g) / (float(mu.norm()) * gn) if float(mu.norm()) > 0 else 0.0
+            add(layer, "cos_of_mean", cos_mu, method="exact")
+            keep = var > 0
+            if keep.any():
+                add(layer, "snr", float((mu[keep].abs() / var[keep].sqrt()).median()),
+                    method="exact")
+            verdict = math.sqrt(B) / gn <= EXACT_UNBIASED_TOL
+            add(layer, "unbiased_test", float(verdict), method="exact")
+        else:
+            sb = mt.squared_bias(d, g)
+            B, T = sb.value, sb.total_variance
+            rb = mt.relative_bias(d, g)
+            add(layer, "rel_bias", rb.value, se=rb.se, lo=rb.ci_low, hi=rb.ci_high)
+            add(layer, "bias_sq", B, se=sb.se, lo=B - mt.Z95 * sb.se, hi=B + mt.Z95 * sb.se)
+            tv = mt.total_variance(d)
+            add(layer, "variance", tv.value, se=tv.se, lo=tv.ci_low, hi=tv.ci_high)
+            ms = mt.mse_single(d, g)
+            add(layer, "mse", ms.value, se=ms.se, lo=ms.ci_low, hi=ms.ci_high)
+            point = ((max(B, 0.0) + T / Ms).clamp_min(0) / gn**2).sqrt()
+            if opts.bootstrap > 1:
+                sd, lo, hi = mt.rel_rmse_bootstrap(d, g, Ms, opts.bootstrap, generator)
+            else:
+                sd = lo = hi = None
+            for i, M in enumerate(opts.M):
+                add(layer, "rel_rmse", float(point[i]), M=M,
+                    se=None if sd is None else float(sd[i]),
+                    lo=None if lo is None else float(lo[i]),
+                    hi=None if hi is None else float(hi[i]))
+            add(layer, "cos_of_mean", mt.cosine_of_mean(d, g).value)
+            add(layer, "snr", mt.snr_median(d).value)
+            verdict = test.passed
+            add(layer, "unbiased_test", float(verdict))
+        verdicts[layer] = verdict
+        method = "exact" if moments is not None else "mc"
+        for M in opts.M:
+            add(layer, "rel_rmse_cost", math.sqrt(max(B, 0.0) + T * evals / M) / gn, M=M,
+                method=method)
+            grouped = mt.rel_rmse_grouped(d, g, M)
+            if grouped is not None:
+                add(layer, "rel_rmse_grouped", grouped.value, M=M, se=grouped.se,
+                    lo=grouped.ci_low, hi=grouped.ci_high)
+                cos = mt.cosines(d, g, M)
+                R = cos.numel()
+                add(layer, "cos_mean", float(cos.mean()), M=M, se=float(cos.std()) / math.sqrt(R))
+                add(layer, "cos_q15", float(torch.quantile(cos, 0.15)), M=M)
+                add(layer, "cos_q85", float(torch.quantile(cos, 0.85)), M=M)
+        zf = mt.zero_fraction(d)
+        add(layer, "zero_frac", zf.value, se=zf.se)
+        add(layer, "z_max", test.z_max)
+        add(layer, "bias_z", test.ratio)
+        add(layer, "evals_per_draw", evals, method="exact")
+    return Measurement(rows, seconds, moments is not None, verdicts, claimed)
