@@ -1,5 +1,6 @@
 """Straight-through family: the sampled forward pass with a proxy Jacobian D_k in the backward
-recursion of spec §1.4 (delta_L = W_L^T dl/dz, g_{a_k} = delta_k * D_k, delta_{k-1} = W_k^T g_{a_k})."""
+recursion of spec §1.4 (delta_L = W_L^T dl/dz, g_{a_k} = delta_k * D_k,
+delta_{k-1} = W_k^T g_{a_k}), and the deterministic mean field that shares the recursion."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ class StraightThroughBase(PathEstimator):
         """The proxy D_k = "dx_k / da_k" of every binary layer along ``path``."""
         raise NotImplementedError
 
-    def path_terms(self, problem: Problem, path: Path, context: Any = None
-                   ) -> list[list[Contribution]]:
+    def path_terms(
+        self, problem: Problem, path: Path, context: Any = None
+    ) -> list[list[Contribution]]:
         dz = head_grad(problem, path.z)
         return layer_terms(path, backprop(problem, self.jacobians(problem, path), dz), dz)
 
@@ -55,8 +57,6 @@ class StraightThrough(StraightThroughBase):
     def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
         scale = coding_scale(problem)
         return [scale * d for d in path.pdf(problem)]
-
-
 
 
 class StraightThroughIdentity(StraightThroughBase):
@@ -145,8 +145,12 @@ class StraightThroughSlope(StraightThroughBase):
     unbiased = "head only"
     hyperparameters = {
         "s": Hyper(1.0, float, minimum=0.0, exclusive=True, help="slope of the proxy"),
-        "form": Hyper("smooth", str, choices=("smooth", "hard"),
-                      help="smooth: 2s F'(s a); hard: hard-sigmoid s 1[|s a| <= 1]"),
+        "form": Hyper(
+            "smooth",
+            str,
+            choices=("smooth", "hard"),
+            help="smooth: 2s F'(s a); hard: hard-sigmoid s 1[|s a| <= 1]",
+        ),
     }
 
     def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
@@ -201,8 +205,7 @@ class Darn(StraightThroughBase):
     """
 
     name = "darn"
-    reference = ("Gregor et al., arXiv 1310.8499 (ICML 2014); Liu et al. (ReinMax), "
-                 "arXiv 2304.08612")
+    reference = "Gregor et al., arXiv 1310.8499 (ICML 2014); Liu et al. (ReinMax), arXiv 2304.08612"
     unbiased = "head only"
 
     def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
@@ -258,8 +261,9 @@ class MeanField(Estimator):
         terms = [[(g, inp)] for g, inp in zip(grads, inputs, strict=False)] + [[(dz, mu)]]
         return assemble(problem, terms, per_point=False)
 
-    def _draw(self, problem: Problem, n_draws: int, generator: torch.Generator,
-              context: Any) -> Tensor:
+    def _draw(
+        self, problem: Problem, n_draws: int, generator: torch.Generator, context: Any
+    ) -> Tensor:
         g = self.gradient(problem) if context is None else context
         return g.expand(n_draws, g.shape[-1]).clone()
 
