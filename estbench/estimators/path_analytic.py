@@ -6,19 +6,22 @@ Both sample one path x_1..x_L and then propagate, backwards, the effect of flipp
   unit of the last binary layer;
 * a recursion delta_{k-1,i} = sum_j C_k[j, i] delta_{k,j}, where C_k[j, i] says how much the
   (flip) probability of unit j of layer k changes when its input i flips;
-* logit gradients g_{a_kj} = D_kj delta_kj, parameter gradients g_{W_k} = g_{a_k} x_{k-1}^T.
+* logit gradients g_{a_kj} = D_kj delta_kj, parameter gradients g_{W_k} = g_{a_k} x_{k-1}^T;
+* the head: the authors' lower-variance "output form" (``output_form_head_terms``).
 
 Paths with more than one flip per layer are dropped; that is the (small) bias below the last
 binary layer. The two estimators differ only in C and D (spec §4.4, §4.5).
 
 Coding. The algorithm is stated in +-1 states, but nothing in it depends on the coding except the
-size of a flip: when input i flips, a_kj changes by W_ji (xbar_i - x_i), which is -2 W_ji x_i for
-+-1 states and +-W_ji (1 - 2 b_i) for {0,1} states (``flip_step``). The logit gradients are then
-the same in both codings -- they are derivatives in the pre-activations, which are the same
-function of the parameters' action -- and the parameter gradients use the model's own inputs, so
-they are in the model's own coding (pitfall P1).
+size of a flip: when input i flips, a_kj changes by W_ji (xbar_i - x_i) = -c W_ji s_i, with
+s_i = 2 b_i - 1 the sign of the sampled state and c = 2 for +-1 states, c = 1 for {0,1} states
+(so +-W_ji, not 2 W_ji, in {0,1} coding). The logit gradients are therefore the same in both
+codings of one network, and the parameter gradients, formed with the model's own inputs, are in
+the model's own coding (pitfall P1).
 
 Layer indices follow the model: the pairs k = 0..L-1 feed binary layer k+1, k = L is the head.
+Internally the per-unit tensors are unit-major, [n, *B, N] (``units_first``): the
+[n_out, n_in, *B, N] flip tensors, the main cost, are then processed along their long dimension.
 """
 
 from __future__ import annotations
@@ -28,40 +31,62 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..model import SBN, Coding
+from ..model import SBN
 from .base import Estimator, PathEstimator, Problem
 from .ops import Contribution, Path
 
-
-def flip_step(bits: Tensor, coding: Coding) -> Tensor:
-    """xbar - x: the change of each unit's coded value if it flipped (1 - 2b, or 2(1 - 2b) for +-1)."""
-    step = 1 - 2 * bits
-    return step if coding == "01" else 2 * step
+_SUBCHUNK_BYTES = 4 << 20  # target size of one [n_out, n_in, S, N] flip tensor in a draw
 
 
-def sampled_prob(bits: Tensor, p: Tensor) -> Tensor:
-    """P(x_kj = sampled state | a_kj) = F(a) if on, 1 - F(a) if off."""
-    return torch.where(bits == 1, p, 1 - p)
+def flip_scale(problem: Problem) -> float:
+    """c: a flip changes a unit's coded value by -c s (s = +-1 the sign of the sampled state)."""
+    return 2.0 if problem.model.coding == "pm1" else 1.0
 
 
-def head_flips(problem: Problem, path: Path) -> tuple[Tensor, Tensor, Tensor]:
+def units_first(t: Tensor) -> Tensor:
+    """[*B, N, n] -> contiguous [n, *B, N]."""
+    return t.movedim(-1, 0).contiguous()
+
+
+def signs(bits: Tensor) -> Tensor:
+    """s = 2b - 1 (+-1, the sign of the sampled state), unit-major (a new tensor: ``units_first``
+    returns its argument itself when the layout already fits)."""
+    return units_first(bits).mul(2).sub_(1)
+
+
+def contract(C: Tensor, v: Tensor) -> Tensor:
+    """sum_j C[j, i, ..] v[j, ..] -> [i, ..], unit-major.
+
+    When C does not vary over the data (size 1 there: exact enumeration, where the layers above
+    the first see the same states for every point) a batched matmul over the paths does it;
+    otherwise (draws: every point has its own path) an elementwise product summed over j, which
+    runs along the long batch dimension.
+    """
+    if C.shape[-1] == 1 and v.shape[-1] > 1:
+        out = v.movedim(0, -1) @ C.squeeze(-1).movedim((0, 1), (-2, -1))  # [*B, N, i]
+        return out.movedim(-1, 0)
+    return (C * v.unsqueeze(1)).sum(0)
+
+
+def head_flips(problem: Problem, path: Path, sign: Tensor) -> tuple[Tensor, Tensor]:
     """Single-flip neighbours of the last binary layer, vectorised over the flipped unit.
 
-    Returns (delta_L [*B, N, n_L], z_flip [*B, n_L, N, K], step [*B, N', n_L]) with delta_L[.., i]
-    = f(x_L with unit i flipped) - f(x_L) and z_flip[.., i, :, :] the head output of that
-    neighbour. The flip index sits in front of the data dimension so that the head's targets
-    ([N] labels or [N, K] values) broadcast unchanged; the head is linear, so a neighbour's
-    output is z + W_L[:, i] (xbar_i - x_i).
+    Given the last layer's signs (unit-major), returns delta_L [n_L, *B, N] (unit-major) with
+    delta_L[i] = f(x_L with unit i flipped) - f(x_L), and z_flip [*B, n_L, N, K], the head output
+    of each neighbour. The head is linear, so a neighbour's output is z - c s_i W_L[:, i]; the flip
+    index sits in front of the data dimension so that the head's targets ([N] labels or [N, K]
+    values) broadcast unchanged.
     """
     m = problem.model
-    step = flip_step(path.bits[-1], m.coding)
-    z_flip = path.z.unsqueeze(-3) + step.movedim(-1, -2).unsqueeze(-1) * m.weights[-1].T.unsqueeze(-2)
-    f = m.head.loss(path.z, problem.Y)
-    f_flip = m.head.loss(z_flip, problem.Y)
-    return (f_flip - f.unsqueeze(-2)).movedim(-2, -1), z_flip, step
+    step = sign.movedim(0, -2).unsqueeze(-1)  # [*B, n_L, N', 1]
+    z_flip = torch.addcmul(path.z.unsqueeze(-3), step, m.weights[-1].T.unsqueeze(-2),
+                           value=-flip_scale(problem))
+    f = m.head.loss(path.z, problem.Y)  # [*B, N]
+    f_flip = m.head.loss(z_flip, problem.Y)  # [*B, n_L, N]
+    return (f_flip - f.unsqueeze(-2)).movedim(-2, 0).contiguous(), z_flip
 
 
-def output_form_head_terms(problem: Problem, path: Path, z_flip: Tensor, step: Tensor
+def output_form_head_terms(problem: Problem, path: Path, z_flip: Tensor, sign: Tensor
                            ) -> list[Contribution]:
     """The head gradient of the authors' lower-variance output form (seed study §3 item 5).
 
@@ -79,9 +104,10 @@ def output_form_head_terms(problem: Problem, path: Path, z_flip: Tensor, step: T
     m = problem.model
     n, K = m.widths[-1], m.out_dim
     x = path.xs[-1]
+    step = sign.movedim(0, -1) * -flip_scale(problem)  # xbar - x, [*B, N', n_L]
     dz = m.head.grad(path.z, problem.Y)  # [*B, N, K]
     dz_flip = m.head.grad(z_flip, problem.Y)  # [*B, n_L, N, K]
-    weight = (1 - sampled_prob(path.bits[-1], path.p[-1])) / n  # [*B, N', n_L]
+    weight = path.p[-1].sub(path.bits[-1]).abs_().div_(n)  # pi_i / n_L = |F(a) - b| / n_L
     base = 1 - weight.sum(-1, keepdim=True)
     wdz = weight.movedim(-1, -2).unsqueeze(-1) * dz_flip  # [*B, n_L, N, K]
     if n <= K:  # one contribution per neighbour x^i = x + step_i e_i: (w_i dl/dz(x^i), x^i)
@@ -92,14 +118,14 @@ def output_form_head_terms(problem: Problem, path: Path, z_flip: Tensor, step: T
     # square): with G = base dl/dz + sum_i w_i dl/dz(x^i) and R[k, i] = w_i step_i dl/dz_k(x^i),
     # the head gradient is G x^T + R (weights) and G (bias), written as
     # (G - 1, x) + sum_k (e_k, x + R[k, :]) -- the e_k add up to 1, which the first term removes.
-    G = base * dz + wdz.sum(-3)
+    G = torch.addcmul(wdz.sum(-3), base, dz)
     R = (wdz * step.movedim(-1, -2).unsqueeze(-1)).movedim(-3, -1)  # [*B, N, K, n_L]
     eye = torch.eye(K, dtype=x.dtype, device=x.device)
     return [(G - 1, x)] + [(eye[k].expand_as(G), x + R[..., k, :]) for k in range(K)]
 
 
 class PathAnalyticBase(PathEstimator):
-    """Shared backward recursion of PSA and SA; subclasses give the transfer C and the factor D."""
+    """Shared backward recursion of PSA and SA; subclasses give one layer's step (``layer``)."""
 
     family = "path-analytic"
     unbiased = "last layer only"
@@ -121,43 +147,55 @@ class PathAnalyticBase(PathEstimator):
         extra = 8 * problem.n_points * (4 * flips + 4 * n * (K + n) + 8 * n)
         return super().bytes_per_draw(problem) + extra
 
-    # ---- the two ingredients --------------------------------------------------------------
-
-    def transfer(self, sign: Tensor, F0: Tensor, F_flip: Tensor, prob: Tensor) -> Tensor:
-        """C[.., j, i] from the unit's sign s_j = +-1, F(a_j) [.., j, 1], F(a_j with input i
-        flipped) [.., j, i] and P(sampled state of j) [.., j, 1]."""
+    def layer(self, delta: Tensor, sign: Tensor, p: Tensor, pdf: Tensor, F_flip: Tensor | None
+              ) -> tuple[Tensor, Tensor | None]:
+        """One layer of the recursion, unit-major: from delta_k, the signs s_k of the sampled
+        states, F(a_k), F'(a_k) ([n_out, ..]) and F_flip[j, i, ..] = F(a_kj with input i flipped)
+        (None for the first layer, whose input is real), return the logit gradient g_{a_k} and
+        delta_{k-1} (None without F_flip). May overwrite F_flip."""
         raise NotImplementedError
-
-    def factor(self, sign: Tensor, pdf: Tensor, prob: Tensor) -> Tensor:
-        """D_j: the logit gradient per unit sensitivity."""
-        raise NotImplementedError
-
-    # ---- the recursion ----------------------------------------------------------------------
 
     def path_terms(self, problem: Problem, path: Path, context: Any = None
                    ) -> list[list[Contribution]]:
         m = problem.model
         noise = m.noise
-        delta, z_flip, step = head_flips(problem, path)
-        pdfs = path.pdf(problem)
-        grads: list[Tensor] = [delta] * m.depth  # placeholders, overwritten below
+        sign = signs(path.bits[-1])
+        delta, z_flip = head_flips(problem, path, sign)
+        head = output_form_head_terms(problem, path, z_flip, sign)
+        grads: list[Tensor] = []
         for k in range(m.depth - 1, -1, -1):
-            sign = 2 * path.bits[k] - 1
-            prob = sampled_prob(path.bits[k], path.p[k])
-            grads[k] = self.factor(sign, pdfs[k], prob) * delta
-            if k == 0:
-                break  # the first binary layer reads the real input: no input flips
-            # a_kj if input i (a unit of binary layer k, i.e. bits[k-1]) flipped: [.., j, i]
-            in_step = flip_step(path.bits[k - 1], m.coding)
-            a_flip = path.a[k].unsqueeze(-1) + m.weights[k] * in_step.unsqueeze(-2)
-            C = self.transfer(sign.unsqueeze(-1), path.p[k].unsqueeze(-1), noise.cdf(a_flip),
-                              prob.unsqueeze(-1))
-            delta = torch.einsum("...ji,...j->...i", C, delta)
+            a, p = units_first(path.a[k]), units_first(path.p[k])
+            F_flip = sign_in = None
+            if k > 0:  # the first binary layer reads the real input: no input flips
+                # a_kj with input i flipped, [j, i, *B, N]: a_kj - c W_k,ji s_i.
+                sign_in = signs(path.bits[k - 1])
+                W = m.weights[k].reshape(*m.weights[k].shape, *([1] * (a.dim() - 1)))
+                F_flip = noise.cdf(torch.addcmul(a.unsqueeze(1), sign_in.unsqueeze(0), W,
+                                                 value=-flip_scale(problem)))
+            g, delta_in = self.layer(delta, sign, p, noise.pdf_given(a, p), F_flip)
+            grads.append(g.movedim(0, -1))
+            if sign_in is None or delta_in is None:
+                break
+            delta, sign = delta_in, sign_in
         terms: list[list[Contribution]] = [
-            [(g, inp)] for g, inp in zip(grads, path.inputs, strict=False)
+            [(g, inp)] for g, inp in zip(grads[::-1], path.inputs, strict=False)
         ]
-        terms.append(output_form_head_terms(problem, path, z_flip, step))
+        terms.append(head)
         return terms
+
+    def _draw(self, problem: Problem, n_draws: int, generator: torch.Generator,
+              context: Any) -> Tensor:
+        # Sub-chunks whose [n_out, n_in, S, N] flip tensors stay a few MiB: they are reused by
+        # the allocator and cache instead of being freshly mapped (about 2x faster than whole
+        # budget-sized chunks). Deterministic given the generator, S and the budget.
+        m = problem.model
+        dims = (m.input_dim, *m.widths)
+        widest = max([dims[k] * dims[k + 1] for k in range(1, len(dims) - 1)] + [m.widths[-1]])
+        size = max(1, _SUBCHUNK_BYTES // (8 * problem.n_points * widest))
+        draw = super()._draw
+        parts = [draw(problem, min(size, n_draws - lo), generator, context)
+                 for lo in range(0, n_draws, size)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 class PSA(PathAnalyticBase):
@@ -169,7 +207,8 @@ class PSA(PathAnalyticBase):
     pi^(i)_kj the same with input i flipped (a_kj + W_k,ji (xbar_i - x_i)):
 
         delta_{L,i}   = f(x_L with unit i flipped) - f(x_L)
-        delta_{k-1,i} = sum_j (pi^(i)_kj - pi_kj) delta_kj = sum_j s_kj (F(a_kj) - F(a^(i)_kj)) delta_kj
+        delta_{k-1,i} = sum_j (pi^(i)_kj - pi_kj) delta_kj
+                      = sum_j s_kj (F(a_kj) - F(a^(i)_kj)) delta_kj
         g_{a_kj}      = d pi_kj / d a_kj delta_kj = -s_kj F'(a_kj) delta_kj,
 
     g_{W_k} = g_{a_k} x_{k-1}^T, g_{b_k} = g_{a_k}. Linearising F(a^(i)) - F(a) and the top
@@ -210,11 +249,15 @@ class PSA(PathAnalyticBase):
     name = "psa"
     reference = "Shekhovtsov, Yanush & Flach, NeurIPS 2020, arXiv 2006.03143"
 
-    def transfer(self, sign: Tensor, F0: Tensor, F_flip: Tensor, prob: Tensor) -> Tensor:
-        return sign * (F0 - F_flip)
-
-    def factor(self, sign: Tensor, pdf: Tensor, prob: Tensor) -> Tensor:
-        return -sign * pdf
+    def layer(self, delta: Tensor, sign: Tensor, p: Tensor, pdf: Tensor, F_flip: Tensor | None
+              ) -> tuple[Tensor, Tensor | None]:
+        v = sign * delta
+        g = torch.mul(v, pdf).neg_()  # -s F'(a) delta
+        if F_flip is None:
+            return g, None
+        # sum_j s_j (F(a_j) - F(a_ij)) delta_j = sum_j v_j F(a_j) - sum_j v_j F(a_ij): a single
+        # reduction over the flip tensor, no elementwise pass.
+        return g, (v * p).sum(0) - contract(F_flip, v)
 
 
 class SA(PathAnalyticBase):
@@ -233,6 +276,10 @@ class SA(PathAnalyticBase):
     output form as PSA (the authors' SA output layer calls the PSA one).
 
     Requires: as PSA. Paths of probability 0 (uniform noise) get 0 instead of 0/0.
+
+    Because of the 1/(2P) weighting it is not deterministic even for a single unit: there it is
+    g / (2 P(b)), unbiased with variance g^2 (1 / (4 p (1 - p)) - 1) (zero only at p = 1/2);
+    spec §5.1's "Var = 0" holds for PSA, not for this SA (checked in the tests).
 
     Bias: exact in expectation for the last binary layer and the head (so exact for L = 1);
     additionally exact at pair L-2 when n_L <= 2 (spec §4.5; its mean there is a trapezoid
@@ -257,15 +304,21 @@ class SA(PathAnalyticBase):
     name = "sa"
     reference = "Shekhovtsov, Yanush & Flach, NeurIPS 2020, arXiv 2006.03143 (authors' code)"
 
-    def transfer(self, sign: Tensor, F0: Tensor, F_flip: Tensor, prob: Tensor) -> Tensor:
-        return (sign * (F0 - F_flip)).clamp_min(0) * _safe_inverse(prob)
+    def layer(self, delta: Tensor, sign: Tensor, p: Tensor, pdf: Tensor, F_flip: Tensor | None
+              ) -> tuple[Tensor, Tensor | None]:
+        w = delta * _inverse_sampled_prob(sign, p)  # delta / P(sampled state)
+        g = (-0.5 * sign) * pdf * w
+        if F_flip is None:
+            return g, None
+        # [s_j (F(a_j) - F(a_ij))]_+, in place on the freshly computed F_flip.
+        flip = F_flip.neg_().add_(p.unsqueeze(1)).mul_(sign.unsqueeze(1)).clamp_min_(0)
+        return g, contract(flip, w)
 
-    def factor(self, sign: Tensor, pdf: Tensor, prob: Tensor) -> Tensor:
-        return -0.5 * sign * pdf * _safe_inverse(prob)
 
-
-def _safe_inverse(prob: Tensor) -> Tensor:
-    """1/P, and 0 where P = 0 (a state of probability 0 carries no weight in any expectation)."""
+def _inverse_sampled_prob(sign: Tensor, p: Tensor) -> Tensor:
+    """1 / P(sampled state) = 1 / F(s a), and 0 where that is 0 (a path of probability 0, possible
+    with uniform noise in enumeration, carries no weight in any expectation)."""
+    prob = torch.where(sign > 0, p, 1 - p)
     return torch.where(prob > 0, 1 / prob, torch.zeros_like(prob))
 
 
