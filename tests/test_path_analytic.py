@@ -55,13 +55,21 @@ def test_seed_net_psa_expectation_matches_the_authors_code(seed_checkpoint):
         assert rel(v, ckpt.extra[f"psa_expected_grad_layer{k}"]) < 1e-10, f"layer{k}"
 
 
-ANCHOR_EXACT_0 = [-0.24342, 0.12171, 0.209016, -0.104508, -0.24342, 0.209016]
 ANCHOR_ROWS = {  # spec §5.3, layer0 = (dW1, db1) of the spec; layer1 = (dW2, db2) equals exact
     "psa": [-0.21646, 0.10823, 0.209238, -0.104619, -0.21646, 0.209238],
     "sa": [-0.243581, 0.12179, 0.208139, -0.104069, -0.243581, 0.208139],
 }
-ANCHOR_EXACT_1 = [-0.18209, -0.063167, 0.18105, 0.033929, -0.055059, -0.071528,
-                  -0.369738, 0.363451, -0.162989]
+ANCHOR_EXACT_1 = [
+    -0.18209,
+    -0.063167,
+    0.18105,
+    0.033929,
+    -0.055059,
+    -0.071528,
+    -0.369738,
+    0.363451,
+    -0.162989,
+]
 
 
 @pytest.mark.parametrize("spec", ["psa", "sa"])
@@ -80,8 +88,9 @@ def test_anchor_network_rows(spec):
 
 
 @pytest.mark.parametrize("spec", ["psa", "sa"])
-@pytest.mark.parametrize(("width", "noise", "coding"),
-                         list(itertools.product((1, 3, 5), NOISES, CODINGS)))
+@pytest.mark.parametrize(
+    ("width", "noise", "coding"), list(itertools.product((1, 3, 5), NOISES, CODINGS))
+)
 def test_exact_for_one_binary_layer(spec, width, noise, coding):
     """L = 1: both reduce to the local expectation gradient, exact for any noise and coding."""
     head = HEADS[(width + NOISES.index(noise)) % 3]  # all heads appear across the grid
@@ -91,8 +100,13 @@ def test_exact_for_one_binary_layer(spec, width, noise, coding):
         assert rel(mean[k], exact[k]) < 1e-10, f"layer{k}"
 
 
-DEEP = [((3, 4), "logistic", "pm1"), ((2, 3, 3), "gaussian", "01"), ((3, 2, 4), "uniform", "pm1"),
-        ((2, 3, 3), "logistic", "01"), ((2, 2, 3, 3), "gaussian", "pm1")]
+DEEP = [
+    ((3, 4), "logistic", "pm1"),
+    ((2, 3, 3), "gaussian", "01"),
+    ((3, 2, 4), "uniform", "pm1"),
+    ((2, 3, 3), "logistic", "01"),
+    ((2, 2, 3, 3), "gaussian", "pm1"),
+]
 
 
 @pytest.mark.parametrize("spec", ["psa", "sa"])
@@ -108,11 +122,18 @@ def test_exact_in_the_last_binary_pair_and_head(spec, widths, noise, coding):
         assert rel(mean[k], exact[k]) < 1e-10, f"layer{k}"
 
 
-@pytest.mark.parametrize(("widths", "noise", "coding"),
-                         [((3, 3, 1), "logistic", "pm1"), ((2, 3, 2), "gaussian", "01"),
-                          ((2, 2, 3, 2), "uniform", "pm1"), ((3, 2, 1), "uniform", "01")])
+@pytest.mark.parametrize(
+    ("widths", "noise", "coding"),
+    [
+        ((3, 3, 1), "logistic", "pm1"),
+        ((2, 3, 2), "gaussian", "01"),
+        ((2, 2, 3, 2), "uniform", "pm1"),
+        ((3, 2, 1), "uniform", "01"),
+    ],
+)
 def test_sa_also_exact_one_pair_lower_when_the_last_layer_has_at_most_two_units(
-        widths, noise, coding):
+    widths, noise, coding
+):
     """Spec §4.5: SA is exact at pair L-2 (the binary layer below the last) iff n_L <= 2."""
     pr = problem_of(widths, seed=7, noise=noise, coding=coding, head="softmax")
     exact, mean = exact_and_mean("sa", pr)
@@ -121,9 +142,14 @@ def test_sa_also_exact_one_pair_lower_when_the_last_layer_has_at_most_two_units(
         assert rel(mean[k], exact[k]) < 1e-10, f"layer{k}"
 
 
-@pytest.mark.parametrize(("widths", "noise", "coding"),
-                         [((3, 3, 1), "logistic", "pm1"), ((2, 3, 1), "gaussian", "01"),
-                          ((2, 2, 3, 1), "uniform", "01")])
+@pytest.mark.parametrize(
+    ("widths", "noise", "coding"),
+    [
+        ((3, 3, 1), "logistic", "pm1"),
+        ((2, 3, 1), "gaussian", "01"),
+        ((2, 2, 3, 1), "uniform", "01"),
+    ],
+)
 def test_psa_also_exact_one_pair_lower_when_the_last_layer_has_one_unit(widths, noise, coding):
     """Spec §4.4: with n_L = 1, PSA's delta_{L-1} is the exact flip effect on E[f | x_{L-1}]."""
     pr = problem_of(widths, seed=8, noise=noise, coding=coding, head="mse")
@@ -162,7 +188,7 @@ def test_the_two_codings_give_the_same_estimator():
         assert torch.allclose(m_pm1[0], m_01[0], rtol=1e-12, atol=1e-14)
         for k in range(1, 4):
             n_out, n_in = model.weights[k].shape
-            W01, b01 = m_01[k][: n_out * n_in].view(n_out, n_in), m_01[k][n_out * n_in:]
+            W01, b01 = m_01[k][: n_out * n_in].view(n_out, n_in), m_01[k][n_out * n_in :]
             expected = torch.cat([(2 * W01 - b01[:, None]).reshape(-1), b01])
             assert torch.allclose(m_pm1[k], expected, rtol=1e-12, atol=1e-14), f"{spec} layer{k}"
 
@@ -204,8 +230,9 @@ def test_metadata(spec):
 ALPHA = 1e-3  # Bonferroni family-wise false-fail rate of the z-test for a random seed
 
 
-@pytest.mark.parametrize(("spec", "coding", "noise"),
-                         [("psa", "01", "logistic"), ("sa", "pm1", "gaussian")])
+@pytest.mark.parametrize(
+    ("spec", "coding", "noise"), [("psa", "01", "logistic"), ("sa", "pm1", "gaussian")]
+)
 def test_draws_match_exact_moments(spec, coding, noise):
     """40k draws: every coordinate's mean within the Bonferroni bound of the exact mean (exact
     standard errors; alpha = 1e-3 over all P coordinates, fixed seed), total variance within 5 %,
@@ -235,8 +262,9 @@ def test_a_draw_is_the_data_mean_of_path_estimates_on_the_sampled_path(spec):
     per_point = est.path_estimate(pr, path.bits)
     assert per_point.shape == (64, 5, pr.n_params)
     assert torch.allclose(d, per_point.mean(-2), rtol=1e-12, atol=1e-14)
-    assert torch.allclose(d, assemble(pr, est.path_terms(pr, path), per_point=False),
-                          rtol=1e-12, atol=1e-14)
+    assert torch.allclose(
+        d, assemble(pr, est.path_terms(pr, path), per_point=False), rtol=1e-12, atol=1e-14
+    )
 
 
 @pytest.mark.parametrize("spec", ["psa", "sa"])
@@ -260,8 +288,12 @@ def test_draws_are_reproducible_and_chunked(spec):
     b = est.draw(pr, 300, generator=torch.Generator().manual_seed(5))
     c = est.draw(pr, 300, generator=torch.Generator().manual_seed(6))
     assert torch.equal(a, b) and not torch.equal(a, c)
-    small = est.draw(pr, 300, generator=torch.Generator().manual_seed(5),
-                     memory_budget=est.bytes_per_draw(pr) * 7)  # chunks of <= 7 draws
+    small = est.draw(
+        pr,
+        300,
+        generator=torch.Generator().manual_seed(5),
+        memory_budget=est.bytes_per_draw(pr) * 7,
+    )  # chunks of <= 7 draws
     assert small.shape == a.shape and torch.isfinite(small).all()
     # Different chunking, same distribution: the means agree within sampling error.
     diff = (small.mean(0) - a.mean(0)).abs()

@@ -22,6 +22,19 @@ the model's own coding (pitfall P1).
 Layer indices follow the model: the pairs k = 0..L-1 feed binary layer k+1, k = L is the head.
 Internally the per-unit tensors are unit-major, [n, *B, N] (``units_first``): the
 [n_out, n_in, *B, N] flip tensors, the main cost, are then processed along their long dimension.
+
+Not implemented here:
+
+* SA with t > 0 (the authors' smoothed variant): it samples the states from a smoothed CDF
+  F_t(a) = [softplus(a + t) - softplus(a - t)] / (2t) rather than the model's F while its
+  gradient keeps sigmoid'(a), so it is not an estimator for this model's path distribution, and
+  its target was not documented in anything that could be read (spec §4.5: UNVERIFIED).
+* FouST (Pervez, Cohen & Gavves, ICML 2020, PMLR 119:7632-7640), spec §4.3: only the abstracts
+  of the ICML paper and of its ICLR 2020 submission ("Low bias gradient estimates for very deep
+  Boolean stochastic networks", OpenReview Bygadh4tDB: "three simple bias reduction steps")
+  could be found, and no code by the authors or anyone else (Papers with Code lists none).
+  Algorithm 1 -- which distribution is sampled, the scaling constants, the weights -- could not
+  be checked, so FouST is left out rather than implemented from a recollection.
 """
 
 from __future__ import annotations
@@ -34,8 +47,6 @@ from torch import Tensor
 from ..model import SBN
 from .base import Estimator, PathEstimator, Problem
 from .ops import Contribution, Path
-
-_SUBCHUNK_BYTES = 4 << 20  # target size of one [n_out, n_in, S, N] flip tensor in a draw
 
 
 def flip_scale(problem: Problem) -> float:
@@ -79,15 +90,17 @@ def head_flips(problem: Problem, path: Path, sign: Tensor) -> tuple[Tensor, Tens
     """
     m = problem.model
     step = sign.movedim(0, -2).unsqueeze(-1)  # [*B, n_L, N', 1]
-    z_flip = torch.addcmul(path.z.unsqueeze(-3), step, m.weights[-1].T.unsqueeze(-2),
-                           value=-flip_scale(problem))
+    z_flip = torch.addcmul(
+        path.z.unsqueeze(-3), step, m.weights[-1].T.unsqueeze(-2), value=-flip_scale(problem)
+    )
     f = m.head.loss(path.z, problem.Y)  # [*B, N]
     f_flip = m.head.loss(z_flip, problem.Y)  # [*B, n_L, N]
     return (f_flip - f.unsqueeze(-2)).movedim(-2, 0).contiguous(), z_flip
 
 
-def output_form_head_terms(problem: Problem, path: Path, z_flip: Tensor, sign: Tensor
-                           ) -> list[Contribution]:
+def output_form_head_terms(
+    problem: Problem, path: Path, z_flip: Tensor, sign: Tensor
+) -> list[Contribution]:
     """The head gradient of the authors' lower-variance output form (seed study §3 item 5).
 
     Their output layer evaluates E = f(x) + sum_i (f(x^i) - f(x)) pi_i / n_L with pi_i the
@@ -112,8 +125,9 @@ def output_form_head_terms(problem: Problem, path: Path, z_flip: Tensor, sign: T
     wdz = weight.movedim(-1, -2).unsqueeze(-1) * dz_flip  # [*B, n_L, N, K]
     if n <= K:  # one contribution per neighbour x^i = x + step_i e_i: (w_i dl/dz(x^i), x^i)
         eye = torch.eye(n, dtype=x.dtype, device=x.device)
-        return [(base * dz, x)] + [(wdz[..., i, :, :], x + step[..., i : i + 1] * eye[i])
-                                   for i in range(n)]
+        return [(base * dz, x)] + [
+            (wdz[..., i, :, :], x + step[..., i : i + 1] * eye[i]) for i in range(n)
+        ]
     # Fewer contributions (K + 1 instead of n_L + 1; the exact moments cost grows with their
     # square): with G = base dl/dz + sum_i w_i dl/dz(x^i) and R[k, i] = w_i step_i dl/dz_k(x^i),
     # the head gradient is G x^T + R (weights) and G (bias), written as
@@ -147,16 +161,18 @@ class PathAnalyticBase(PathEstimator):
         extra = 8 * problem.n_points * (4 * flips + 4 * n * (K + n) + 8 * n)
         return super().bytes_per_draw(problem) + extra
 
-    def layer(self, delta: Tensor, sign: Tensor, p: Tensor, pdf: Tensor, F_flip: Tensor | None
-              ) -> tuple[Tensor, Tensor | None]:
+    def layer(
+        self, delta: Tensor, sign: Tensor, p: Tensor, pdf: Tensor, F_flip: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
         """One layer of the recursion, unit-major: from delta_k, the signs s_k of the sampled
         states, F(a_k), F'(a_k) ([n_out, ..]) and F_flip[j, i, ..] = F(a_kj with input i flipped)
         (None for the first layer, whose input is real), return the logit gradient g_{a_k} and
         delta_{k-1} (None without F_flip). May overwrite F_flip."""
         raise NotImplementedError
 
-    def path_terms(self, problem: Problem, path: Path, context: Any = None
-                   ) -> list[list[Contribution]]:
+    def path_terms(
+        self, problem: Problem, path: Path, context: Any = None
+    ) -> list[list[Contribution]]:
         m = problem.model
         noise = m.noise
         sign = signs(path.bits[-1])
@@ -170,8 +186,11 @@ class PathAnalyticBase(PathEstimator):
                 # a_kj with input i flipped, [j, i, *B, N]: a_kj - c W_k,ji s_i.
                 sign_in = signs(path.bits[k - 1])
                 W = m.weights[k].reshape(*m.weights[k].shape, *([1] * (a.dim() - 1)))
-                F_flip = noise.cdf(torch.addcmul(a.unsqueeze(1), sign_in.unsqueeze(0), W,
-                                                 value=-flip_scale(problem)))
+                F_flip = noise.cdf(
+                    torch.addcmul(
+                        a.unsqueeze(1), sign_in.unsqueeze(0), W, value=-flip_scale(problem)
+                    )
+                )
             g, delta_in = self.layer(delta, sign, p, noise.pdf_given(a, p), F_flip)
             grads.append(g.movedim(0, -1))
             if sign_in is None or delta_in is None:
@@ -182,20 +201,6 @@ class PathAnalyticBase(PathEstimator):
         ]
         terms.append(head)
         return terms
-
-    def _draw(self, problem: Problem, n_draws: int, generator: torch.Generator,
-              context: Any) -> Tensor:
-        # Sub-chunks whose [n_out, n_in, S, N] flip tensors stay a few MiB: they are reused by
-        # the allocator and cache instead of being freshly mapped (about 2x faster than whole
-        # budget-sized chunks). Deterministic given the generator, S and the budget.
-        m = problem.model
-        dims = (m.input_dim, *m.widths)
-        widest = max([dims[k] * dims[k + 1] for k in range(1, len(dims) - 1)] + [m.widths[-1]])
-        size = max(1, _SUBCHUNK_BYTES // (8 * problem.n_points * widest))
-        draw = super()._draw
-        parts = [draw(problem, min(size, n_draws - lo), generator, context)
-                 for lo in range(0, n_draws, size)]
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 class PSA(PathAnalyticBase):
@@ -249,8 +254,9 @@ class PSA(PathAnalyticBase):
     name = "psa"
     reference = "Shekhovtsov, Yanush & Flach, NeurIPS 2020, arXiv 2006.03143"
 
-    def layer(self, delta: Tensor, sign: Tensor, p: Tensor, pdf: Tensor, F_flip: Tensor | None
-              ) -> tuple[Tensor, Tensor | None]:
+    def layer(
+        self, delta: Tensor, sign: Tensor, p: Tensor, pdf: Tensor, F_flip: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
         v = sign * delta
         g = torch.mul(v, pdf).neg_()  # -s F'(a) delta
         if F_flip is None:
@@ -304,8 +310,9 @@ class SA(PathAnalyticBase):
     name = "sa"
     reference = "Shekhovtsov, Yanush & Flach, NeurIPS 2020, arXiv 2006.03143 (authors' code)"
 
-    def layer(self, delta: Tensor, sign: Tensor, p: Tensor, pdf: Tensor, F_flip: Tensor | None
-              ) -> tuple[Tensor, Tensor | None]:
+    def layer(
+        self, delta: Tensor, sign: Tensor, p: Tensor, pdf: Tensor, F_flip: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
         w = delta * _inverse_sampled_prob(sign, p)  # delta / P(sampled state)
         g = (-0.5 * sign) * pdf * w
         if F_flip is None:
