@@ -25,9 +25,15 @@ from .runner import run_case
 
 
 def run(
-    case: str | Path | Case, *, estimators: list[Estimator | str] | None = None,
-    overrides: dict[str, Any] | None = None, seed: int = 0, quick: bool = False,
-    out: str | Path | None = None, force: bool = False, progress: bool | None = None,
+    case: str | Path | Case,
+    *,
+    estimators: list[Estimator | str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    seed: int = 0,
+    quick: bool = False,
+    out: str | Path | None = None,
+    force: bool = False,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """Run ``case`` (a shipped name, a path, or a Case) and return results.csv as a DataFrame."""
     c = case if isinstance(case, Case) else load_case(case, overrides=overrides)
@@ -38,8 +44,15 @@ def run(
         c = replace(c, measure=replace(c.measure, estimators=names))
     with tempfile.TemporaryDirectory(prefix="estbench-") as tmp:
         directory = Path(out) if out is not None else Path(tmp)
-        report = run_case(c, directory, seed=seed, quick=quick, force=force,
-                          extra_estimators=objects, progress=progress)
+        report = run_case(
+            c,
+            directory,
+            seed=seed,
+            quick=quick,
+            force=force,
+            extra_estimators=objects,
+            progress=progress,
+        )
         return load_results(report.directory)
 
 
@@ -47,8 +60,18 @@ def load_results(directory: str | Path) -> pd.DataFrame:
     """results.csv of a case directory as a DataFrame with numeric columns parsed."""
     rows = read_csv_rows(Path(directory) / "results.csv")
     df = pd.DataFrame(rows, columns=list(COLUMNS))
-    for col in ("depth", "width", "checkpoint", "seed", "tau", "M", "value", "se", "ci_low",
-                "ci_high"):
+    for col in (
+        "depth",
+        "width",
+        "checkpoint",
+        "seed",
+        "tau",
+        "M",
+        "value",
+        "se",
+        "ci_low",
+        "ci_high",
+    ):
         df[col] = pd.to_numeric(df[col].replace("", None), errors="coerce")
     df["error"] = df["error"].replace("", None)
     return df

@@ -24,8 +24,12 @@ SCHEMA_VERSION = 1
 CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
 SWEEP_KEYS = ("depth", "width", "checkpoint", "tau", "seed")
 DEFAULT_M = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
-SEED_STUDY_M = tuple(list(range(1, 10)) + list(range(10, 100, 10)) + list(range(100, 1000, 100))
-                     + list(range(1000, 10000, 1000)))
+SEED_STUDY_M = tuple(
+    list(range(1, 10))
+    + list(range(10, 100, 10))
+    + list(range(100, 1000, 100))
+    + list(range(1000, 10000, 1000))
+)
 
 
 class CaseError(EstbenchError):
@@ -102,8 +106,10 @@ class Case:
         """The sweep's case points (tau is an estimator variant, not a point): dicts with the
         swept values among depth, width, checkpoint, seed, in a fixed order."""
         keys = [k for k in SWEEP_KEYS if k in self.sweep and k != "tau"]
-        return [dict(zip(keys, values, strict=True))
-                for values in itertools.product(*(self.sweep[k] for k in keys))]
+        return [
+            dict(zip(keys, values, strict=True))
+            for values in itertools.product(*(self.sweep[k] for k in keys))
+        ]
 
     def widths_at(self, point: dict[str, Any]) -> tuple[int, ...]:
         m = self.model
@@ -135,26 +141,40 @@ class _Table:
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
 
-    def get(self, name: str, kind: str, default: Any = None, *, required: bool = False,
-            check: Callable[[Any], bool] | None = None, expected: str = "") -> Any:
+    def get(
+        self,
+        name: str,
+        kind: str,
+        default: Any = None,
+        *,
+        required: bool = False,
+        check: Callable[[Any], bool] | None = None,
+        expected: str = "",
+    ) -> Any:
         self.used.add(name)
         if name not in self.raw:
             if required:
-                raise CaseError(f"{self.file}: {self.key(name)}: required key is missing "
-                                f"(expected {expected or kind})")
+                raise CaseError(
+                    f"{self.file}: {self.key(name)}: required key is missing "
+                    f"(expected {expected or kind})"
+                )
             return default
         value = self.raw[name]
         ok = {
             "int": isinstance(value, int) and not isinstance(value, bool),
-            "float": isinstance(value, (int, float)) and not isinstance(value, bool)
+            "float": isinstance(value, (int, float))
+            and not isinstance(value, bool)
             and math.isfinite(value),
             "str": isinstance(value, str),
             "bool": isinstance(value, bool),
-            "int-list": isinstance(value, list) and bool(value)
+            "int-list": isinstance(value, list)
+            and bool(value)
             and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
-            "float-list": isinstance(value, list) and bool(value)
+            "float-list": isinstance(value, list)
+            and bool(value)
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value),
-            "str-list": isinstance(value, list) and bool(value)
+            "str-list": isinstance(value, list)
+            and bool(value)
             and all(isinstance(v, str) for v in value),
         }[kind]
         if not ok or (check is not None and not check(value)):
@@ -162,15 +182,21 @@ class _Table:
         return float(value) if kind == "float" else value
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
-        return self.get(name, "str", default, check=lambda v: v in choices,
-                        expected="one of " + ", ".join(repr(c) for c in choices))
+        return self.get(
+            name,
+            "str",
+            default,
+            check=lambda v: v in choices,
+            expected="one of " + ", ".join(repr(c) for c in choices),
+        )
 
     def done(self) -> None:
         unknown = sorted(set(self.raw) - self.used)
         if unknown:
             allowed = ", ".join(sorted(self.used))
-            raise CaseError(f"{self.file}: {self.key(unknown[0])}: unknown key "
-                            f"(allowed here: {allowed})")
+            raise CaseError(
+                f"{self.file}: {self.key(unknown[0])}: unknown key (allowed here: {allowed})"
+            )
 
 
 def _positive(v: Any) -> bool:
@@ -205,8 +231,9 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
     return raw
 
 
-def parse_case(text: str, *, name: str, path: Path | None = None,
-               overrides: dict[str, Any] | None = None) -> Case:
+def parse_case(
+    text: str, *, name: str, path: Path | None = None, overrides: dict[str, Any] | None = None
+) -> Case:
     """Validate a case's TOML text (``path`` names it in errors and anchors relative paths);
     ``overrides`` set dotted keys before validation and are recorded with the text."""
     from .estimators.registry import default_registry
@@ -224,8 +251,10 @@ def parse_case(text: str, *, name: str, path: Path | None = None,
     top = _Table(file, "", raw)
     version = top.get("schema_version", "int", required=True, expected=f"{SCHEMA_VERSION}")
     if version != SCHEMA_VERSION:
-        raise CaseError(f"{file}: schema_version: this estbench reads version {SCHEMA_VERSION}, "
-                        f"the file has {version}")
+        raise CaseError(
+            f"{file}: schema_version: this estbench reads version {SCHEMA_VERSION}, "
+            f"the file has {version}"
+        )
     declared = top.get("name", "str")
     if declared is not None and declared != name:
         raise CaseError(f"{file}: name: expected {name!r} (the file name), got {declared!r}")
@@ -238,8 +267,15 @@ def parse_case(text: str, *, name: str, path: Path | None = None,
         kind=kind,
         n=d.get("n", "int", 200, check=lambda v: v >= 2, expected="an integer >= 2"),
         seed=d.get("seed", "int", 0),
-        path=_resolve(base, d.get("path", "str", required=kind == "npz",
-                                  expected="a path to an .npz file with X and Y")),
+        path=_resolve(
+            base,
+            d.get(
+                "path",
+                "str",
+                required=kind == "npz",
+                expected="a path to an .npz file with X and Y",
+            ),
+        ),
         noise=d.get("noise", "float", 0.1, check=_nonneg, expected="a number >= 0"),
         classes=d.get("classes", "int", 3, check=lambda v: v >= 2, expected="an integer >= 2"),
         dim=d.get("dim", "int", 2, check=lambda v: v >= 2, expected="an integer >= 2"),
@@ -249,9 +285,19 @@ def parse_case(text: str, *, name: str, path: Path | None = None,
     m = _Table(file, "model", raw.get("model", {}))
     top.used.add("model")
     model = ModelSpec(
-        widths=(tuple(w) if (w := m.get("widths", "int-list", None, check=_all(_positive),
-                                         expected="a non-empty list of positive integers"))
-                else None),
+        widths=(
+            tuple(w)
+            if (
+                w := m.get(
+                    "widths",
+                    "int-list",
+                    None,
+                    check=_all(_positive),
+                    expected="a non-empty list of positive integers",
+                )
+            )
+            else None
+        ),
         width=m.get("width", "int", None, check=_positive, expected="a positive integer"),
         depth=m.get("depth", "int", None, check=_positive, expected="a positive integer"),
         coding=m.choice("coding", CODINGS, "01"),
@@ -269,8 +315,9 @@ def parse_case(text: str, *, name: str, path: Path | None = None,
     if "training" in raw:
         t = _Table(file, "training", raw["training"])
         top.used.add("training")
-        epochs = t.get("epochs", "int", required=True, check=_positive,
-                       expected="a positive integer")
+        epochs = t.get(
+            "epochs", "int", required=True, check=_positive, expected="a positive integer"
+        )
         method = t.get("method", "str", "reinforce")
         if method != "exact":
             _check_estimator_spec(file, "training.method", method, default_registry())
@@ -278,14 +325,22 @@ def parse_case(text: str, *, name: str, path: Path | None = None,
             method=method,
             optimizer=t.choice("optimizer", ("sgd", "adam"), "sgd"),
             lr=t.get("lr", "float", 0.03, check=_positive, expected="a number > 0"),
-            momentum=t.get("momentum", "float", 0.9, check=lambda v: 0 <= v < 1,
-                           expected="a number in [0, 1)"),
-            batch_size=t.get("batch_size", "int", 10, check=_positive,
-                             expected="a positive integer"),
+            momentum=t.get(
+                "momentum", "float", 0.9, check=lambda v: 0 <= v < 1, expected="a number in [0, 1)"
+            ),
+            batch_size=t.get(
+                "batch_size", "int", 10, check=_positive, expected="a positive integer"
+            ),
             epochs=epochs,
-            measure_at=tuple(t.get("measure_at", "int-list", [epochs],
-                                   check=_all(lambda v: 0 <= v <= epochs),
-                                   expected=f"a list of epochs in 0..{epochs}")),
+            measure_at=tuple(
+                t.get(
+                    "measure_at",
+                    "int-list",
+                    [epochs],
+                    check=_all(lambda v: 0 <= v <= epochs),
+                    expected=f"a list of epochs in 0..{epochs}",
+                )
+            ),
             seed=t.get("seed", "int", 0),
         )
         t.done()
@@ -294,23 +349,35 @@ def parse_case(text: str, *, name: str, path: Path | None = None,
     top.used.add("sweep")
     sweep: dict[str, tuple[Any, ...]] = {}
     for key in ("depth", "width"):
-        values = s.get(key, "int-list", None, check=_all(_positive),
-                       expected="a non-empty list of positive integers")
+        values = s.get(
+            key,
+            "int-list",
+            None,
+            check=_all(_positive),
+            expected="a non-empty list of positive integers",
+        )
         if values is not None:
             sweep[key] = tuple(values)
-    ckpts = s.get("checkpoint", "int-list", None, check=_all(_nonneg),
-                  expected="a non-empty list of epochs >= 0")
+    ckpts = s.get(
+        "checkpoint",
+        "int-list",
+        None,
+        check=_all(_nonneg),
+        expected="a non-empty list of epochs >= 0",
+    )
     if ckpts is not None:
         if training is None:
             raise CaseError(f"{file}: sweep.checkpoint: needs a [training] table")
         if max(ckpts) > training.epochs:
-            raise CaseError(f"{file}: sweep.checkpoint: expected epochs in 0..{training.epochs}, "
-                            f"got {ckpts!r}")
+            raise CaseError(
+                f"{file}: sweep.checkpoint: expected epochs in 0..{training.epochs}, got {ckpts!r}"
+            )
         sweep["checkpoint"] = tuple(ckpts)
     elif training is not None:
         sweep["checkpoint"] = training.measure_at
-    taus = s.get("tau", "float-list", None, check=_all(_positive),
-                 expected="a non-empty list of numbers > 0")
+    taus = s.get(
+        "tau", "float-list", None, check=_all(_positive), expected="a non-empty list of numbers > 0"
+    )
     if taus is not None:
         sweep["tau"] = tuple(float(v) for v in taus)
     seeds = s.get("seed", "int-list", None, expected="a non-empty list of integers")
@@ -319,41 +386,68 @@ def parse_case(text: str, *, name: str, path: Path | None = None,
     s.done()
 
     if ("depth" in sweep or "width" in sweep) and model.widths is not None:
-        raise CaseError(f"{file}: model.widths: a sweep over depth or width needs model.width "
-                        f"and model.depth instead of model.widths")
+        raise CaseError(
+            f"{file}: model.widths: a sweep over depth or width needs model.width "
+            f"and model.depth instead of model.widths"
+        )
     need_width = "width" not in sweep and model.widths is None
     need_depth = "depth" not in sweep and model.widths is None
     if model.checkpoint is None:
         if need_width and model.width is None:
-            raise CaseError(f"{file}: model.widths: required key is missing (or give model.width "
-                            f"and model.depth, or a sweep over them)")
+            raise CaseError(
+                f"{file}: model.widths: required key is missing (or give model.width "
+                f"and model.depth, or a sweep over them)"
+            )
         if need_depth and model.depth is None:
-            raise CaseError(f"{file}: model.depth: required key is missing (expected a positive "
-                            f"integer, or a sweep over depth)")
+            raise CaseError(
+                f"{file}: model.depth: required key is missing (expected a positive "
+                f"integer, or a sweep over depth)"
+            )
 
     ms = _Table(file, "measure", raw.get("measure", {}))
     top.used.add("measure")
-    estimators = tuple(ms.get("estimators", "str-list", required=True,
-                              expected="a non-empty list of estimator names"))
+    estimators = tuple(
+        ms.get(
+            "estimators", "str-list", required=True, expected="a non-empty list of estimator names"
+        )
+    )
     registry = default_registry()
     for i, spec in enumerate(estimators):
         _check_estimator_spec(file, f"measure.estimators[{i}]", spec, registry)
     from .results import METRICS
 
-    metrics = ms.get("metrics", "str-list", None, check=lambda v: all(x in METRICS for x in v),
-                     expected="metric names among " + ", ".join(METRICS))
+    metrics = ms.get(
+        "metrics",
+        "str-list",
+        None,
+        check=lambda v: all(x in METRICS for x in v),
+        expected="metric names among " + ", ".join(METRICS),
+    )
     measure = MeasureSpec(
         estimators=estimators,
         draws=ms.get("draws", "int", 10000, check=lambda v: v >= 10, expected="an integer >= 10"),
-        M=tuple(sorted(set(ms.get("M", "int-list", list(DEFAULT_M), check=_all(_positive),
-                                  expected="a non-empty list of positive integers")))),
+        M=tuple(
+            sorted(
+                set(
+                    ms.get(
+                        "M",
+                        "int-list",
+                        list(DEFAULT_M),
+                        check=_all(_positive),
+                        expected="a non-empty list of positive integers",
+                    )
+                )
+            )
+        ),
         metrics=tuple(metrics) if metrics else None,
         exact_moments=ms.get("exact_moments", "bool", True),
-        max_paths=ms.get("max_paths", "int", 1 << 16, check=_positive,
-                         expected="a positive integer"),
+        max_paths=ms.get(
+            "max_paths", "int", 1 << 16, check=_positive, expected="a positive integer"
+        ),
         bootstrap=ms.get("bootstrap", "int", 200, check=_nonneg, expected="an integer >= 0"),
-        quick_draws=ms.get("quick_draws", "int", 500, check=lambda v: v >= 10,
-                           expected="an integer >= 10"),
+        quick_draws=ms.get(
+            "quick_draws", "int", 500, check=lambda v: v >= 10, expected="an integer >= 10"
+        ),
     )
     ms.done()
     top.done()
@@ -378,8 +472,10 @@ def find_case(name_or_path: str) -> Path:
     if shipped.exists():
         return shipped
     names = sorted(f.stem for f in CASES_DIR.glob("*.toml"))
-    raise CaseError(f"unknown case {name_or_path!r}; shipped cases: {', '.join(names)} "
-                    f"(or give a path to a .toml file)")
+    raise CaseError(
+        f"unknown case {name_or_path!r}; shipped cases: {', '.join(names)} "
+        f"(or give a path to a .toml file)"
+    )
 
 
 def load_case(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Case:
@@ -391,13 +487,15 @@ def load_case(name_or_path: str | Path, overrides: dict[str, Any] | None = None)
     return parse_case(text, name=path.stem, path=path, overrides=overrides)
 
 
-def with_overrides(case: Case, *, checkpoint: Path | None = None,
-                   estimators: tuple[str, ...] | None = None) -> Case:
+def with_overrides(
+    case: Case, *, checkpoint: Path | None = None, estimators: tuple[str, ...] | None = None
+) -> Case:
     """The case with the CLI's --checkpoint and --estimators applied."""
     if checkpoint is not None:
         sweep = {k: v for k, v in case.sweep.items() if k not in ("checkpoint",)}
-        case = replace(case, model=replace(case.model, checkpoint=checkpoint), training=None,
-                       sweep=sweep)
+        case = replace(
+            case, model=replace(case.model, checkpoint=checkpoint), training=None, sweep=sweep
+        )
     if estimators is not None:
         case = replace(case, measure=replace(case.measure, estimators=estimators))
     return case

@@ -115,18 +115,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if checkpoint is not None:
         load_checkpoint(checkpoint)  # fail now, naming the file, not after other cases ran
     # Every case is validated before any work starts.
-    cases = [with_overrides(load_case(name), checkpoint=checkpoint, estimators=estimators)
-             for name in args.cases or ["default"]]
+    cases = [
+        with_overrides(load_case(name), checkpoint=checkpoint, estimators=estimators)
+        for name in args.cases or ["default"]
+    ]
     failed = 0
     for case in cases:
-        report = run_case(case, Path(args.out), seed=args.seed, quick=args.quick,
-                          force=args.force, progress=False if args.no_progress else None)
+        report = run_case(
+            case,
+            Path(args.out),
+            seed=args.seed,
+            quick=args.quick,
+            force=args.force,
+            progress=False if args.no_progress else None,
+        )
         done = f"{report.points_done} computed, {report.points_skipped} already done"
         print(f"{case.name}: {done} -> {report.directory}/results.csv")
         if report.errors:
             failed += 1
-            print(f"estbench: {case.name}: {len(report.errors)} estimator failures "
-                  f"(see the error column)", file=sys.stderr)
+            print(
+                f"estbench: {case.name}: {len(report.errors)} estimator failures "
+                f"(see the error column)",
+                file=sys.stderr,
+            )
     return 2 if failed else 0
 
 
@@ -262,19 +273,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_exact)
 
     p = sub.add_parser(
-        "run", help="run cases: exact gradients, estimator draws, metrics -> results files",
+        "run",
+        help="run cases: exact gradients, estimator draws, metrics -> results files",
         description="Run case files (names of shipped cases or paths) and write DIR/<case>/"
-                    "results.csv and results.json. Finished case points are skipped on a re-run.",
+        "results.csv and results.json. Finished case points are skipped on a re-run.",
     )
-    p.add_argument("cases", nargs="*", metavar="CASE",
-                   help="case names or .toml paths (default: default)")
+    p.add_argument(
+        "cases", nargs="*", metavar="CASE", help="case names or .toml paths (default: default)"
+    )
     p.add_argument("--out", default="out", metavar="DIR", help="results directory (default: out)")
     p.add_argument("--seed", type=int, default=0, help="root seed of the draws (default 0)")
     p.add_argument("--quick", action="store_true", help="few draws, for a smoke run")
-    p.add_argument("--estimators", metavar="LIST",
-                   help="only these estimators, e.g. 'st,psa,concrete(tau=0.1)'")
-    p.add_argument("--checkpoint", metavar="FILE.npz",
-                   help="measure this network instead of the case's model and training")
+    p.add_argument(
+        "--estimators",
+        metavar="LIST",
+        help="only these estimators, e.g. 'st,psa,concrete(tau=0.1)'",
+    )
+    p.add_argument(
+        "--checkpoint",
+        metavar="FILE.npz",
+        help="measure this network instead of the case's model and training",
+    )
     p.add_argument("--force", action="store_true", help="recompute finished case points")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)

@@ -54,8 +54,9 @@ def xor(n: int, g: torch.Generator, noise: float = 0.1) -> tuple[Tensor, Tensor]
     return X, (corners[:, 0] != corners[:, 1]).long()
 
 
-def blobs(n: int, g: torch.Generator, classes: int = 3, dim: int = 2,
-          spread: float = 0.5) -> tuple[Tensor, Tensor]:
+def blobs(
+    n: int, g: torch.Generator, classes: int = 3, dim: int = 2, spread: float = 0.5
+) -> tuple[Tensor, Tensor]:
     """Isotropic Gaussian blobs around ``classes`` centres on the unit circle (first two axes)."""
     labels = torch.arange(n) % classes
     angle = 2 * math.pi * labels.double() / classes

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .errors import MemoryBudgetError, ModelError
+from .errors import MemoryBudgetError
 from .model import SBN, encode, flatten_layers, state_bits
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes; override with ESTBENCH_MEMORY_BUDGET or the argument
@@ -188,14 +188,7 @@ def exact_gradient(
     X: [N, d] inputs; Y: targets for the model's head. Computed in the model's dtype (float64 is
     the reference). With ``with_grad=False`` only the forward pass runs (grads are empty).
     """
-    X = torch.as_tensor(X, dtype=model.dtype, device=model.device)
-    if X.dim() != 2 or X.shape[1] != model.input_dim:
-        raise ModelError(f"X must have shape [N, {model.input_dim}], got {list(X.shape)}")
-    y = model.head.targets(
-        torch.as_tensor(Y, dtype=model.dtype, device=model.device), model.out_dim
-    )
-    if y.shape[0] != X.shape[0]:
-        raise ModelError(f"X has {X.shape[0]} points but the targets have {y.shape[0]}")
+    X, y = model.check_data(X, Y)
     N, L, noise = X.shape[0], model.depth, model.noise
     plan = plan_exact(
         model.widths, N, model.out_dim, itemsize=X.element_size(), memory_budget=memory_budget

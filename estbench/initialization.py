@@ -21,25 +21,40 @@ from .model import SBN, check_coding, get_head, get_noise
 
 
 def uniform_sbn(
-    input_dim: int, widths: Sequence[int], out_dim: int, *, generator: torch.Generator,
-    coding: str = "01", noise: str = "logistic", head: str = "logistic",
+    input_dim: int,
+    widths: Sequence[int],
+    out_dim: int,
+    *,
+    generator: torch.Generator,
+    coding: str = "01",
+    noise: str = "logistic",
+    head: str = "logistic",
 ) -> SBN:
     dims = [input_dim, *widths, out_dim]
     weights = tuple(
         torch.rand(o, i, generator=generator, dtype=torch.float64) * 2 - 1
         for i, o in zip(dims[:-1], dims[1:], strict=True)
     )
-    biases = tuple(torch.rand(o, generator=generator, dtype=torch.float64) * 2 - 1 for o in dims[1:])
+    biases = tuple(
+        torch.rand(o, generator=generator, dtype=torch.float64) * 2 - 1 for o in dims[1:]
+    )
     return SBN(weights, biases, check_coding(coding), get_noise(noise), get_head(head))
 
 
 def ap2_init(
-    X: Tensor, widths: Sequence[int], out_dim: int, *, generator: torch.Generator,
-    coding: str = "01", noise: str = "logistic", head: str = "logistic",
+    X: Tensor,
+    widths: Sequence[int],
+    out_dim: int,
+    *,
+    generator: torch.Generator,
+    coding: str = "01",
+    noise: str = "logistic",
+    head: str = "logistic",
 ) -> SBN:
     """The seed study's data-dependent initialisation (module docstring)."""
-    model = uniform_sbn(X.shape[1], widths, out_dim, generator=generator, coding=coding,
-                        noise=noise, head=head)
+    model = uniform_sbn(
+        X.shape[1], widths, out_dim, generator=generator, coding=coding, noise=noise, head=head
+    )
     m, v = X.mean(0), X.var(0, correction=0)
     weights, biases = list(model.weights), list(model.biases)
     for k in range(model.depth):

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -178,8 +177,9 @@ def mse_single(draws: Tensor, g: Tensor) -> Estimate:
     return Estimate(value, se, value - Z95 * se, value + Z95 * se)
 
 
-def rel_rmse_bootstrap(draws: Tensor, g: Tensor, Ms: Tensor, replicates: int,
-                       generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+def rel_rmse_bootstrap(
+    draws: Tensor, g: Tensor, Ms: Tensor, replicates: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
     """Poisson-bootstrap sd and 95 % interval of sqrt(max(B^ + T^/M, 0)) / ||g|| for every M.
 
     Replicate r weights draw s by w_rs ~ Poisson(1); weighted means and sums of squares come from
@@ -188,8 +188,9 @@ def rel_rmse_bootstrap(draws: Tensor, g: Tensor, Ms: Tensor, replicates: int,
     centre = draws.mean(0)
     c = draws - centre  # centring keeps the weighted second moments accurate
     sq = (c * c).sum(1)
-    w = torch.poisson(torch.ones(replicates, draws.shape[0], dtype=draws.dtype),
-                      generator=generator)
+    w = torch.poisson(
+        torch.ones(replicates, draws.shape[0], dtype=draws.dtype), generator=generator
+    )
     n = w.sum(1).clamp_min(2)
     mean_c = (w @ c) / n[:, None]
     T = ((w @ sq) - n * (mean_c * mean_c).sum(1)) / (n - 1)
@@ -207,15 +208,19 @@ def group_means(draws: Tensor, M: int) -> Tensor:
 def rel_rmse_grouped(draws: Tensor, g: Tensor, M: int) -> Estimate | None:
     """sqrt(mean_r ||mean_r - g||^2) / ||g|| over R groups; CI = sqrt of the t-interval of the mean.
     None when fewer than 2 groups."""
+    if draws.shape[0] // M < 2:
+        return None
     means = group_means(draws, M)
     R = means.shape[0]
-    if R < 2:
-        return None
     e = ((means - g) ** 2).sum(1) / float(g @ g)
     m, se = float(e.mean()), float(e.std()) / math.sqrt(R)
     t = _t_quantile(R - 1)
-    return Estimate(math.sqrt(m), se / (2 * math.sqrt(max(m, 1e-300))),
-                    math.sqrt(max(m - t * se, 0.0)), math.sqrt(m + t * se))
+    return Estimate(
+        math.sqrt(m),
+        se / (2 * math.sqrt(max(m, 1e-300))),
+        math.sqrt(max(m - t * se, 0.0)),
+        math.sqrt(m + t * se),
+    )
 
 
 def _t_quantile(df: int) -> float:

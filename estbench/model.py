@@ -403,6 +403,18 @@ class SBN:
     def device(self) -> torch.device:
         return self.weights[0].device
 
+    def check_data(self, X: object, Y: object) -> tuple[Tensor, Tensor]:
+        """Inputs [N, d] and the head's canonical targets, in the model's dtype and device."""
+        X = torch.as_tensor(X, dtype=self.dtype, device=self.device)
+        if X.dim() != 2 or X.shape[1] != self.input_dim:
+            raise ModelError(f"X must have shape [N, {self.input_dim}], got {list(X.shape)}")
+        y = self.head.targets(
+            torch.as_tensor(Y, dtype=self.dtype, device=self.device), self.out_dim
+        )
+        if y.shape[0] != X.shape[0]:
+            raise ModelError(f"X has {X.shape[0]} points but the targets have {y.shape[0]}")
+        return X, y
+
     def replace(self, **changes: object) -> SBN:
         fields = {f: getattr(self, f) for f in ("weights", "biases", "coding", "noise", "head")}
         fields.update(changes)

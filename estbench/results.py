@@ -23,8 +23,20 @@ from .errors import EstbenchError
 
 SCHEMA_VERSION = 1
 SWEEP_COLUMNS = ("depth", "width", "checkpoint", "seed", "tau")
-COLUMNS = ("case", *SWEEP_COLUMNS, "estimator", "layer", "metric", "M", "value", "se", "ci_low",
-           "ci_high", "method", "error")
+COLUMNS = (
+    "case",
+    *SWEEP_COLUMNS,
+    "estimator",
+    "layer",
+    "metric",
+    "M",
+    "value",
+    "se",
+    "ci_low",
+    "ci_high",
+    "method",
+    "error",
+)
 
 METRICS: dict[str, str] = {
     "rel_bias": "relative bias ||E g^ - g|| / ||g|| (exact, or from the unbiased B^ with its CI)",
@@ -79,17 +91,21 @@ def read_csv_rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ResultsError(f"{path}: unexpected columns {reader.fieldnames}; expected {COLUMNS}")
+            raise ResultsError(
+                f"{path}: unexpected columns {reader.fieldnames}; expected {COLUMNS}"
+            )
         return list(reader)
 
 
 def git_commit() -> dict[str, Any]:
     root = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                              text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True,
-                               text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     if head.returncode != 0:
@@ -104,8 +120,9 @@ def environment() -> dict[str, Any]:
     from ._version import __version__
     from .estimators.registry import default_registry
 
-    plugins = sorted({(e.source, e.version) for e in default_registry().values()
-                      if e.source != "estbench"})
+    plugins = sorted(
+        {(e.source, e.version) for e in default_registry().values() if e.source != "estbench"}
+    )
     return {
         "estbench_version": __version__,
         "git": git_commit(),
@@ -119,8 +136,10 @@ def environment() -> dict[str, Any]:
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
-    atomic_write(path, json.dumps({"schema_version": SCHEMA_VERSION, **payload}, indent=2,
-                                  sort_keys=True) + "\n")
+    atomic_write(
+        path,
+        json.dumps({"schema_version": SCHEMA_VERSION, **payload}, indent=2, sort_keys=True) + "\n",
+    )
 
 
 def load_json(path: Path) -> dict[str, Any]:

@@ -112,8 +112,9 @@ class CaseRunner:
         self.progress = progress
         self._trained: dict[tuple[Any, ...], dict[int, SBN]] = {}
 
-    def _initial(self, widths: tuple[int, ...], X: torch.Tensor, out_dim: int,
-                 seed_offset: int) -> SBN:
+    def _initial(
+        self, widths: tuple[int, ...], X: torch.Tensor, out_dim: int, seed_offset: int
+    ) -> SBN:
         m = self.case.model
         g = torch.Generator().manual_seed(m.seed + seed_offset)
         kw = {"generator": g, "coding": m.coding, "noise": m.noise, "head": m.head}
@@ -123,8 +124,9 @@ class CaseRunner:
             return uniform_sbn(X.shape[1], widths, out_dim, **kw)
         return random_sbn(X.shape[1], widths, out_dim, scale=m.scale, **kw)
 
-    def _data(self, seed_offset: int, out_dim: int | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def _data(
+        self, seed_offset: int, out_dim: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Inputs, targets for the head, and the head's output count."""
         X, labels = _labels_data(self.case, seed_offset)
         m = self.case.model
@@ -154,8 +156,15 @@ class CaseRunner:
             model = self._trained_model(model, X, Y, widths, offset, epoch)
         return Problem.create(model, X, Y)
 
-    def _trained_model(self, init: SBN, X: torch.Tensor, Y: torch.Tensor,
-                       widths: tuple[int, ...], offset: int, epoch: int) -> SBN:
+    def _trained_model(
+        self,
+        init: SBN,
+        X: torch.Tensor,
+        Y: torch.Tensor,
+        widths: tuple[int, ...],
+        offset: int,
+        epoch: int,
+    ) -> SBN:
         spec = self.case.training
         assert spec is not None
         key = (widths, offset)
@@ -176,14 +185,32 @@ class CaseRunner:
 
 def _error_rows(problem: Problem | None, message: str) -> list[dict[str, Any]]:
     layers = [n for n, _ in layer_slices(problem)] if problem is not None else ["all"]
-    return [{"layer": layer, "metric": "rel_bias", "M": None, "value": math.nan, "se": None,
-             "ci_low": None, "ci_high": None, "method": "", "error": message} for layer in layers]
+    return [
+        {
+            "layer": layer,
+            "metric": "rel_bias",
+            "M": None,
+            "value": math.nan,
+            "se": None,
+            "ci_low": None,
+            "ci_high": None,
+            "method": "",
+            "error": message,
+        }
+        for layer in layers
+    ]
 
 
 def run_case(
-    case: Case, out: Path, *, seed: int = 0, quick: bool = False, force: bool = False,
+    case: Case,
+    out: Path,
+    *,
+    seed: int = 0,
+    quick: bool = False,
+    force: bool = False,
     extra_estimators: list[Estimator] | None = None,
-    progress: bool | None = None, log: Callable[[str], None] | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> RunReport:
     """Run every point of ``case`` into ``out/<case.name>/`` (see module docstring)."""
     from tqdm import tqdm
@@ -198,17 +225,29 @@ def run_case(
         raise EstbenchError(f"{case.name}: an estimator is listed twice: {labels}")
     opts = MeasureOptions(
         draws=case.measure.quick_draws if quick else case.measure.draws,
-        M=case.measure.M, metrics=case.measure.metrics,
-        exact_moments=case.measure.exact_moments, max_paths=case.measure.max_paths,
+        M=case.measure.M,
+        metrics=case.measure.metrics,
+        exact_moments=case.measure.exact_moments,
+        max_paths=case.measure.max_paths,
         bootstrap=min(case.measure.bootstrap, 50) if quick else case.measure.bootstrap,
     )
-    signature = {"format": POINT_FORMAT, "case_sha256": case.sha256, "seed": seed, "quick": quick,
-                 "estimators": labels}
+    signature = {
+        "format": POINT_FORMAT,
+        "case_sha256": case.sha256,
+        "seed": seed,
+        "quick": quick,
+        "estimators": labels,
+    }
     runner = CaseRunner(case, directory, progress=say)
     points = case.points() or [{}]
     # disable=None: tqdm turns itself off when stderr is not a terminal
-    bar = tqdm(total=len(points) * len(variants), desc=case.name, unit="est",
-               disable=None if progress is None else not progress, file=sys.stderr)
+    bar = tqdm(
+        total=len(points) * len(variants),
+        desc=case.name,
+        unit="est",
+        disable=None if progress is None else not progress,
+        file=sys.stderr,
+    )
     for point in points:
         pid = point_id(point)
         path = directory / "points" / f"{pid}.json"
@@ -231,7 +270,8 @@ def run_case(
         meta["exact"] = {
             "loss": float(ex.loss),
             "grad_norm": {name: float(g_flat[sl].norm()) for name, sl in layer_slices(problem)},
-            "widths": list(problem.model.widths), "n_points": problem.n_points,
+            "widths": list(problem.model.widths),
+            "n_points": problem.n_points,
         }
         for variant in variants:
             gen = torch.Generator().manual_seed(stream_seed(seed, case.name, pid, variant.label))
@@ -239,10 +279,14 @@ def run_case(
             try:
                 m = measure(variant.estimator, problem, g_flat, opts, generator=gen)
                 new_rows = m.rows
-                info.update(seconds_per_draw=m.seconds_per_draw, exact=m.exact,
-                            claimed_unbiased=m.claimed, verdicts=m.verdicts,
-                            evals_per_draw=variant.estimator.evals_per_draw(problem.model),
-                            unbiased=variant.estimator.unbiased)
+                info.update(
+                    seconds_per_draw=m.seconds_per_draw,
+                    exact=m.exact,
+                    claimed_unbiased=m.claimed,
+                    verdicts=m.verdicts,
+                    evals_per_draw=variant.estimator.evals_per_draw(problem.model),
+                    unbiased=variant.estimator.unbiased,
+                )
             except Exception as e:  # an estimator's failure is recorded, not fatal
                 message = f"{type(e).__name__}: {e}"
                 new_rows = _error_rows(problem, message)
@@ -250,8 +294,13 @@ def run_case(
                 report.errors.append(f"{case.name} {pid} {variant.label}: {message}")
                 say(f"estbench: error: {case.name} {pid} {variant.label}: {message}")
             for r in new_rows:
-                r.update(case=case.name, estimator=variant.label, tau=variant.tau,
-                         error=r.get("error"), **point)
+                r.update(
+                    case=case.name,
+                    estimator=variant.label,
+                    tau=variant.tau,
+                    error=r.get("error"),
+                    **point,
+                )
             rows += new_rows
             meta["estimators"][variant.label] = info
             bar.update(1)
@@ -286,8 +335,14 @@ def _collect_flags(report: RunReport, meta: dict[str, Any]) -> None:
                 )
 
 
-def _assemble(case: Case, directory: Path, points: list[dict[str, Any]],
-              signature: dict[str, Any], seed: int, quick: bool) -> None:
+def _assemble(
+    case: Case,
+    directory: Path,
+    points: list[dict[str, Any]],
+    signature: dict[str, Any],
+    seed: int,
+    quick: bool,
+) -> None:
     rows: list[dict[str, Any]] = []
     per_point = []
     for point in points:
@@ -296,11 +351,24 @@ def _assemble(case: Case, directory: Path, points: list[dict[str, Any]],
         rows += meta.pop("rows")
         per_point.append(meta)
     atomic_write(directory / "results.csv", rows_to_csv(rows))
-    write_json(directory / "results.json", {
-        "case": {"name": case.name, "path": str(case.path) if case.path else None,
-                 "sha256": case.sha256, "content": case.text, "description": case.description},
-        "run": {"seed": seed, "quick": quick, "device": "cpu", "dtype": "float64",
-                "estimators": signature["estimators"]},
-        "environment": environment(),
-        "points": per_point,
-    })
+    write_json(
+        directory / "results.json",
+        {
+            "case": {
+                "name": case.name,
+                "path": str(case.path) if case.path else None,
+                "sha256": case.sha256,
+                "content": case.text,
+                "description": case.description,
+            },
+            "run": {
+                "seed": seed,
+                "quick": quick,
+                "device": "cpu",
+                "dtype": "float64",
+                "estimators": signature["estimators"],
+            },
+            "environment": environment(),
+            "points": per_point,
+        },
+    )

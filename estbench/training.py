@@ -27,13 +27,18 @@ def _gradient_fn(spec: TrainingSpec) -> Callable[[Problem, torch.Generator], Ten
 
 
 def train(
-    model: SBN, X: Tensor, Y: Tensor, spec: TrainingSpec, *,
+    model: SBN,
+    X: Tensor,
+    Y: Tensor,
+    spec: TrainingSpec,
+    *,
     on_epoch: Callable[[int], None] | None = None,
 ) -> dict[int, SBN]:
     """Snapshots {epoch: network} at ``spec.measure_at``; deterministic given ``spec.seed``."""
     g = torch.Generator().manual_seed(spec.seed)
-    params = [p.detach().clone() for pair in zip(model.weights, model.biases, strict=True)
-              for p in pair]
+    params = [
+        p.detach().clone() for pair in zip(model.weights, model.biases, strict=True) for p in pair
+    ]
     net = model.replace(weights=tuple(params[0::2]), biases=tuple(params[1::2]))
     if spec.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum)
@@ -45,8 +50,10 @@ def train(
 
     def snapshot(epoch: int) -> None:
         if epoch in wanted:
-            snapshots[epoch] = net.replace(weights=tuple(W.clone() for W in net.weights),
-                                           biases=tuple(b.clone() for b in net.biases))
+            snapshots[epoch] = net.replace(
+                weights=tuple(W.clone() for W in net.weights),
+                biases=tuple(b.clone() for b in net.biases),
+            )
 
     snapshot(0)
     N = X.shape[0]

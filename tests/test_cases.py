@@ -17,8 +17,14 @@ estimators = ["st"]
 
 def test_shipped_cases_validate():
     names = sorted(p.stem for p in CASES_DIR.glob("*.toml"))
-    assert {"default", "psa-5-5-5", "depth-sweep", "width-sweep", "temperature",
-            "bernoulli-toy"} <= set(names)
+    assert {
+        "default",
+        "psa-5-5-5",
+        "depth-sweep",
+        "width-sweep",
+        "temperature",
+        "bernoulli-toy",
+    } <= set(names)
     for name in names:
         load_case(name)
 
@@ -43,34 +49,60 @@ def test_minimal_case_defaults():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("schema_version = 2\n" + MINIMAL.split("\n", 2)[2],
-         "schema_version: this estbench reads version 1, the file has 2"),
-        (MINIMAL.replace("widths = [3, 3]", "widths = [3, 0]"),
-         "model.widths: expected a non-empty list of positive integers, got [3, 0]"),
-        (MINIMAL.replace("widths = [3, 3]", "widths = [3, 3]\ncolor = 'red'"),
-         "model.color: unknown key"),
-        (MINIMAL.replace("widths = [3, 3]", "widths = [3, 3]\nnoise = 'cauchy'"),
-         "model.noise: expected one of 'logistic', 'gaussian', 'uniform', got 'cauchy'"),
-        (MINIMAL.replace('estimators = ["st"]', 'estimators = ["st", "concrete(tua=1)"]'),
-         "measure.estimators[1]: concrete: unknown parameter 'tua'; did you mean tau?"),
-        (MINIMAL.replace('estimators = ["st"]', 'estimators = ["sst"]'),
-         "measure.estimators[0]: unknown estimator 'sst'; did you mean st"),
-        (MINIMAL.replace('estimators = ["st"]', 'estimators = ["st"]\ndraws = "many"'),
-         "measure.draws: expected an integer >= 10, got 'many'"),
-        (MINIMAL.replace("[measure]", "[training]\nepochs = 10\nmeasure_at = [20]\n[measure]"),
-         "training.measure_at: expected a list of epochs in 0..10, got [20]"),
-        (MINIMAL.replace("[measure]", "[sweep]\ndepth = [1, 2]\n[measure]"),
-         "model.widths: a sweep over depth or width needs model.width and model.depth"),
-        (MINIMAL.replace("[measure]", "[sweep]\ncheckpoint = [1]\n[measure]"),
-         "sweep.checkpoint: needs a [training] table"),
-        (MINIMAL.replace("[measure]", "[data]\nkind = 'npz'\n[measure]"),
-         "data.path: required key is missing"),
-        ("schema_version = 1\n[measure]\nestimators = ['st']\n",
-         "model.widths: required key is missing"),
+        (
+            "schema_version = 2\n" + MINIMAL.split("\n", 2)[2],
+            "schema_version: this estbench reads version 1, the file has 2",
+        ),
+        (
+            MINIMAL.replace("widths = [3, 3]", "widths = [3, 0]"),
+            "model.widths: expected a non-empty list of positive integers, got [3, 0]",
+        ),
+        (
+            MINIMAL.replace("widths = [3, 3]", "widths = [3, 3]\ncolor = 'red'"),
+            "model.color: unknown key",
+        ),
+        (
+            MINIMAL.replace("widths = [3, 3]", "widths = [3, 3]\nnoise = 'cauchy'"),
+            "model.noise: expected one of 'logistic', 'gaussian', 'uniform', got 'cauchy'",
+        ),
+        (
+            MINIMAL.replace('estimators = ["st"]', 'estimators = ["st", "concrete(tua=1)"]'),
+            "measure.estimators[1]: concrete: unknown parameter 'tua'; did you mean tau?",
+        ),
+        (
+            MINIMAL.replace('estimators = ["st"]', 'estimators = ["sst"]'),
+            "measure.estimators[0]: unknown estimator 'sst'; did you mean st",
+        ),
+        (
+            MINIMAL.replace('estimators = ["st"]', 'estimators = ["st"]\ndraws = "many"'),
+            "measure.draws: expected an integer >= 10, got 'many'",
+        ),
+        (
+            MINIMAL.replace("[measure]", "[training]\nepochs = 10\nmeasure_at = [20]\n[measure]"),
+            "training.measure_at: expected a list of epochs in 0..10, got [20]",
+        ),
+        (
+            MINIMAL.replace("[measure]", "[sweep]\ndepth = [1, 2]\n[measure]"),
+            "model.widths: a sweep over depth or width needs model.width and model.depth",
+        ),
+        (
+            MINIMAL.replace("[measure]", "[sweep]\ncheckpoint = [1]\n[measure]"),
+            "sweep.checkpoint: needs a [training] table",
+        ),
+        (
+            MINIMAL.replace("[measure]", "[data]\nkind = 'npz'\n[measure]"),
+            "data.path: required key is missing",
+        ),
+        (
+            "schema_version = 1\n[measure]\nestimators = ['st']\n",
+            "model.widths: required key is missing",
+        ),
         (MINIMAL + "\n[extra]\nx = 1\n", "extra: unknown key"),
         ("schema_version = 1\n[model\n", "not valid TOML"),
-        (MINIMAL.replace("[measure]", "[measure]\nmetrics = ['rel_bias', 'accuracy']"),
-         "measure.metrics: expected metric names among"),
+        (
+            MINIMAL.replace("[measure]", "[measure]\nmetrics = ['rel_bias', 'accuracy']"),
+            "measure.metrics: expected metric names among",
+        ),
     ],
 )
 def test_mistakes_name_the_file_and_key(text, message, tmp_path):

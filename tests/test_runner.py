@@ -103,8 +103,9 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
     monkeypatch.setattr(runner_module, "measure", real)
     report = run_case(tiny_case(), tmp_path / "run", progress=False)
     assert (report.points_done, report.points_skipped) == (1, 1)
-    assert ((tmp_path / "run" / "tiny" / "results.csv").read_bytes()
-            == (reference / "tiny" / "results.csv").read_bytes())
+    assert (tmp_path / "run" / "tiny" / "results.csv").read_bytes() == (
+        reference / "tiny" / "results.csv"
+    ).read_bytes()
     forced = run_case(tiny_case(), tmp_path / "run", force=True, progress=False)
     assert forced.points_done == 2
 
@@ -166,8 +167,13 @@ def test_exact_moments_agree_with_monte_carlo():
     est = get_estimator("st")
     opts = MeasureOptions(draws=20000, M=(1, 10), bootstrap=50)
     exact = measure(est, pr, g, opts, generator=torch.Generator().manual_seed(1))
-    mc = measure(est, pr, g, MeasureOptions(**{**opts.__dict__, "exact_moments": False}),
-                 generator=torch.Generator().manual_seed(2))
+    mc = measure(
+        est,
+        pr,
+        g,
+        MeasureOptions(**{**opts.__dict__, "exact_moments": False}),
+        generator=torch.Generator().manual_seed(2),
+    )
     assert exact.exact and not mc.exact
 
     def pick(m, layer, metric):  # noqa: ANN001, ANN202
@@ -178,3 +184,15 @@ def test_exact_moments_agree_with_monte_carlo():
             e, r = pick(exact, layer, metric), pick(mc, layer, metric)
             assert e["method"] == "exact" and r["method"] == "mc"
             assert r["ci_low"] <= e["value"] <= r["ci_high"], (layer, metric, e, r)
+
+
+def test_large_M_without_enough_draws_gives_analytic_rows_only():
+    """With S = 30 draws and M up to 100, grouped metrics exist only where S // M >= 2."""
+    pr = Problem.create(*random_problem((2, 2), seed=6))
+    g = exact_gradient(pr.model, pr.X, pr.Y).flat()
+    opts = MeasureOptions(draws=30, M=(1, 10, 15, 16, 100), bootstrap=10, exact_moments=False)
+    m = measure(get_estimator("reinforce"), pr, g, opts, generator=torch.Generator().manual_seed(0))
+    grouped = {r["M"] for r in m.rows if r["metric"] == "rel_rmse_grouped"}
+    cos = {r["M"] for r in m.rows if r["metric"] == "cos_mean"}
+    assert grouped == cos == {1, 10, 15}
+    assert {r["M"] for r in m.rows if r["metric"] == "rel_rmse"} == {1, 10, 15, 16, 100}

@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..errors import EstbenchError, ModelError
+from ..errors import EstbenchError
 from ..exact import default_memory_budget
 from ..model import SBN
 
@@ -62,15 +62,7 @@ class Problem:
 
     @classmethod
     def create(cls, model: SBN, X: Tensor, Y: Tensor) -> Problem:
-        X = torch.as_tensor(X, dtype=model.dtype, device=model.device)
-        if X.dim() != 2 or X.shape[1] != model.input_dim:
-            raise ModelError(f"X must have shape [N, {model.input_dim}], got {list(X.shape)}")
-        Y = model.head.targets(
-            torch.as_tensor(Y, dtype=model.dtype, device=model.device), model.out_dim
-        )
-        if Y.shape[0] != X.shape[0]:
-            raise ModelError(f"X has {X.shape[0]} points but the targets have {Y.shape[0]}")
-        return cls(model, X, Y)
+        return cls(model, *model.check_data(X, Y))
 
     @property
     def n_points(self) -> int:
