@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .cases import Case
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -106,7 +107,15 @@ def _labels_data(case: Case, seed_offset: int) -> tuple[torch.Tensor, torch.Tens
 class CaseRunner:
     """Builds the problems of a case's points (training once per architecture and seed)."""
 
-    def __init__(self, case: Case, directory: Path, *, progress: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        case: Case,
+        directory: Path,
+        *,
+        progress: Callable[[str], None],
+        show_progress: bool | None = None,
+    ) -> None:
+        self.show_progress = None if show_progress is None else not show_progress  # tqdm disable
         self.case = case
         self.directory = directory
         self.progress = progress
@@ -177,7 +186,15 @@ class CaseRunner:
             epochs = sorted(set(self.case.sweep.get("checkpoint", spec.measure_at)))
             train_spec = replace(spec, measure_at=tuple(epochs), seed=spec.seed + offset)
             self.progress(f"training {tag} for {max(epochs)} epochs ({spec.method})")
-            self._trained[key] = train(init, X, Y, train_spec)
+            with tqdm(
+                total=max(epochs),
+                desc=f"training {tag}",
+                unit="epoch",
+                file=sys.stderr,
+                disable=self.show_progress,
+                leave=False,
+            ) as bar:
+                self._trained[key] = train(init, X, Y, train_spec, on_epoch=lambda _: bar.update(1))
             for e, net in self._trained[key].items():
                 save_checkpoint(self.directory / "checkpoints" / f"{tag}_epoch{e}.npz", net, X, Y)
         return self._trained[key][epoch]
@@ -238,7 +255,7 @@ def run_case(
         "quick": quick,
         "estimators": labels,
     }
-    runner = CaseRunner(case, directory, progress=say)
+    runner = CaseRunner(case, directory, progress=say, show_progress=progress)
     points = case.points() or [{}]
     # disable=None: tqdm turns itself off when stderr is not a terminal
     bar = tqdm(
