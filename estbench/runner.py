@@ -230,7 +230,6 @@ def run_case(
     log: Callable[[str], None] | None = None,
 ) -> RunReport:
     """Run every point of ``case`` into ``out/<case.name>/`` (see module docstring)."""
-    from tqdm import tqdm
 
     directory = out / case.name
     (directory / "points").mkdir(parents=True, exist_ok=True)
