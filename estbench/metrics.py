@@ -55,16 +55,17 @@ def squared_bias(draws: Tensor, g: Tensor) -> SquaredBias:
     return SquaredBias(b_hat, se, T)
 
 
-def z_scores(draws: Tensor, g: Tensor, *, atol: float = 1e-12) -> Tensor:
-    """(mean_i - g_i) / (s_i / sqrt(S)) per coordinate. A zero-variance coordinate scores 0 if
-    its mean equals g_i to ``atol`` (relative to |g|) and inf otherwise."""
+def z_scores(draws: Tensor, g: Tensor) -> Tensor:
+    """(mean_i - g_i) / (s_i / sqrt(S)) per coordinate.
+
+    A coordinate with zero sample variance scores 0: it cannot be tested this way (a rare event,
+    e.g. a saturated unit that DisARM never flips in S draws, is not evidence of bias). A truly
+    deterministic bias still fails the aggregate test, whose SE is then 0.
+    """
     S = draws.shape[0]
-    mean = draws.mean(0)
     sd = draws.std(0, correction=1)
-    diff = mean - g
-    exact = diff.abs() <= atol * g.abs().clamp_min(1.0)
-    z = diff / (sd / math.sqrt(S))
-    return torch.where(sd > 0, z, torch.where(exact, 0.0, math.inf))
+    z = (draws.mean(0) - g) / (sd / math.sqrt(S))
+    return torch.where(sd > 0, z, 0.0)
 
 
 def bonferroni_critical(d: int, alpha: float) -> float:

@@ -52,10 +52,15 @@ def test_total_variance_is_the_trace_of_the_covariance():
     assert sb.total_variance == pytest.approx(10.0, rel=0.01)
 
 
-def test_z_scores_handle_deterministic_coordinates():
+def test_zero_variance_coordinates_are_left_to_the_aggregate_test():
     d = torch.tensor([[1.0, 2.0, 0.0], [1.0, 2.0, 1.0], [1.0, 2.0, 2.0]], dtype=torch.float64)
-    z = z_scores(d, torch.tensor([1.0, 2.5, 1.0], dtype=torch.float64))
-    assert z[0] == 0 and z[1] == math.inf and z[2] == 0
+    g = torch.tensor([1.0, 2.5, 1.0], dtype=torch.float64)
+    z = z_scores(d, g)
+    assert z.tolist() == [0.0, 0.0, 0.0]
+    deterministic = d[:, :2]  # coordinate 1 is deterministically biased by 0.5
+    test = unbiasedness_test(deterministic, g[:2])
+    assert test.ratio == math.inf and not test.passed
+    assert unbiasedness_test(deterministic, torch.tensor([1.0, 2.0], dtype=torch.float64)).passed
 
 
 def test_thresholds():
