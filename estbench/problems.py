@@ -5,7 +5,8 @@
   p(1-p)(1-2t) and every closed form of spec §5.1 applies to the gradient of ``b0``. The real
   extension used by straight-through and relaxed estimators is (beta - t)^2 (pitfall P10).
 * ``anchor_network()``: the 2-2-3 (+3-class softmax head) network of spec §5.3, +-1 coding,
-  logistic noise, one data point, with its exact expected loss 1.3564515629.
+  logistic noise, one data point, with its exact expected loss 1.3564515629 and the exact
+  gradient ``ANCHOR_EXACT_GRADIENT`` of the spec's table (6 decimals).
 """
 
 from __future__ import annotations
@@ -44,3 +45,10 @@ def anchor_network() -> Problem:
         head=get_head("softmax"),
     )
     return Problem.create(model, t([[1.0, -0.5]]), t([0.0]))
+
+
+# Spec §5.3, row "exact g": layer0 = (dW1, db1) and layer1 = (dW2, db2) of the spec, row-major.
+ANCHOR_EXACT_GRADIENT = (
+    (-0.24342, 0.12171, 0.209016, -0.104508, -0.24342, 0.209016),
+    (-0.18209, -0.063167, 0.18105, 0.033929, -0.055059, -0.071528, -0.369738, 0.363451, -0.162989),
+)

@@ -57,11 +57,15 @@ def point_id(point: dict[str, Any]) -> str:
 
 @dataclass
 class Variant:
-    """An estimator as measured: its instance, its label in results, and its tau (if swept)."""
+    """An estimator as measured: its instance and its tau (if swept)."""
 
     estimator: Estimator
-    label: str
     tau: float | None = None
+
+    @property
+    def label(self) -> str:
+        """Its name in results: the canonical spec, e.g. ``concrete(tau=0.5)``."""
+        return self.estimator.spec
 
 
 def estimator_variants(case: Case, extra: list[Estimator] | None = None) -> list[Variant]:
@@ -73,9 +77,9 @@ def estimator_variants(case: Case, extra: list[Estimator] | None = None) -> list
         if taus and "tau" in est.hyperparameters:
             for tau in taus:
                 variant = type(est)(**{**est.params, "tau": tau})
-                out.append(Variant(variant, variant.spec, tau))
+                out.append(Variant(variant, tau))
         else:
-            out.append(Variant(est, est.spec))
+            out.append(Variant(est))
     return out
 
 

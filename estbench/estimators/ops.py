@@ -96,11 +96,6 @@ def forward(problem: Problem, bits: Sequence[Tensor]) -> Path:
     return _walk(problem, batch, lambda k, a, p: bits[k])
 
 
-def head_loss(problem: Problem, x_last: Tensor) -> Tensor:
-    """l(W_L x_L + b_L, y) per point, [*B, N]; x_last may be relaxed (real-valued)."""
-    return problem.model.head.loss(preactivation(problem, problem.model.depth, x_last), problem.Y)
-
-
 def head_grad(problem: Problem, z: Tensor) -> Tensor:
     """dl/dz [*B, N, K]."""
     return problem.model.head.grad(z, problem.Y)
@@ -170,12 +165,3 @@ def enumerate_bits(widths: Sequence[int], like: Tensor) -> list[Tensor]:
 
     joint = state_bits(sum(widths), dtype=like.dtype, device=like.device)
     return [b[:, None, :] for b in torch.split(joint, list(widths), dim=1)]
-
-
-def path_log_prob(problem: Problem, bits: Sequence[Tensor], path: Path | None = None) -> Tensor:
-    """log P(path | X_n) per point, [*B, N], for any symmetric noise (probability 0 -> -inf)."""
-    path = forward(problem, bits) if path is None else path
-    logp = 0
-    for b, p in zip(path.bits, path.p, strict=True):
-        logp = logp + torch.log(torch.where(b == 1, p, 1 - p)).sum(-1)
-    return logp  # type: ignore[return-value]
