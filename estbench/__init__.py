@@ -6,6 +6,7 @@ The public API; everything else is importable but not promised to stay.
 from ._version import __version__
 from .checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .errors import CheckpointError, EstbenchError, MemoryBudgetError, ModelError
+from .estimators import Estimator, Problem, default_registry, get_estimator
 from .exact import ExactResult, exact_gradient, exact_loss, plan_exact
 from .model import (
     HEADS,
@@ -26,16 +27,20 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "EstbenchError",
+    "Estimator",
     "ExactResult",
     "MemoryBudgetError",
     "ModelError",
+    "Problem",
     "__version__",
     "convert_coding",
+    "default_registry",
     "random_sbn",
     "exact_gradient",
     "exact_loss",
     "flatten_layer",
     "flatten_layers",
+    "get_estimator",
     "load_checkpoint",
     "model_from_checkpoint",
     "plan_exact",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .device import DEVICES, DTYPES
 from .errors import EstbenchError
 
 SCHEMA_VERSION = 1
@@ -84,6 +85,8 @@ class MeasureSpec:
     max_paths: int = 1 << 16
     bootstrap: int = 200
     quick_draws: int = 500
+    device: str = "cpu"  # cpu | cuda: exact gradient and draws (training stays on the CPU)
+    dtype: str = "float64"  # float64 | float32: the draws only, never the exact reference
 
 
 @dataclass(frozen=True)
@@ -448,6 +451,8 @@ def parse_case(
         quick_draws=ms.get(
             "quick_draws", "int", 500, check=lambda v: v >= 10, expected="an integer >= 10"
         ),
+        device=ms.choice("device", DEVICES, "cpu"),
+        dtype=ms.choice("dtype", tuple(DTYPES), "float64"),
     )
     ms.done()
     top.done()
@@ -490,11 +495,19 @@ def load_case(name_or_path: str | Path, overrides: dict[str, Any] | None = None)
 def with_overrides(
     case: Case, *, checkpoint: Path | None = None, estimators: tuple[str, ...] | None = None
 ) -> Case:
-    """The case with the CLI's --checkpoint and --estimators applied."""
+    """The case with the CLI's --checkpoint and --estimators applied.
+
+    A checkpoint override renames the case ``<case>@<checkpoint stem>``, so its results go to
+    their own directory and never mix with (or resume from) the case's own network.
+    """
     if checkpoint is not None:
         sweep = {k: v for k, v in case.sweep.items() if k not in ("checkpoint",)}
         case = replace(
-            case, model=replace(case.model, checkpoint=checkpoint), training=None, sweep=sweep
+            case,
+            name=f"{case.name}@{Path(checkpoint).stem}",
+            model=replace(case.model, checkpoint=checkpoint),
+            training=None,
+            sweep=sweep,
         )
     if estimators is not None:
         case = replace(case, measure=replace(case.measure, estimators=estimators))

@@ -14,6 +14,7 @@ import numpy as np
 
 from ._version import __version__
 from .checkpoint import load_checkpoint, load_data, model_from_checkpoint
+from .device import DEVICES, DTYPES, resolve_device
 from .errors import EstbenchError, ModelError
 from .estimators.base import PathEstimator
 from .estimators.registry import split_specs
@@ -54,6 +55,7 @@ def _cmd_exact(args: argparse.Namespace) -> int:
         args.checkpoint, coding=args.coding, noise=args.noise, head=args.head
     )
     X, Y = load_data(args.data) if args.data else ckpt.data()
+    model = model.to(device=resolve_device(args.device))  # float64 on every device
     try:
         result = exact_gradient(model, X, Y, memory_budget=args.memory_budget)
     except ModelError as e:  # data or head that does not fit the network
@@ -74,8 +76,8 @@ def _cmd_exact(args: argparse.Namespace) -> int:
             print(
                 f"\n{name}  dW {list(gW.shape)}  db {list(gb.shape)}  |g| = {float(v.norm()):.6e}"
             )
-            print(f"  dW = {np.array2string(gW.numpy(), prefix='  dW = ')}")
-            print(f"  db = {np.array2string(gb.numpy(), prefix='  db = ')}")
+            print(f"  dW = {np.array2string(gW.cpu().numpy(), prefix='  dW = ')}")
+            print(f"  db = {np.array2string(gb.cpu().numpy(), prefix='  db = ')}")
     return 0
 
 
@@ -105,7 +107,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .cases import load_case, with_overrides
-    from .runner import run_case
+    from .runner import run_case, run_settings
 
     registry = _registry()
     estimators = tuple(split_specs(args.estimators)) if args.estimators else None
@@ -119,6 +121,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         with_overrides(load_case(name), checkpoint=checkpoint, estimators=estimators)
         for name in args.cases or ["default"]
     ]
+    for case in cases:  # an unusable device or dtype fails before any work
+        run_settings(case, device=args.device, dtype=args.dtype)
     failed = 0
     for case in cases:
         report = run_case(
@@ -128,9 +132,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
             quick=args.quick,
             force=args.force,
             progress=False if args.no_progress else None,
+            device=args.device,
+            dtype=args.dtype,
         )
         done = f"{report.points_done} computed, {report.points_skipped} already done"
         print(f"{case.name}: {done} -> {report.directory}/results.csv")
+        if not args.no_report:
+            from .report import render_report
+
+            files = render_report(report.directory)
+            print(f"{case.name}: report -> {files.markdown}, {files.html}")
         if report.errors:
             failed += 1
             print(
@@ -139,6 +150,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return 2 if failed else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report import MAX_POINT_FIGURES, render_report
+
+    for directory in args.directories:
+        files = render_report(
+            Path(directory), max_point_figures=None if args.all_figures else MAX_POINT_FIGURES
+        )
+        print(
+            f"{directory}: {files.markdown}, {files.html}, {len(files.figures)} figures "
+            f"(PNG + SVG) in {files.markdown.parent / 'figures'}"
+        )
+    return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -268,15 +295,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse above this much memory, e.g. 2GiB (default: $ESTBENCH_MEMORY_BUDGET or 1GiB)",
     )
     p.add_argument(
+        "--device", choices=DEVICES, default="cpu", help="compute on cpu (default) or cuda"
+    )
+    p.add_argument(
         "--json", action="store_true", help='print {"loss": float, "grad": {"layer0": [...], ...}}'
     )
     p.set_defaults(func=_cmd_exact)
 
     p = sub.add_parser(
         "run",
-        help="run cases: exact gradients, estimator draws, metrics -> results files",
+        help="run cases: exact gradients, estimator draws, metrics -> results and report",
         description="Run case files (names of shipped cases or paths) and write DIR/<case>/"
-        "results.csv and results.json. Finished case points are skipped on a re-run.",
+        "results.csv, results.json and the report (report.md, report.html, figures/). "
+        "Finished case points are skipped on a re-run.",
     )
     p.add_argument(
         "cases", nargs="*", metavar="CASE", help="case names or .toml paths (default: default)"
@@ -296,7 +327,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="recompute finished case points")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        default=None,
+        help="where the exact gradient and the draws run (default: the case's measure.device, "
+        "else cpu); training stays on the CPU",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default=None,
+        help="dtype of the estimator draws (default: the case's measure.dtype, else float64); "
+        "the exact reference and the metrics are always float64",
+    )
+    p.add_argument(
+        "--no-report", action="store_true", help="results files only, no report.md/report.html"
+    )
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "report",
+        help="render report.md, report.html and figures/ from saved results",
+        description="Re-render the report of case directories written by `estbench run` "
+        "(DIR/<case>) from results.csv and results.json, without recomputing anything.",
+    )
+    p.add_argument("directories", nargs="+", metavar="DIR/CASE", help="case result directories")
+    p.add_argument(
+        "--all-figures",
+        action="store_true",
+        help="per-point figures for every point of a sweep (default: at most 4 points)",
+    )
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser(
         "list",

@@ -186,7 +186,8 @@ def exact_gradient(
     """Exact J = mean_n E[l] and dJ/dtheta for every (W_k, b_k), by layer-wise enumeration.
 
     X: [N, d] inputs; Y: targets for the model's head. Computed in the model's dtype (float64 is
-    the reference). With ``with_grad=False`` only the forward pass runs (grads are empty).
+    the reference) on the model's device (``model.to(device="cuda")``; X and Y are moved there).
+    With ``with_grad=False`` only the forward pass runs (grads are empty).
     """
     X, y = model.check_data(X, Y)
     N, L, noise = X.shape[0], model.depth, model.noise

@@ -3,6 +3,9 @@ metric rows of ``results.METRICS`` for every layer (layer0..layerL and ``all`` b
 
 Each row's ``method`` says where its number comes from: ``exact`` (path enumeration, no sampling
 error) or ``mc`` (from the draws, with a standard error and a 95 % interval where one exists).
+
+The draws are computed in ``MeasureOptions.dtype`` (float64, or float32 as an option) on the
+problem's device; exact moments and every metric are computed in float64 on that device.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 from torch import Tensor
 
 from . import metrics as mt
+from .device import synchronize
 from .estimators.base import Estimator, PathEstimator, Problem
 from .exact_moments import path_count, path_moments
 
@@ -30,6 +34,7 @@ class MeasureOptions:
     exact_moments: bool = True
     max_paths: int = 1 << 16
     bootstrap: int = 200
+    dtype: torch.dtype = torch.float64  # of the draws only; moments and metrics are float64
 
 
 @dataclass(frozen=True)
@@ -59,21 +64,33 @@ def measure(
     *,
     generator: torch.Generator,
 ) -> Measurement:
-    """Draw ``opts.draws`` estimates and compute every metric for every layer."""
-    context = est.prepare(problem, generator)
+    """Draw ``opts.draws`` estimates and compute every metric for every layer.
+
+    ``problem`` and ``g_flat`` are the float64 reference on the device of the run; ``generator``
+    lives on that device. The draws are made in ``opts.dtype`` and converted to float64.
+    """
+    problem = problem.to(dtype=torch.float64)
+    g_flat = g_flat.to(dtype=torch.float64)
+    draw_problem = problem.to(dtype=opts.dtype)
+    context = est.prepare(draw_problem, generator)
+    synchronize(problem.device)
     t0 = time.perf_counter()
-    draws = est.draw(problem, opts.draws, generator=generator, context=context)
+    draws = est.draw(draw_problem, opts.draws, generator=generator, context=context)
+    synchronize(problem.device)
     seconds = (time.perf_counter() - t0) / opts.draws
     if not torch.isfinite(draws).all():
         bad = int((~torch.isfinite(draws)).any(1).sum())
         raise FloatingPointError(f"{bad} of {opts.draws} draws contain NaN or inf")
+    draws = draws.to(torch.float64)
     exact = (
         opts.exact_moments
         and isinstance(est, PathEstimator)
         and path_count(problem) <= opts.max_paths
     )
     moments = (
-        path_moments(est, problem, context=context, max_paths=opts.max_paths) if exact else None
+        path_moments(est, problem, context=_as_float64(context), max_paths=opts.max_paths)
+        if exact
+        else None
     )
     evals = est.evals_per_draw(problem.model)
     claimed_idx = est.unbiased_layers(problem.model)
@@ -82,7 +99,7 @@ def measure(
     if claimed_idx >= set(range(problem.model.depth)):
         claimed.append("all")
     wanted = set(opts.metrics) if opts.metrics else None
-    Ms = torch.tensor(opts.M, dtype=draws.dtype)
+    Ms = torch.tensor(opts.M, dtype=draws.dtype, device=draws.device)
     rows: list[dict[str, Any]] = []
     verdicts: dict[str, bool] = {}
 
@@ -112,6 +129,7 @@ def measure(
             )
 
     slices = layer_slices(problem)
+    boot: Tensor | None = None
     for layer, sl in slices:
         d, g = draws[:, sl], g_flat[sl]
         gn = float(g.norm())
@@ -155,7 +173,9 @@ def measure(
             add(layer, "mse", ms.value, se=ms.se, lo=ms.ci_low, hi=ms.ci_high)
             point = ((max(B, 0.0) + T / Ms).clamp_min(0) / gn**2).sqrt()
             if opts.bootstrap > 1:
-                sd, lo, hi = mt.rel_rmse_bootstrap(d, g, Ms, opts.bootstrap, generator)
+                if boot is None:  # drawn once per estimator, shared by the layers
+                    boot = mt.poisson_weights(opts.bootstrap, d.shape[0], generator)
+                sd, lo, hi = mt.rel_rmse_bootstrap(d, g, Ms, boot)
             else:
                 sd = lo = hi = None
             for i, M in enumerate(opts.M):
@@ -204,3 +224,15 @@ def measure(
         add(layer, "bias_z", test.ratio)
         add(layer, "evals_per_draw", evals, method="exact")
     return Measurement(rows, seconds, moments is not None, verdicts, claimed)
+
+
+def _as_float64(context: Any) -> Any:
+    """An estimator's prepared context for the float64 reference computation (a float32 context
+    converts exactly; containers are converted element by element)."""
+    if isinstance(context, torch.Tensor) and context.is_floating_point():
+        return context.to(torch.float64)
+    if isinstance(context, (tuple, list)):
+        return type(context)(_as_float64(c) for c in context)
+    if isinstance(context, dict):
+        return {k: _as_float64(v) for k, v in context.items()}
+    return context

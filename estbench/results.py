@@ -59,6 +59,11 @@ METRICS: dict[str, str] = {
 }
 
 
+def point_id(point: dict[str, Any]) -> str:
+    """A case point's name, e.g. ``depth=3_width=4``; ``base`` for a case without a sweep."""
+    return "_".join(f"{k}={point[k]}" for k in SWEEP_COLUMNS if k in point) or "base"
+
+
 class ResultsError(EstbenchError):
     """Results files that cannot be read or have an unknown schema version."""
 
@@ -71,10 +76,14 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, content: str | bytes) -> None:
+    """Write through a temporary file and rename, so a crash never leaves a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    if isinstance(content, bytes):
+        tmp.write_bytes(content)
+    else:
+        tmp.write_text(content)
     os.replace(tmp, path)
 
 

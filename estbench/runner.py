@@ -32,6 +32,8 @@ from tqdm import tqdm
 from .cases import Case
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import make_dataset, targets_for_head
+from .device import device_name, dtype_name, resolve_device, resolve_dtype
+from .device import generator as make_generator
 from .errors import EstbenchError
 from .estimators.base import Estimator, Problem
 from .estimators.registry import default_registry
@@ -39,7 +41,7 @@ from .exact import exact_gradient
 from .initialization import ap2_init, uniform_sbn
 from .measure import MeasureOptions, layer_slices, measure
 from .model import SBN, random_sbn
-from .results import SWEEP_COLUMNS, atomic_write, environment, rows_to_csv, write_json
+from .results import atomic_write, environment, point_id, rows_to_csv, write_json
 from .training import train
 
 POINT_FORMAT = 1
@@ -49,10 +51,6 @@ def stream_seed(*parts: Any) -> int:
     """A 63-bit seed from a root seed and names, independent of execution order."""
     words = [int(p) if isinstance(p, int) else zlib.crc32(str(p).encode()) for p in parts]
     return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-def point_id(point: dict[str, Any]) -> str:
-    return "_".join(f"{k}={point[k]}" for k in SWEEP_COLUMNS if k in point) or "base"
 
 
 @dataclass
@@ -204,6 +202,23 @@ class CaseRunner:
         return self._trained[key][epoch]
 
 
+def run_settings(
+    case: Case, *, device: str | None = None, dtype: str | None = None
+) -> tuple[torch.device, torch.dtype]:
+    """The device and draw dtype of a run: the arguments (the CLI's --device and --dtype) over
+    the case's ``measure.device`` and ``measure.dtype``. An unusable device is an error naming
+    where it was asked for, before any work starts."""
+    file = str(case.path) if case.path else f"<case {case.name}>"
+    dev = resolve_device(
+        device or case.measure.device,
+        where="--device" if device else f"{file}: measure.device",
+    )
+    draw_dtype = resolve_dtype(
+        dtype or case.measure.dtype, where="--dtype" if dtype else f"{file}: measure.dtype"
+    )
+    return dev, draw_dtype
+
+
 def _error_rows(problem: Problem | None, message: str) -> list[dict[str, Any]]:
     layers = [n for n, _ in layer_slices(problem)] if problem is not None else ["all"]
     return [
@@ -232,9 +247,16 @@ def run_case(
     extra_estimators: list[Estimator] | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> RunReport:
-    """Run every point of ``case`` into ``out/<case.name>/`` (see module docstring)."""
+    """Run every point of ``case`` into ``out/<case.name>/`` (see module docstring).
 
+    ``device`` (cpu | cuda) and ``dtype`` (of the draws: float64 | float32) override the case's
+    ``measure.device`` and ``measure.dtype``.
+    """
+
+    dev, draw_dtype = run_settings(case, device=device, dtype=dtype)
     directory = out / case.name
     (directory / "points").mkdir(parents=True, exist_ok=True)
     report = RunReport(case.name, directory)
@@ -250,6 +272,7 @@ def run_case(
         exact_moments=case.measure.exact_moments,
         max_paths=case.measure.max_paths,
         bootstrap=min(case.measure.bootstrap, 50) if quick else case.measure.bootstrap,
+        dtype=draw_dtype,
     )
     signature = {
         "format": POINT_FORMAT,
@@ -257,6 +280,8 @@ def run_case(
         "seed": seed,
         "quick": quick,
         "estimators": labels,
+        "device": str(dev),
+        "dtype": dtype_name(draw_dtype),
     }
     runner = CaseRunner(case, directory, progress=say, show_progress=progress)
     points = case.points() or [{}]
@@ -284,7 +309,8 @@ def run_case(
         t0 = time.perf_counter()
         rows: list[dict[str, Any]] = []
         meta: dict[str, Any] = {"point": point, "signature": signature, "estimators": {}}
-        problem = runner.problem(point)
+        # The reference is float64 on the run's device (the network was built on the CPU).
+        problem = runner.problem(point).to(dtype=torch.float64, device=dev)
         ex = exact_gradient(problem.model, problem.X, problem.Y)
         g_flat = ex.flat()
         meta["exact"] = {
@@ -294,7 +320,7 @@ def run_case(
             "n_points": problem.n_points,
         }
         for variant in variants:
-            gen = torch.Generator().manual_seed(stream_seed(seed, case.name, pid, variant.label))
+            gen = make_generator(dev, stream_seed(seed, case.name, pid, variant.label))
             info: dict[str, Any] = {"tau": variant.tau}
             try:
                 m = measure(variant.estimator, problem, g_flat, opts, generator=gen)
@@ -380,12 +406,15 @@ def _assemble(
                 "sha256": case.sha256,
                 "content": case.text,
                 "description": case.description,
+                "checkpoint": str(case.model.checkpoint) if case.model.checkpoint else None,
             },
             "run": {
                 "seed": seed,
                 "quick": quick,
-                "device": "cpu",
-                "dtype": "float64",
+                "device": signature["device"],
+                "device_name": device_name(torch.device(signature["device"])),
+                "dtype": signature["dtype"],
+                "exact_dtype": "float64",
                 "estimators": signature["estimators"],
             },
             "environment": environment(),

@@ -2,6 +2,7 @@
 
     python scripts/bench_exact.py            # all rows (about a minute)
     python scripts/bench_exact.py --quick    # skip the width-13 memory row
+    python scripts/bench_exact.py --device cuda  # on a GPU (float64; the floor row is CPU-only)
 
 For each workload: the median wall time of several runs, and the 'floor' -- the time this machine
 takes for the three dense N x 2^n x 2^n products per layer that any implementation of the
@@ -73,13 +74,40 @@ def peak_memory_child(width: int, depth: int, n_points: int) -> None:
     print(json.dumps({"max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
 
+def cuda_rows() -> None:
+    """The two time rows on the GPU (synchronised), float64."""
+    dev = torch.device("cuda")
+
+    def timed(model, X, Y, repeats):  # noqa: ANN001
+        model = model.to(device=dev)
+
+        def run() -> None:
+            exact_gradient(model, X, Y)
+            torch.cuda.synchronize()
+
+        return median_time(run, repeats)
+
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, float64\n")
+    print("| work | estbench on the GPU |")
+    print("| --- | --- |")
+    ckpt = load_checkpoint(SEED_NET)
+    t = timed(ckpt.model(coding="01"), *ckpt.data(), 50)
+    print(f"| exact gradient, seed 5-5-5 net, 200 points | {t * 1e3:.2f} ms |")
+    for width, depth, n in ((12, 8, 100), (13, 3, 100)):
+        t = timed(*random_problem(width, depth, n), 5)
+        print(f"| exact gradient, width {width}, depth {depth}, {n} points | {t:.3f} s |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the width-13 memory row")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--peak-child", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peak_child:
         return peak_memory_child(*args.peak_child)
+    if args.device == "cuda":
+        return cuda_rows()
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64\n")
     print("| work | estbench | floor (3 GEMMs/layer) | fraction of floor |")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from estbench.metrics import (
+    MIN_EVENTS,
     aggregate_critical,
     bonferroni_critical,
     squared_bias,
@@ -61,6 +62,27 @@ def test_zero_variance_coordinates_are_left_to_the_aggregate_test():
     test = unbiasedness_test(deterministic, g[:2])
     assert test.ratio == math.inf and not test.passed
     assert unbiasedness_test(deterministic, torch.tensor([1.0, 2.0], dtype=torch.float64)).passed
+
+
+def test_rare_event_coordinates_are_left_to_the_aggregate_test():
+    """A coordinate off its typical value in fewer than MIN_EVENTS draws gets z = 0: one event in
+    20,000 draws (as an unbiased ARMS showed on a saturated unit) must not read as z = 29; with
+    enough events the z-test applies again and catches the same bias."""
+    S = 20000
+    d = torch.zeros(S, 2, dtype=torch.float64)
+    d[0, 0] = 1.4e-5  # one event; its expectation 2.2e-8 means about 30 events of this size
+    gen = torch.Generator().manual_seed(0)
+    d[:, 1] = (torch.rand(S, generator=gen, dtype=torch.float64) < 0.01).double()
+    g = torch.tensor([2.2e-8, 0.01 * 1.5], dtype=torch.float64)  # coordinate 1 biased by 1/3
+    raw = (d.mean(0) - g) / (d.std(0) / math.sqrt(S))
+    z = z_scores(d, g)
+    assert raw[0] < -25 and z[0] == 0.0
+    assert z[1] == raw[1] and z[1] < -5  # about 200 events: tested, and the bias is caught
+    d[: MIN_EVENTS - 1, 1] = 1.0
+    d[MIN_EVENTS - 1 :, 1] = 0.0
+    assert z_scores(d, g)[1] == 0.0
+    d[MIN_EVENTS - 1, 1] = 1.0
+    assert z_scores(d, g)[1] != 0.0
 
 
 def test_thresholds():

@@ -1,0 +1,169 @@
+"""Findings stated from the measured numbers of one case point (no judgement calls in prose).
+
+With B the squared bias and T the total variance of one draw (per layer), the relative RMSE of
+the M-draw mean is sqrt(B + T/M)/||g||, so
+
+- a biased estimator *levels off* at its relative bias: within 10 % of it once
+  T/M <= (1.1^2 - 1) B, i.e. from M_off = T / (0.21 B);
+- an unbiased estimator matches one draw of a reference estimator r after
+  M_eq = T / (B_r + T_r) draws (equal mean squared error).
+"""
+
+from __future__ import annotations
+
+import math
+
+from .load import Point, ReportData
+from .tables import claimed_measured, cost_budget, num
+
+LEVEL_OFF = 1.1**2 - 1
+TOP = 6  # estimators named in a ranking before "..."
+
+
+def approx(v: float) -> str:
+    """A count to two significant digits, written out: 0.5, 14, 390, 43,000."""
+    if not math.isfinite(v):
+        return "—"
+    if v < 100:
+        return f"{v:.2g}"
+    return f"{round(v, 1 - int(math.floor(math.log10(v)))):,.0f}"
+
+
+def _ok(data: ReportData, point: Point) -> list[str]:
+    failed = data.failed(point)
+    return [e for e in data.estimators if e not in failed]
+
+
+def _unbiased(point: Point, e: str, layer: str) -> bool:
+    return bool(point.info(e).get("verdicts", {}).get(layer, False))
+
+
+def _ranking(data: ReportData, point: Point, layer: str, metric: str, M: int | None) -> str:
+    vals = [(data.value(point, e, layer, metric, M), e) for e in _ok(data, point)]
+    vals = sorted((v, e) for v, e in vals if math.isfinite(v))
+    text = " < ".join(f"`{e}` {num(v, 2)}" for v, e in vals[:TOP])
+    return text + (" < …" if len(vals) > TOP else "")
+
+
+def reference_estimator(data: ReportData, point: Point, layer: str = "all") -> str | None:
+    """PSA when measured (the seed study's reference); else the biased estimator with the lowest
+    relative RMSE at M = 1."""
+    ok = _ok(data, point)
+    if "psa" in ok:
+        return "psa"
+    Ms = data.Ms()
+    biased = [e for e in ok if not _unbiased(point, e, layer)]
+    if not biased or not Ms:
+        return None
+    return min(biased, key=lambda e: data.value(point, e, layer, "rel_rmse", Ms[0]))
+
+
+def _B_T(data: ReportData, point: Point, e: str, layer: str) -> tuple[float, float]:
+    B = data.value(point, e, layer, "bias_sq")
+    return max(B, 0.0), data.value(point, e, layer, "variance")
+
+
+def findings(data: ReportData, point: Point) -> tuple[list[str], list[str]]:
+    """(headline findings for all binary layers pooled, per-layer findings)."""
+    ok = _ok(data, point)
+    Ms = data.Ms()
+    if not ok or not Ms:
+        return ["No estimator produced results at this point."], []
+    m1, m_max = Ms[0], Ms[-1]
+    layers = [layer for layer in point.layers if layer != "all"]
+    head: list[str] = []
+
+    unbiased = [e for e in ok if all(_unbiased(point, e, layer) for layer in point.layers)]
+    if unbiased:
+        head.append(
+            "Unbiased within error in every layer: "
+            + ", ".join(f"`{e}`" for e in unbiased)
+            + " (exact moments where marked exact, otherwise the z-test and B/SE test at a "
+            "false-fail rate of 1e-3)."
+        )
+    else:
+        head.append("No estimator is unbiased within error in every layer.")
+    partly = [
+        e for e in ok if e not in unbiased and any(_unbiased(point, e, ly) for ly in point.layers)
+    ]
+    if partly:
+        head.append(
+            "Unbiased within error in some layers only (where a bias is not claimed absent, the "
+            "test only excludes biases larger than these draws resolve): "
+            + "; ".join(
+                f"`{e}` ({', '.join(ly for ly in point.layers if _unbiased(point, e, ly))})"
+                for e in partly
+            )
+            + "."
+        )
+    for M in dict.fromkeys((m1, m_max)):
+        vals = [(data.value(point, e, "all", "rel_rmse", M), e) for e in ok]
+        vals = [t for t in vals if math.isfinite(t[0])]
+        if vals:
+            v, e = min(vals)
+            head.append(f"Lowest relative RMSE at M = {M} (all binary layers): `{e}`, {num(v)}.")
+    budget = cost_budget(data, point)
+    if budget:
+        vals = [(data.value(point, e, "all", "rel_rmse_cost", budget), e) for e in ok]
+        vals = [t for t in vals if math.isfinite(t[0])]
+        if vals:
+            v, e = min(vals)
+            head.append(
+                f"Lowest relative RMSE at equal cost ({budget} loss evaluations): `{e}`, {num(v)}."
+            )
+    mismatches = [e for e in ok if claimed_measured(data, point, e)[2]]
+    if mismatches:
+        for e in mismatches:
+            head.append(
+                f"⚠ `{e}` claims unbiasedness that the test rejects: "
+                f"{claimed_measured(data, point, e)[1]}."
+            )
+    else:
+        head.append("Every claimed unbiasedness holds: no estimator fails a layer it claims.")
+    failed = data.failed(point)
+    if failed:
+        head.append("Failed: " + "; ".join(f"`{e}`: {m}" for e, m in failed.items()) + ".")
+
+    per_layer: list[str] = []
+    for layer in layers:
+        name = f"{layer} (head)" if layer == f"layer{point.depth}" else layer
+        per_layer.append(
+            f"{name}: ranking by relative RMSE at M = {m1}: "
+            + _ranking(data, point, layer, "rel_rmse", m1)
+            + f"; at M = {m_max}: "
+            + _ranking(data, point, layer, "rel_rmse", m_max)
+            + "."
+        )
+    for e in ok:
+        parts = []
+        for layer in layers:
+            if _unbiased(point, e, layer):
+                continue
+            B, T = _B_T(data, point, e, layer)
+            if B > 0 and math.isfinite(T):
+                M_off = T / (LEVEL_OFF * B)
+                rb = data.value(point, e, layer, "rel_bias")
+                level = approx(rb) if rb >= 100 else num(rb, 2)
+                parts.append(f"{layer} at {level} from M ≈ {approx(max(M_off, 1.0))}")
+        if parts:
+            per_layer.append(f"`{e}` levels off at its relative bias: " + "; ".join(parts) + ".")
+    ref = reference_estimator(data, point)
+    if ref is not None:
+        for e in ok:
+            if e == ref:
+                continue
+            parts = []
+            claimed = point.info(e).get("claimed_unbiased", [])
+            for layer in layers:
+                if layer not in claimed or not _unbiased(point, e, layer):
+                    continue
+                Br, Tr = _B_T(data, point, ref, layer)
+                _, T = _B_T(data, point, e, layer)
+                if Br + Tr > 0 and math.isfinite(T):
+                    parts.append(f"{layer} {approx(T / (Br + Tr))}")
+            if parts:
+                per_layer.append(
+                    f"Draws of unbiased `{e}` that match the mean squared error of one draw of "
+                    f"`{ref}`: " + "; ".join(parts) + "."
+                )
+    return head, per_layer

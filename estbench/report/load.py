@@ -1,0 +1,141 @@
+"""Saved results as the report reads them: ``results.csv`` as a DataFrame plus ``results.json``.
+
+Nothing here recomputes a metric; a report is a view of the files ``estbench run`` wrote.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..results import COLUMNS, SWEEP_COLUMNS, ResultsError, load_json, point_id, read_csv_rows
+from .style import strip_param
+
+NUMERIC = ("M", "value", "se", "ci_low", "ci_high")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One case point of a run: its sweep values, exact objective and per-estimator metadata."""
+
+    pid: str
+    values: dict[str, Any]
+    meta: dict[str, Any]
+
+    @property
+    def title(self) -> str:
+        return ", ".join(f"{k} = {v}" for k, v in self.values.items()) or "the case"
+
+    @property
+    def depth(self) -> int:
+        return len(self.meta["exact"]["widths"])
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """layer0..layerL (L = head), then ``all`` (the binary layers pooled)."""
+        return (*(f"layer{k}" for k in range(self.depth + 1)), "all")
+
+    def grad_norm(self, layer: str) -> float:
+        return float(self.meta["exact"]["grad_norm"][layer])
+
+    def info(self, estimator: str) -> dict[str, Any]:
+        return self.meta.get("estimators", {}).get(estimator, {})
+
+
+@dataclass(frozen=True)
+class ReportData:
+    directory: Path
+    frame: pd.DataFrame  # results.csv, numeric columns parsed, plus a ``point`` column (pid)
+    meta: dict[str, Any]  # results.json
+    points: tuple[Point, ...]
+    estimators: tuple[str, ...]  # in the order of the run
+    layers: tuple[str, ...]  # layer0..layerL (L = head), then "all"
+
+    @property
+    def case_name(self) -> str:
+        return str(self.meta["case"]["name"])
+
+    @property
+    def case_config(self) -> dict[str, Any]:
+        try:
+            return tomllib.loads(self.meta["case"].get("content") or "")
+        except tomllib.TOMLDecodeError:
+            return {}
+
+    def select(self, point: Point, metric: str, layer: str | None = None) -> pd.DataFrame:
+        f = self.frame
+        mask = (f["point"] == point.pid) & (f["metric"] == metric)
+        if layer is not None:
+            mask &= f["layer"] == layer
+        return f[mask]
+
+    def value(
+        self, point: Point, estimator: str, layer: str, metric: str, M: int | None = None
+    ) -> float:
+        """One number, or NaN when the run did not record it."""
+        f = self.select(point, metric, layer)
+        f = f[f["estimator"] == estimator]
+        if M is not None:
+            f = f[f["M"] == M]
+        return float(f["value"].iloc[0]) if len(f) else math.nan
+
+    def row(
+        self, point: Point, estimator: str, layer: str, metric: str, M: int | None = None
+    ) -> pd.Series | None:
+        f = self.select(point, metric, layer)
+        f = f[f["estimator"] == estimator]
+        if M is not None:
+            f = f[f["M"] == M]
+        return f.iloc[0] if len(f) else None
+
+    def Ms(self, metric: str = "rel_rmse") -> list[int]:
+        m = self.frame.loc[self.frame["metric"] == metric, "M"].dropna().unique()
+        return sorted(int(x) for x in m)
+
+    def failed(self, point: Point) -> dict[str, str]:
+        """estimator -> error message, for estimators that failed at this point."""
+        return {e: str(point.info(e)["error"]) for e in self.estimators if "error" in point.info(e)}
+
+    def tau_base(self, estimator: str) -> str | None:
+        """For a temperature-swept variant, its label without tau (``concrete``); else None."""
+        taus = self.frame.loc[self.frame["estimator"] == estimator, "tau"].dropna()
+        return strip_param(estimator, "tau") if len(taus) else None
+
+
+def load_report_data(directory: str | Path) -> ReportData:
+    """Read ``results.csv`` and ``results.json`` of a case directory (``DIR/<case>``)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ResultsError(f"{directory}: no such case directory (expected DIR/<case> of a run)")
+    meta = load_json(directory / "results.json")
+    csv_path = directory / "results.csv"
+    if not csv_path.exists():
+        raise ResultsError(f"{csv_path}: no such results file")
+    frame = pd.DataFrame(read_csv_rows(csv_path), columns=list(COLUMNS))
+    for col in NUMERIC:
+        frame[col] = pd.to_numeric(frame[col].replace("", None), errors="coerce")
+    frame["tau"] = pd.to_numeric(frame["tau"].replace("", None), errors="coerce")
+    frame["error"] = frame["error"].replace("", None)
+    # A row's point: the sweep values other than tau (an estimator variant, not a point).
+    keys = [k for k in SWEEP_COLUMNS if k != "tau"]
+    frame["point"] = [
+        point_id({k: r[k] for k in keys if r[k] != ""}) for r in frame[keys].to_dict("records")
+    ]
+    points = tuple(Point(point_id(p["point"]), dict(p["point"]), p) for p in meta.get("points", []))
+    known = {p.pid for p in points}
+    stray = sorted(set(frame["point"]) - known)
+    if stray:
+        raise ResultsError(
+            f"{csv_path}: rows for points {stray} that {directory / 'results.json'} does not list"
+        )
+    estimators = tuple(dict.fromkeys(frame["estimator"]))
+    depth = max((p.depth for p in points), default=0)
+    present = set(frame["layer"])
+    layers = tuple(f"layer{k}" for k in range(depth + 1) if f"layer{k}" in present)
+    layers += ("all",) if "all" in present else ()
+    return ReportData(directory, frame, meta, points, estimators, layers)

@@ -1,0 +1,224 @@
+"""Render a case directory's saved results into ``report.md``, ``report.html`` and ``figures/``.
+
+Rendering reads ``results.csv``/``results.json`` only and never re-runs an estimator. The same
+results render to byte-identical files: SVGs carry no date and a fixed id salt, PNGs no
+software stamp, and nothing depends on the clock or the order of a dict we do not control.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+from matplotlib.figure import Figure
+
+from ..results import atomic_write
+from . import figures as F
+from .document import Block, Bullets, Heading, Image, Para, Section, to_html, to_markdown
+from .findings import findings
+from .load import Point, ReportData, load_report_data
+from .tables import exact_reference, leaderboard, per_layer
+
+DPI = 100
+SWEEP_DIMS = ("depth", "width", "checkpoint")
+MAX_POINT_FIGURES = 4
+RC = {"svg.hashsalt": "estbench", "svg.fonttype": "path", "font.size": 9}
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    markdown: Path
+    html: Path
+    figures: tuple[Path, ...]  # the PNGs (each has an SVG twin)
+
+
+def save_figure(fig: Figure, stem: Path) -> Path:
+    """``stem.png`` and ``stem.svg``, written atomically and byte-reproducibly."""
+    with matplotlib.rc_context(RC):
+        svg, png = io.BytesIO(), io.BytesIO()
+        fig.savefig(png, format="png", dpi=DPI, metadata={"Software": None})
+        fig.set_layout_engine("none")  # keep the layout just computed; the SVG reuses it
+        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    atomic_write(stem.with_suffix(".svg"), svg.getvalue())
+    atomic_write(stem.with_suffix(".png"), png.getvalue())
+    return stem.with_suffix(".png")
+
+
+def _config_bullets(data: ReportData) -> list[str]:
+    cfg = data.case_config
+    checkpoint = data.meta["case"].get("checkpoint")
+    out = []
+    for table in ("data", "model", "training", "sweep", "measure"):
+        if table in cfg and not (checkpoint and table == "training"):
+            values = dict(cfg[table])
+            if table == "measure":  # as run: --estimators and tau variants applied
+                values["estimators"] = list(data.estimators)
+            items = ", ".join(f"{k} = {_short(v)}" for k, v in values.items())
+            out.append(f"{table}: {items}")
+    if checkpoint:
+        out.append(f"network: the checkpoint {checkpoint} (its data when it has X, Y)")
+    return out
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, list) and len(v) > 12:
+        return f"[{', '.join(map(str, v[:4]))}, …, {v[-1]}] ({len(v)} values)"
+    if isinstance(v, list):
+        return f"[{', '.join(map(str, v))}]"
+    return str(v)
+
+
+def _run_bullets(data: ReportData) -> list[str]:
+    run, env = data.meta.get("run", {}), data.meta.get("environment", {})
+    git = env.get("git") or {}
+    commit = (git.get("commit") or "unknown")[:12] + (
+        " (uncommitted changes)" if git.get("dirty") else ""
+    )
+    plugins = ", ".join(f"{p['dist']} {p['version']}" for p in env.get("plugins", [])) or "none"
+    quick = " (--quick: fewer draws, smoke test only)" if run.get("quick") else ""
+    return [
+        f"seed {run.get('seed')}{quick}; device {run.get('device')}, {run.get('dtype')}",
+        f"estbench {env.get('estbench_version')} at commit {commit}; torch "
+        f"{env.get('torch_version')}, numpy {env.get('numpy_version')}, Python "
+        f"{env.get('python_version')}, {env.get('num_threads')} threads",
+        f"platform {env.get('platform')}; plugins: {plugins}",
+        f"case file {data.meta['case'].get('path')} (sha256 "
+        f"{str(data.meta['case'].get('sha256'))[:16]}…)",
+    ]
+
+
+def _sweep_groups(data: ReportData, dim: str) -> list[list[Point]]:
+    """Points grouped by every sweep value except ``dim`` (one figure per group)."""
+    groups: dict[tuple, list[Point]] = {}
+    for p in data.points:
+        if dim in p.values:
+            rest = tuple((k, v) for k, v in p.values.items() if k != dim)
+            groups.setdefault(rest, []).append(p)
+    return [g for g in groups.values() if len(g) >= 2]
+
+
+def figure_points(n: int, limit: int | None) -> list[int]:
+    """Indices of the points that get per-point figures: all, or ``limit`` spread evenly with the
+    first and the last among them (a 12-point sweep with 48 per-point figures reads badly and
+    weighs tens of MB; its sweep figures already show every point)."""
+    if limit is None or n <= limit:
+        return list(range(n))
+    if limit <= 1:
+        return [0][:limit]
+    return sorted({round(i * (n - 1) / (limit - 1)) for i in range(limit)})
+
+
+def render_report(
+    directory: str | Path,
+    *,
+    max_point_figures: int | None = MAX_POINT_FIGURES,
+    log: Callable[[str], None] | None = None,
+) -> ReportFiles:
+    """Render ``DIR/<case>`` (a directory ``estbench run`` wrote) into its report files.
+
+    Per-point figures are drawn for at most ``max_point_figures`` points (None: all)."""
+    data = load_report_data(directory)
+    root = data.directory
+    fig_dir = root / "figures"
+    written: list[Path] = []
+
+    def figure(fig: Figure | None, name: str, caption: str) -> list[Block]:
+        if fig is None:
+            return []
+        png = save_figure(fig, fig_dir / name)
+        written.append(png)
+        if log:
+            log(f"  {png}")
+        rel = png.relative_to(root).as_posix()
+        return [Image(rel, caption, caption)]
+
+    doc: list[Block] = [Heading(1, f"estbench report: {data.case_name}")]
+    if data.meta["case"].get("description"):
+        doc.append(Para(data.meta["case"]["description"]))
+    doc += [Heading(2, "Case"), Bullets(_config_bullets(data))]
+    doc += [Heading(2, "Run"), Bullets(_run_bullets(data))]
+    doc += [Heading(2, "Exact reference"), exact_reference(data)]
+
+    doc.append(Heading(2, "Findings"))
+    for p in data.points:
+        headline, detail = findings(data, p)
+        if len(data.points) > 1:
+            doc.append(Heading(3, p.title))
+        doc += [Bullets(headline), Bullets(detail)] if detail else [Bullets(headline)]
+
+    sweeps: list[Block] = []
+    for dim in SWEEP_DIMS:
+        for group in _sweep_groups(data, dim):
+            rest = "_".join(f"{k}={v}" for k, v in group[0].values.items() if k != dim)
+            sweeps += figure(
+                F.sweep_figure(data, dim, group),
+                f"vs_{dim}" + (f"-{rest}" if rest else ""),
+                f"Relative bias and relative sd of one draw vs {dim}.",
+            )
+    for p in data.points:
+        sweeps += figure(
+            F.sweep_figure(data, "tau", [p]),
+            f"vs_temperature-{p.pid}",
+            f"Relaxations: relative bias and relative sd vs temperature ({p.title}).",
+        )
+    if sweeps:
+        doc += [Heading(2, "Sweeps"), *sweeps]
+
+    many = len(data.points) > 3
+    drawn = figure_points(len(data.points), max_point_figures)
+    if len(drawn) < len(data.points):
+        titles = ", ".join(data.points[i].title for i in drawn)
+        doc.append(
+            Para(
+                f"Per-point figures are drawn for {titles} ({len(drawn)} of "
+                f"{len(data.points)} points; the sweep figures above cover every point, and "
+                f"`estbench report --all-figures` draws them all). Tables cover every point."
+            )
+        )
+    for i, p in enumerate(data.points):
+        blocks: list[Block] = [
+            Heading(3, "Leaderboard"),
+            leaderboard(data, p),
+            Heading(3, "Per layer"),
+            per_layer(data, p),
+        ]
+        title = f"Results: {p.title}" if data.points[0].values else "Results"
+        if i not in drawn:
+            doc.append(Section(title, blocks, open=False))
+            continue
+        blocks.append(Heading(3, "Figures"))
+        blocks += figure(
+            F.rmse_vs_M(data, p),
+            f"rel_rmse-{p.pid}",
+            "Relative RMSE of the M-draw mean vs M, per layer; bands: 95 % bootstrap CI.",
+        )
+        blocks += figure(
+            F.cos_vs_M(data, p),
+            f"cos-{p.pid}",
+            "E cos(mean of M draws, g) vs M, per layer; bands: 15 %-85 % of the groups.",
+        )
+        blocks += figure(
+            F.bias_variance_map(data, p),
+            f"bias_variance-{p.pid}",
+            "Relative bias vs relative sd of one draw; grey curves: equal relative RMSE.",
+        )
+        blocks += figure(
+            F.bias_heatmap(data, p),
+            f"bias_heatmap-{p.pid}",
+            "Relative bias, estimators × layers.",
+        )
+        doc.append(Section(title, blocks, open=not many or i == 0))
+
+    md = to_markdown(doc)
+    page = to_html(f"estbench report: {data.case_name}", doc, root)
+    atomic_write(root / "report.md", md)
+    atomic_write(root / "report.html", page)
+    keep = {q for p in written for q in (p, p.with_suffix(".svg"))}
+    for old in fig_dir.glob("*"):
+        if old.suffix in (".png", ".svg") and old not in keep:
+            old.unlink()
+    return ReportFiles(root / "report.md", root / "report.html", tuple(written))

@@ -1,0 +1,44 @@
+"""Stochastic binary weights (issue 8): SBNs whose weights are Bernoulli on {-1, +1} with
+P(W = +1) = sigmoid(eta), their exact expected loss and gradients (wrt the latent weights eta and
+the weight means mu = E W), and gradient estimators for them.
+
+Modules: ``model`` (the network and its data batch), ``exact`` (per-point weight marginals by a
+lattice DP, then the layer-wise forward algorithm), ``paths`` (sampled and enumerated forward
+passes, exact moments of path estimators), ``estimators`` (REINFORCE, ST, BinaryConnect variants,
+ARM, DisARM).
+"""
+
+from .estimators import (
+    ESTIMATORS,
+    BinaryConnect,
+    WeightARM,
+    WeightDisARM,
+    WeightEstimator,
+    WeightPathEstimator,
+    WeightReinforce,
+    WeightStraightThrough,
+)
+from .exact import WeightExactResult, exact_gradient, exact_loss, lattice_distribution
+from .model import WeightProblem, WeightSBN, random_weight_sbn
+from .paths import WeightPathMoments, path_moments, sample_path
+
+__all__ = [
+    "ESTIMATORS",
+    "BinaryConnect",
+    "WeightARM",
+    "WeightDisARM",
+    "WeightEstimator",
+    "WeightExactResult",
+    "WeightPathEstimator",
+    "WeightPathMoments",
+    "WeightProblem",
+    "WeightReinforce",
+    "WeightSBN",
+    "WeightStraightThrough",
+    "exact_gradient",
+    "exact_loss",
+    "lattice_distribution",
+    "path_moments",
+    "random_weight_sbn",
+    "sample_path",
+]

@@ -1,0 +1,230 @@
+"""Exact expected loss and gradients of an SBN with stochastic binary weights.
+
+The objective is J = (1/N) sum_n E[l(z, y_n) | X_n] over weights and activations. Whether a draw
+shares the weights across the data points or samples them per point does not change J (linearity
+of expectation: each term only sees the marginal of its own point), so the exact reference
+marginalises the weights **per point**. Given x_{k-1}, the units of layer k are independent (each
+unit has its own weight row), and
+
+    P(x_kj on | x_{k-1}) = sum_v P(s_j = v) P(on | v + b_j),   s_j = sum_i W_ji x_{k-1,i},
+
+where s_j is a sum of independent terms c_i = W_ji x_{k-1,i} in {-1, 0, +1}:
+P(c_i = +1) = sigma(eta_ji) if x_i = +1, sigma(-eta_ji) if x_i = -1, and c_i = 0 if x_i = 0.
+Its distribution on the lattice {-m..m} (m = fan-in) is a Poisson-binomial-type convolution,
+computed by the dynamic programme ``lattice_distribution`` over the fan-in. A Bernoulli first
+layer reads real inputs, where s_j takes up to 2^d values: those are enumerated
+(``first_layer_on_off``). The transition tables T_k[s, t] = prod_j P(x_kj = t_j | s) then feed
+the same forward algorithm as the core solver (``estbench.exact``): P_1 = T_0(X_n),
+P_k = P_{k-1} T_k, J = mean_n sum_t P_L[n, t] l_t.
+
+Gradients come from autograd over this differentiable forward pass, with the probabilities
+p = sigmoid(eta) and q = sigmoid(-eta) as separate leaves (both accurate in the tails):
+
+    dJ/deta = (dJ/dp - dJ/dq) p q,      dJ/dmu = (dJ/dp - dJ/dq) / 2     (p = (1 + mu)/2).
+
+Cost per pair k >= 1 (as the core solver, plus the DP): the DP 2^{n_k} x n_{k+1} x n_k x
+(2 n_k + 1), the table 2^{n_k} x 2^{n_{k+1}}, the marginal product N x 2^{n_k} x 2^{n_{k+1}}; a
+Bernoulli first layer N x n_1 x 2^d (plus n_1 x 2^d x d for the pattern probabilities); the
+backward pass by autograd about twice the forward. Joint enumeration would cost
+2^(#weights + sum n_k) per point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import MemoryBudgetError
+from ..exact import default_memory_budget, format_bytes
+from ..model import encode, flatten_layers, state_bits
+from .model import WeightSBN, on_off
+
+
+def lattice_distribution(plus: Tensor, minus: Tensor, zero: Tensor) -> Tensor:
+    """Distribution of s = sum_i c_i with independent c_i in {+1, -1, 0}.
+
+    ``plus, minus, zero`` [..., m]: P(c_i = +1), P(c_i = -1), P(c_i = 0). Returns [..., 2m + 1],
+    entry v + m = P(s = v) for v = -m..m. One convolution step per term; differentiable.
+    """
+    *lead, m = plus.shape
+    dist = plus.new_zeros(*lead, 2 * m + 1)
+    dist[..., m] = 1
+    for i in range(m):
+        up = F.pad(dist[..., :-1], (1, 0))  # P(s_prev = v - 1) at v
+        down = F.pad(dist[..., 1:], (0, 1))  # P(s_prev = v + 1) at v
+        dist = plus[..., i, None] * up + minus[..., i, None] * down + zero[..., i, None] * dist
+    return dist
+
+
+def term_probabilities(bits: Tensor, p: Tensor, q: Tensor, coding: str) -> tuple[Tensor, ...]:
+    """P(c = +1), P(c = -1), P(c = 0) of c_ji = W_ji x_i for binary inputs ``bits`` [R, n_in]
+    and P(W = +1) = p, P(W = -1) = q [n_out, n_in]; each [R, n_out, n_in]."""
+    b = bits[:, None, :]
+    if coding == "01":  # x_i = 0 contributes nothing
+        return b * p, b * q, (1 - b).expand(-1, p.shape[0], -1)
+    plus = b * p + (1 - b) * q  # x_i = -1 flips the sign of W_ji
+    minus = b * q + (1 - b) * p
+    return plus, minus, torch.zeros_like(plus)
+
+
+def bernoulli_on_off(
+    model: WeightSBN, bits: Tensor, p: Tensor, q: Tensor, bias: Tensor
+) -> tuple[Tensor, Tensor]:
+    """(P(on), P(off)) [R, n_out] of a Bernoulli pair fed by binary states ``bits`` [R, n_in]."""
+    m = bits.shape[1]
+    dist = lattice_distribution(*term_probabilities(bits, p, q, model.coding))
+    values = torch.arange(-m, m + 1, dtype=bits.dtype, device=bits.device)
+    on, off = on_off(model.noise, values + bias[:, None])  # [n_out, 2m + 1]
+    return (dist * on).sum(-1), (dist * off).sum(-1)
+
+
+def first_layer_on_off(
+    model: WeightSBN, X: Tensor, p: Tensor, q: Tensor, bias: Tensor
+) -> tuple[Tensor, Tensor]:
+    """(P(on), P(off)) [N, n_1] of a Bernoulli first pair reading real inputs X [N, d]: the
+    2^d sign patterns w of a weight row are enumerated, P_j(w) = prod_i (p_ji or q_ji)."""
+    bits = state_bits(X.shape[1], dtype=X.dtype, device=X.device)  # [2^d, d]
+    pattern_prob = torch.where(bits[None] == 1, p[:, None, :], q[:, None, :]).prod(-1)
+    a = (X @ (2 * bits - 1).T)[:, None, :] + bias[None, :, None]  # [N, n_1, 2^d]
+    on, off = on_off(model.noise, a)
+    return (on * pattern_prob).sum(-1), (off * pattern_prob).sum(-1)
+
+
+def product_table(on: Tensor, off: Tensor) -> Tensor:
+    """[R, n] per-unit probabilities -> [R, 2^n] joint of independent units (unit 0 top bit,
+    the order of ``estbench.model.state_bits``)."""
+    rows, n = on.shape
+    table = on.new_ones(rows, 1)
+    for j in range(n):
+        table = torch.stack((table * off[:, j, None], table * on[:, j, None]), -1)
+        table = table.reshape(rows, -1)
+    return table
+
+
+def exact_bytes(model: WeightSBN, n_points: int, itemsize: int = 8) -> int:
+    """Working memory of ``exact_gradient`` including what autograd keeps (an upper estimate)."""
+    sizes = [2**n for n in model.widths]
+    total = 3 * n_points * sum(sizes) + 2 * n_points * sizes[-1] * (model.out_dim + 2)
+    fan_ins = [model.input_dim, *model.widths]
+    for k, n_out in enumerate(model.widths):
+        m = fan_ins[k]
+        if k == 0:
+            if model.kinds[0] == "bernoulli":
+                total += 4 * n_points * n_out * 2**m + n_out * 2**m * m
+            continue
+        total += 4 * sizes[k - 1] * sizes[k]
+        if model.kinds[k] == "bernoulli":
+            total += 4 * sizes[k - 1] * n_out * (2 * m + 1) * (m + 1)
+    return itemsize * total
+
+
+def check_budget(model: WeightSBN, n_points: int, memory_budget: int | None = None) -> int:
+    """Raise MemoryBudgetError, naming the widths and bytes, before anything is allocated."""
+    budget = default_memory_budget() if memory_budget is None else memory_budget
+    need = exact_bytes(model, n_points)
+    if need > budget:
+        raise MemoryBudgetError(
+            f"exact gradient of the weight SBN with widths {list(model.widths)} and {n_points} "
+            f"data points needs about {format_bytes(need)} ({need} bytes), over the memory "
+            f"budget of {format_bytes(budget)} ({budget} bytes). Use narrower layers or fewer "
+            "points, or raise the budget (ESTBENCH_MEMORY_BUDGET)."
+        )
+    return need
+
+
+@dataclass(frozen=True)
+class WeightExactResult:
+    """Exact objective and gradients. ``grads[k] = (dJ/dtheta_k, dJ/db_k)`` with theta_k = eta_k
+    for Bernoulli pairs (W_k for real ones); ``mean_grads`` has dJ/dmu_k in their place."""
+
+    loss: Tensor
+    loss_per_point: Tensor
+    grads: tuple[tuple[Tensor, Tensor], ...]
+    mean_grads: tuple[tuple[Tensor, Tensor], ...]
+
+    def layer_vectors(self, wrt: str = "eta") -> list[Tensor]:
+        """Per-layer concat(vec dtheta_k, db_k); ``wrt="mu"`` for the weight-mean gradient."""
+        if wrt not in ("eta", "mu"):
+            raise ValueError(f"wrt must be 'eta' or 'mu', got {wrt!r}")
+        return flatten_layers(self.grads if wrt == "eta" else self.mean_grads)
+
+    def flat(self, wrt: str = "eta") -> Tensor:
+        return torch.cat(self.layer_vectors(wrt))
+
+
+def exact_gradient(
+    model: WeightSBN,
+    X: Tensor,
+    Y: Tensor,
+    *,
+    memory_budget: int | None = None,
+    with_grad: bool = True,
+) -> WeightExactResult:
+    """Exact J = mean_n E[l] and its gradient for every pair, by per-point weight marginals
+    and the layer-wise forward algorithm (module docstring). Float64 is the reference."""
+    X, y = model.check_data(X, Y)
+    check_budget(model, X.shape[0], memory_budget)
+    L = model.depth
+    # Leaves: (p, q) for Bernoulli pairs, W for real ones; biases always.
+    weight_leaves: list[tuple[Tensor, ...]] = []
+    for k, kind in enumerate(model.kinds):
+        if kind == "bernoulli":
+            p, q = (t.detach().requires_grad_(with_grad) for t in model.probs(k))
+            weight_leaves.append((p, q))
+        else:
+            weight_leaves.append((model.params[k].detach().requires_grad_(with_grad),))
+    biases = [b.detach().requires_grad_(with_grad) for b in model.biases]
+
+    def layer_on_off(k: int, inputs: Tensor, binary: bool) -> tuple[Tensor, Tensor]:
+        if model.kinds[k] == "real":
+            return on_off(model.noise, inputs @ weight_leaves[k][0].T + biases[k])
+        p, q = weight_leaves[k]
+        if binary:
+            return bernoulli_on_off(model, inputs, p, q, biases[k])
+        return first_layer_on_off(model, X, p, q, biases[k])
+
+    with torch.set_grad_enabled(with_grad):
+        P = product_table(*layer_on_off(0, X, binary=False))
+        for k in range(1, L):
+            bits = state_bits(model.widths[k - 1], dtype=X.dtype, device=X.device)
+            inputs = bits if model.kinds[k] == "bernoulli" else encode(bits, model.coding)
+            P = P @ product_table(*layer_on_off(k, inputs, binary=True))
+        states = encode(state_bits(model.widths[-1], dtype=X.dtype, device=X.device), model.coding)
+        Z = states @ weight_leaves[L][0].T + biases[L]  # [2^{n_L}, K]
+        loss_table = model.head.loss(Z[:, None, :].expand(-1, X.shape[0], -1), y).T
+        # Subtracting each point's (detached) expected loss leaves J and its gradient unchanged
+        # (sum_t P_L[n, t] = 1) and keeps the backward messages free of a common offset.
+        offset = (P * loss_table).sum(1).detach()
+        loss_per_point = (P * (loss_table - offset[:, None])).sum(1) + offset
+        loss = loss_per_point.mean()
+    if not with_grad:
+        return WeightExactResult(loss, loss_per_point, (), ())
+
+    leaves = [t for pair in weight_leaves for t in pair] + biases
+    # Parameters that only feed sign activations are not in the graph: their gradient is 0.
+    grads = iter(torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True))
+    d_weights = [tuple(next(grads) for _ in pair) for pair in weight_leaves]
+    d_biases = list(grads)
+    eta_pairs, mu_pairs = [], []
+    for k, (leaf, dw, db) in enumerate(zip(weight_leaves, d_weights, d_biases, strict=True)):
+        if model.kinds[k] == "bernoulli":
+            p, q = (t.detach() for t in leaf)
+            diff = dw[0] - dw[1]
+            eta_pairs.append((diff * p * q, db))
+            mu_pairs.append((diff / 2, db))
+        else:
+            eta_pairs.append((dw[0], db))
+            mu_pairs.append((dw[0], db))
+    return WeightExactResult(
+        loss.detach(), loss_per_point.detach(), tuple(eta_pairs), tuple(mu_pairs)
+    )
+
+
+def exact_loss(
+    model: WeightSBN, X: Tensor, Y: Tensor, *, memory_budget: int | None = None
+) -> Tensor:
+    """The exact objective only (no autograd graph)."""
+    return exact_gradient(model, X, Y, memory_budget=memory_budget, with_grad=False).loss

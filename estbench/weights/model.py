@@ -1,0 +1,314 @@
+"""SBNs with stochastic binary weights: the model, its activations, and its data batch.
+
+A network has a real input x_0 in R^d, binary layers k = 1..L and a linear head, as in
+``estbench.model``; what changes is that the weight matrix of a pair may be *stochastic*:
+
+    W_ji in {-1, +1},   P(W_ji = +1) = sigmoid(eta_ji),   independent over (j, i),
+
+with the latent weights eta as parameters. Their means are mu = E W = 2 sigmoid(eta) - 1 =
+tanh(eta / 2), and d mu / d eta = 2 sigmoid(eta) sigmoid(-eta) = (1 - mu^2) / 2.
+
+    a_k = W_{k-1} x_{k-1} + b_{k-1},   x_k on with probability F(a_k)   (stochastic activations)
+                                       x_k on iff a_k >= 0                (``activation="sign"``)
+
+Every pair k = 0..L has a *kind*: ``"bernoulli"`` (parameters eta_k, weights sampled) or
+``"real"`` (parameters W_k, as in the core model). The head (pair L) is always real: its weights
+enter the loss linearly, so the pathwise head gradient stays unbiased and no head marginal over
+weights is needed. The first pair may be Bernoulli: its pre-activation sum_i W_ji x_0i takes at
+most 2^d values for real inputs, which the exact solver enumerates (d <= ``MAX_BERNOULLI_INPUT``).
+Biases are always real.
+
+Sign activations use the tie rule sign(0) = +1 (unit on iff a >= 0), as in BinaryConnect and BNN.
+With ±1 weights and binary inputs a pre-activation is an integer plus the bias, so ties do occur
+when biases are integers (zero); the exact solver and the sampled forward pass use the same rule.
+With sign activations the expected loss is piecewise constant in every real parameter that feeds
+a sign (biases, a real first layer): their exact gradient is 0 almost everywhere, and only the
+Bernoulli layers and the head have a gradient.
+
+Parameters are flattened per layer exactly as in the core: ``layer k = concat(theta_k.reshape(-1),
+b_k)`` with theta_k = eta_k (Bernoulli) or W_k (real), so a [S, P] tensor of estimates has the
+same layout as for the core model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..errors import ModelError
+from ..model import HEADS, NOISES, Coding, Head, Noise, check_coding, get_head, get_noise
+
+WeightKind = Literal["real", "bernoulli"]
+KINDS: tuple[WeightKind, ...] = ("real", "bernoulli")
+ACTIVATIONS = (*NOISES, "sign")
+MAX_BERNOULLI_INPUT = 16  # a Bernoulli first layer enumerates 2^d weight patterns per unit
+
+
+def on_off(noise: Noise | None, a: Tensor) -> tuple[Tensor, Tensor]:
+    """(P(on | a), P(off | a)). Noise: (F(a), F(-a)), accurate in both tails. Sign activations
+    (``noise is None``): (1[a >= 0], 1[a < 0]), the tie rule sign(0) = +1."""
+    if noise is None:
+        on = (a >= 0).to(a.dtype)
+        return on, 1 - on
+    return noise.cdf(a), noise.cdf(-a)
+
+
+@dataclass(frozen=True, eq=False)
+class WeightSBN:
+    """An SBN whose pairs have real or Bernoulli weights; see the module docstring.
+
+    ``params[k]`` is eta_k (kind ``"bernoulli"``) or W_k (kind ``"real"``), shape [n_out, n_in];
+    ``biases[k]`` [n_out]; pair k < L feeds binary layer k+1, pair L is the (real) head.
+    ``noise`` is the activation noise, or None for deterministic sign activations.
+    """
+
+    params: tuple[Tensor, ...]
+    biases: tuple[Tensor, ...]
+    kinds: tuple[WeightKind, ...]
+    coding: Coding = "01"
+    noise: Noise | None = NOISES["logistic"]
+    head: Head = HEADS["logistic"]
+
+    def __post_init__(self) -> None:
+        check_coding(self.coding)
+        n = len(self.params)
+        if len(self.biases) != n or len(self.kinds) != n:
+            raise ModelError(
+                f"{n} weight matrices, {len(self.biases)} bias vectors and {len(self.kinds)} "
+                "kinds: one of each per pair"
+            )
+        if n < 2:
+            raise ModelError("an SBN needs at least one binary layer and a head")
+        for k, (W, b, kind) in enumerate(zip(self.params, self.biases, self.kinds, strict=True)):
+            if kind not in KINDS:
+                raise ModelError(f"kind of pair {k} is {kind!r}; expected one of {KINDS}")
+            if W.dim() != 2:
+                raise ModelError(f"weights of pair {k} must be a matrix, got {list(W.shape)}")
+            if b.shape != (W.shape[0],):
+                raise ModelError(
+                    f"b{k} has shape {list(b.shape)}, expected [{W.shape[0]}] (rows of pair {k})"
+                )
+            if k > 0 and W.shape[1] != self.params[k - 1].shape[0]:
+                raise ModelError(
+                    f"pair {k} has shape {list(W.shape)}, expected [*, "
+                    f"{self.params[k - 1].shape[0]}] (its input is layer {k})"
+                )
+        if self.kinds[-1] != "real":
+            raise ModelError("the head (last pair) must have real weights")
+        if self.kinds[0] == "bernoulli" and self.input_dim > MAX_BERNOULLI_INPUT:
+            raise ModelError(
+                f"a Bernoulli first layer enumerates 2^d weight patterns per unit; d = "
+                f"{self.input_dim} > {MAX_BERNOULLI_INPUT}. Use a real first layer."
+            )
+        self.head.check_out_dim(self.out_dim)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        params: Sequence[object],
+        biases: Sequence[object],
+        kinds: Sequence[str],
+        *,
+        coding: str = "01",
+        activation: str = "logistic",
+        head: str = "logistic",
+        dtype: torch.dtype = torch.float64,
+    ) -> WeightSBN:
+        return cls(
+            tuple(torch.as_tensor(W, dtype=dtype) for W in params),
+            tuple(torch.as_tensor(b, dtype=dtype) for b in biases),
+            tuple(kinds),  # type: ignore[arg-type]
+            check_coding(coding),
+            get_activation(activation),
+            get_head(head),
+        )
+
+    # ---- shape and metadata ------------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        return len(self.params) - 1
+
+    @property
+    def input_dim(self) -> int:
+        return self.params[0].shape[1]
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(W.shape[0] for W in self.params[:-1])
+
+    @property
+    def out_dim(self) -> int:
+        return self.params[-1].shape[0]
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return tuple(f"layer{k}" for k in range(len(self.params)))
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        return tuple(W.numel() + b.numel() for W, b in zip(self.params, self.biases, strict=True))
+
+    @property
+    def bernoulli_layers(self) -> tuple[int, ...]:
+        return tuple(k for k, kind in enumerate(self.kinds) if kind == "bernoulli")
+
+    @property
+    def activation(self) -> str:
+        return "sign" if self.noise is None else self.noise.name
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.params[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.params[0].device
+
+    def describe(self) -> str:
+        arch = "-".join(str(n) for n in (self.input_dim, *self.widths, self.out_dim))
+        kinds = "".join("B" if kind == "bernoulli" else "R" for kind in self.kinds)
+        return (
+            f"weight SBN {arch}, weights {kinds} (B Bernoulli, R real), coding {self.coding}, "
+            f"activation {self.activation}, head {self.head.name}"
+        )
+
+    # ---- weight distribution -----------------------------------------------------------------
+
+    def probs(self, k: int) -> tuple[Tensor, Tensor]:
+        """(P(W_k = +1), P(W_k = -1)) = (sigmoid(eta_k), sigmoid(-eta_k)) of a Bernoulli pair."""
+        self._check_bernoulli(k)
+        return torch.sigmoid(self.params[k]), torch.sigmoid(-self.params[k])
+
+    def means(self, k: int) -> Tensor:
+        """mu_k = E W_k = tanh(eta_k / 2) of a Bernoulli pair."""
+        self._check_bernoulli(k)
+        return torch.tanh(self.params[k] / 2)
+
+    def mean_jacobian(self, k: int) -> Tensor:
+        """d mu / d eta = 2 sigmoid(eta) sigmoid(-eta), elementwise, of a Bernoulli pair."""
+        p, q = self.probs(k)
+        return 2 * p * q
+
+    def _check_bernoulli(self, k: int) -> None:
+        if self.kinds[k] != "bernoulli":
+            raise ModelError(f"pair {k} has real weights")
+
+    # ---- data and conversions ----------------------------------------------------------------
+
+    def check_data(self, X: object, Y: object) -> tuple[Tensor, Tensor]:
+        """Inputs [N, d] and the head's canonical targets, in the model's dtype and device."""
+        X = torch.as_tensor(X, dtype=self.dtype, device=self.device)
+        if X.dim() != 2 or X.shape[1] != self.input_dim:
+            raise ModelError(f"X must have shape [N, {self.input_dim}], got {list(X.shape)}")
+        y = self.head.targets(
+            torch.as_tensor(Y, dtype=self.dtype, device=self.device), self.out_dim
+        )
+        if y.shape[0] != X.shape[0]:
+            raise ModelError(f"X has {X.shape[0]} points but the targets have {y.shape[0]}")
+        return X, y
+
+    def replace(self, **changes: object) -> WeightSBN:
+        fields = {
+            f: getattr(self, f) for f in ("params", "biases", "kinds", "coding", "noise", "head")
+        }
+        fields.update(changes)
+        return WeightSBN(**fields)  # type: ignore[arg-type]
+
+    def with_weights(self, weights: Sequence[Tensor | None]):  # noqa: ANN201
+        """The core ``estbench.model.SBN`` with the Bernoulli pairs fixed to given ±1 weights
+        (``weights[k]`` for Bernoulli k, None for real pairs). Needs stochastic activations."""
+        from ..model import SBN
+
+        if self.noise is None:
+            raise ModelError("the core SBN has stochastic activations; this model uses sign")
+        Ws = tuple(
+            W if kind == "real" else weights[k]
+            for k, (W, kind) in enumerate(zip(self.params, self.kinds, strict=True))
+        )
+        return SBN(Ws, self.biases, self.coding, self.noise, self.head)  # type: ignore[arg-type]
+
+
+def get_activation(name: str) -> Noise | None:
+    """``"sign"`` -> None (deterministic), else the noise of that name."""
+    if name == "sign":
+        return None
+    if name not in NOISES:
+        raise ModelError(f"unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}")
+    return get_noise(name)
+
+
+def random_weight_sbn(
+    input_dim: int,
+    widths: Sequence[int],
+    out_dim: int = 1,
+    *,
+    generator: torch.Generator,
+    kinds: Sequence[str] | None = None,
+    eta_scale: float = 1.5,
+    scale: float = 1.0,
+    bias_scale: float = 0.5,
+    coding: str = "01",
+    activation: str = "logistic",
+    head: str = "logistic",
+    dtype: torch.dtype = torch.float64,
+) -> WeightSBN:
+    """A random network: eta ~ N(0, eta_scale^2) for Bernoulli pairs, W ~ N(0, scale^2 / fan_in)
+    for real pairs, b ~ N(0, bias_scale^2). Default kinds: real first layer and head, Bernoulli
+    hidden pairs (the usual choice)."""
+    dims = [input_dim, *widths, out_dim]
+    L = len(widths)
+    if kinds is None:
+        kinds = ["real"] + ["bernoulli"] * (L - 1) + ["real"]
+    if len(kinds) != L + 1:
+        raise ModelError(f"{len(kinds)} kinds for {L + 1} pairs")
+    params = []
+    for i, o, kind in zip(dims[:-1], dims[1:], kinds, strict=True):
+        W = torch.randn(o, i, generator=generator, dtype=dtype)
+        params.append(W * (eta_scale if kind == "bernoulli" else scale / i**0.5))
+    biases = tuple(torch.randn(o, generator=generator, dtype=dtype) * bias_scale for o in dims[1:])
+    return WeightSBN(
+        tuple(params),
+        biases,
+        tuple(kinds),  # type: ignore[arg-type]
+        check_coding(coding),
+        get_activation(activation),
+        get_head(head),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class WeightProblem:
+    """A weight SBN with its data batch: what the exact solver and the estimators receive."""
+
+    model: WeightSBN
+    X: Tensor  # [N, d]
+    Y: Tensor  # canonical targets of the head
+
+    @classmethod
+    def create(cls, model: WeightSBN, X: object, Y: object) -> WeightProblem:
+        return cls(model, *model.check_data(X, Y))
+
+    @property
+    def n_points(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_params(self) -> int:
+        return sum(self.model.layer_sizes)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.X.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.X.device
+
+    def split(self, flat: Tensor) -> list[Tensor]:
+        """[..., P] -> [layer0 [..., P_0], ..., layerL [..., P_L]]."""
+        return list(torch.split(flat, self.model.layer_sizes, dim=-1))

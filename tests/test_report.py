@@ -1,0 +1,238 @@
+"""Reports render from stored results (tests/data/report-fixture, made by
+tests/data/make_report_fixture.py): tables list every estimator and layer, figures have the
+expected panels and legends, HTML is self-contained, and renders are byte-identical."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from estbench.cli import main
+from estbench.estimators.registry import default_registry
+from estbench.report import estimator_style, render_report
+from estbench.report import figures as F
+from estbench.report.findings import findings
+from estbench.report.load import load_report_data
+from estbench.report.render import figure_points
+from estbench.report.style import SLOTS
+from estbench.report.tables import leaderboard
+from estbench.results import ResultsError
+
+FIXTURE = Path(__file__).parent / "data" / "report-fixture" / "report-fixture"
+
+
+@pytest.fixture
+def results(tmp_path):
+    """A writable copy of the stored results."""
+    target = tmp_path / "report-fixture"
+    shutil.copytree(FIXTURE, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    target = tmp_path_factory.mktemp("r") / "report-fixture"
+    shutil.copytree(FIXTURE, target)
+    return target, render_report(target)
+
+
+def test_report_files_exist_and_are_non_empty(rendered):
+    root, files = rendered
+    assert files.markdown == root / "report.md" and files.html == root / "report.html"
+    # Per depth: RMSE, cosine, bias-variance map, heat map, temperature; one depth sweep figure.
+    assert len(files.figures) == 2 * 5 + 1
+    for png in files.figures:
+        svg = png.with_suffix(".svg")
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+        assert svg.read_text().lstrip().startswith("<?xml") and svg.stat().st_size > 5000
+    md = files.markdown.read_text()
+    for png in files.figures:
+        assert f"]({png.relative_to(root).as_posix()})" in md  # linked relatively
+
+
+def test_every_estimator_and_layer_appears_in_the_tables(rendered):
+    root, files = rendered
+    df = pd.read_csv(root / "results.csv")
+    md, page = files.markdown.read_text(), files.html.read_text()
+    for e in df["estimator"].unique():
+        assert f"`{e}`" in md and f"<code>{e}</code>" in page
+    data = load_report_data(root)
+    for p in data.points:
+        section = md.split(f"## Results: {p.title}")[1].split("## Results")[0]
+        per_layer = section.split("### Per layer")[1]
+        header = next(line for line in per_layer.splitlines() if line.startswith("| estimator"))
+        assert [c.strip() for c in header.strip("|").split("|")] == ["estimator", *p.layers]
+        layers = set(df[df["depth"] == p.values["depth"]]["layer"])
+        assert layers == set(p.layers)
+    assert "failed: RuntimeError: boom" in md
+
+
+def test_leaderboard_is_sorted_by_relative_rmse_at_equal_cost(rendered):
+    root, files = rendered
+    df = pd.read_csv(root / "results.csv")
+    md = files.markdown.read_text()
+    section = md.split("## Results: depth = 2")[1].split("### Per layer")[0]
+    budget = int(re.search(r"equal cost \((\d+) loss evaluations", section).group(1))
+    listed = re.findall(r"^\| `([^`]+)` \| (?!failed)", section, flags=re.M)
+    cost = df[
+        (df["depth"] == 2)
+        & (df["metric"] == "rel_rmse_cost")
+        & (df["layer"] == "all")
+        & (df["M"] == budget)
+    ].set_index("estimator")["value"]
+    assert listed == list(cost.sort_values().index)
+    # ARM needs 2 evaluations per layer (4 at depth 2), PSA one per unit plus one: the budget is
+    # the smallest M of the grid that affords the most expensive draw.
+    assert budget == 10
+
+
+def test_findings_name_the_measured_best(rendered):
+    root, files = rendered
+    df = pd.read_csv(root / "results.csv")
+    md = files.markdown.read_text()
+    for depth in (1, 2):
+        rows = df[
+            (df["depth"] == depth)
+            & (df["metric"] == "rel_rmse")
+            & (df["layer"] == "all")
+            & (df["M"] == 1)
+        ]
+        best = rows.loc[rows["value"].idxmin()]
+        block = md.split(f"### depth = {depth}")[1]
+        line = next(x for x in block.splitlines() if "Lowest relative RMSE at M = 1 " in x)
+        assert f"`{best['estimator']}`, {best['value']:.3g}." in line
+
+
+def test_a_claim_the_test_rejects_is_flagged(results):
+    meta = json.loads((results / "results.json").read_text())
+    st = meta["points"][1]["estimators"]["st"]
+    assert st["claimed_unbiased"] == ["layer2"]
+    st["verdicts"]["layer2"] = False  # as if the test had rejected ST's head gradient
+    (results / "results.json").write_text(json.dumps(meta))
+    data = load_report_data(results)
+    table = leaderboard(data, data.points[1])
+    st_row = next(r for r in table.rows if r[0] == "`st`")
+    assert st_row[-1] == "⚠ MISMATCH: rejected in layer2 (no)"
+    headline, _ = findings(data, data.points[1])
+    assert any(x.startswith("⚠ `st` claims unbiasedness that the test rejects") for x in headline)
+    assert not any(r[-1].startswith("⚠") for r in leaderboard(data, data.points[0]).rows)
+
+
+def test_html_is_self_contained(rendered):
+    _, files = rendered
+    page = files.html.read_text()
+    srcs = re.findall(r'src="([^"]*)"', page)
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    assert not re.search(r"https?:|//[a-z]|<link|<script|@import|url\(|href=", text, flags=re.I)
+    assert len(srcs) == len(files.figures)
+    assert all(s.startswith("data:image/png;base64,") for s in srcs)
+
+
+def test_rendering_twice_gives_identical_files_and_selects_no_backend(
+    rendered, tmp_path, monkeypatch
+):
+    import matplotlib.pyplot as plt
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report touched pyplot's backend")
+
+    monkeypatch.setattr(matplotlib, "use", refuse)
+    monkeypatch.setattr(plt, "switch_backend", refuse)
+    monkeypatch.setattr(plt, "figure", refuse)
+    root, _ = rendered
+    first = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    other = tmp_path / "again" / "report-fixture"
+    shutil.copytree(FIXTURE, other)
+    render_report(other)
+    second = {p.relative_to(other): p.read_bytes() for p in other.rglob("*") if p.is_file()}
+    assert first.keys() == second.keys()
+    assert [k for k in first if first[k] != second[k]] == []
+
+
+def test_figures_have_the_expected_panels_and_legends():
+    data = load_report_data(FIXTURE)
+    p = data.points[1]  # depth 2
+    ok = [e for e in data.estimators if e != "exploding"]
+    for make in (F.rmse_vs_M, F.cos_vs_M, F.bias_variance_map):
+        fig = make(data, p)
+        panels = [ax for ax in fig.axes if ax.get_visible()]
+        assert [ax.get_title() for ax in panels] == [
+            "layer0",
+            "layer1",
+            "layer2 (head)",
+            "all binary layers",
+        ]
+        assert all(ax.get_xscale() == "log" for ax in panels)
+        assert [t.get_text() for t in fig.legends[0].get_texts()] == ok
+    fig = F.rmse_vs_M(data, p)
+    assert all(
+        ax.get_yscale() == "log" and ax.get_ylabel() == "relative RMSE"
+        for ax in fig.axes
+        if ax.get_visible()
+    )
+    heat = F.bias_heatmap(data, p)
+    ax = heat.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ok
+    assert len(ax.get_xticklabels()) == len(p.layers)
+    sweep = F.sweep_figure(data, "depth", list(data.points))
+    assert [t.get_text() for t in sweep.legends[0].get_texts()] == ok
+    assert {ax.get_xlabel() for ax in sweep.axes} == {"depth"}
+    tau = F.sweep_figure(data, "tau", [p])
+    assert [t.get_text() for t in tau.legends[0].get_texts()] == ["concrete"]
+    assert {ax.get_xlabel() for ax in tau.axes} == {"temperature τ"}
+
+
+def test_an_estimator_has_one_style_whatever_the_run():
+    builtins = {name for name, entry in default_registry().items() if entry.source == "estbench"}
+    assert builtins <= set(SLOTS), "a new built-in needs a style slot (append it to SLOTS)"
+    pairs = {(estimator_style(n).color, estimator_style(n).marker) for n in SLOTS}
+    assert len(pairs) == len(SLOTS)
+    first10 = [estimator_style(n) for n in SLOTS[:10]]
+    assert len({s.color for s in first10}) == len({s.marker for s in first10}) == 10
+    # A variant keeps its family's colour and marker and gets its own line style.
+    a, b = estimator_style("concrete"), estimator_style("concrete(tau=0.1)")
+    assert (a.color, a.marker) == (b.color, b.marker) and a.linestyle != b.linestyle
+    # A plugin's style comes from its name: the same in any report, unlike a position.
+    assert estimator_style("my-plugin") == estimator_style("my-plugin")
+    assert estimator_style("my-plugin") != estimator_style("my-plugin-2")
+
+
+def test_cli_report_rerenders_removes_stale_figures_and_names_a_bad_directory(
+    results, tmp_path, capsys
+):
+    stale = results / "figures" / "rel_rmse-depth=9.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    assert main(["report", str(results)]) == 0
+    assert (results / "report.html").exists() and not stale.exists()
+    assert main(["report", str(tmp_path / "nope")]) == 1
+    assert "nope: no such case directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ResultsError, match="results.json: no such results file"):
+        render_report(tmp_path / "empty")
+
+
+def test_per_point_figures_are_capped_for_long_sweeps(results):
+    assert figure_points(12, 4) == [0, 4, 7, 11]
+    assert figure_points(3, 4) == [0, 1, 2] and figure_points(5, None) == list(range(5))
+    assert figure_points(5, 1) == [0]
+    files = render_report(results, max_point_figures=1)
+    names = sorted(p.name for p in files.figures)
+    assert names == [
+        "bias_heatmap-depth=1.png",
+        "bias_variance-depth=1.png",
+        "cos-depth=1.png",
+        "rel_rmse-depth=1.png",
+        "vs_depth.png",
+        "vs_temperature-depth=1.png",
+        "vs_temperature-depth=2.png",
+    ]
+    md = files.markdown.read_text()
+    assert "Per-point figures are drawn for depth = 1 (1 of 2 points" in md
+    assert md.count("### Leaderboard") == 2  # tables for every point
