@@ -30,8 +30,12 @@ class Exploding(Estimator):
 if __name__ == "__main__":
     out = HERE / "report-fixture"
     shutil.rmtree(out, ignore_errors=True)
-    run(HERE / "report-fixture.toml", estimators=["reinforce", "arm", "st", "psa", "concrete",
-        Exploding()], out=out, progress=False)
+    run(
+        HERE / "report-fixture.toml",
+        estimators=["reinforce", "arm", "st", "psa", "concrete", Exploding()],
+        out=out,
+        progress=False,
+    )
     # Keep only what a report reads.
     shutil.rmtree(out / "report-fixture" / "points")
     print(sorted(p.name for p in (out / "report-fixture").iterdir()))
