@@ -111,6 +111,7 @@ class WeightEstimator(Estimator):
     """Base of the weight estimators: the ``weights`` mode and what ``wrt`` the estimate is."""
 
     default_wrt: ClassVar[str] = "eta"
+    problem = "weights"
     hyperparameters = {"weights": WEIGHTS_MODE}
 
     @property
