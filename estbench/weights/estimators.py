@@ -157,7 +157,9 @@ class WeightPathEstimator(WeightEstimator):
         path = path_from_uniforms(
             problem, noise, self.per_point, fixed_weights=self.fixed_weights(problem)
         )
-        return flatten(self.path_terms(problem, path, False, context))
+        out = flatten(self.path_terms(problem, path, False, context))
+        # A deterministic path (sign(eta) weights with sign activations) has no draw dimension.
+        return out.expand(n_draws, -1).contiguous() if out.dim() == 1 else out
 
 
 # ---- REINFORCE ---------------------------------------------------------------------------------
