@@ -61,6 +61,28 @@ class ModelSpec:
     scale: float = 1.0
     seed: int = 0
     checkpoint: Path | None = None
+    # Stochastic binary weights (estbench.weights): weights = "bernoulli" makes the hidden pairs
+    # Bernoulli (and the first pair with first_layer = "bernoulli"); activation "stochastic"
+    # (noise as above) or "sign"; eta ~ N(0, eta_scale^2) at initialisation.
+    weights: str | None = None
+    first_layer: str = "real"
+    activation: str = "stochastic"
+    eta_scale: float = 1.5
+
+    @property
+    def kind(self) -> str:
+        """The problem kind its estimators must handle (``Estimator.problem``)."""
+        return "weights" if self.weights is not None else "sbn"
+
+    @property
+    def activation_name(self) -> str:
+        """The weight model's activation: a noise name, or ``"sign"``."""
+        return "sign" if self.activation == "sign" else self.noise
+
+    def weight_kinds(self, depth: int) -> tuple[str, ...]:
+        """Per pair 0..L: Bernoulli hidden pairs, the first as ``first_layer``, a real head."""
+        first = "bernoulli" if self.first_layer == "bernoulli" else "real"
+        return (first, *["bernoulli"] * (depth - 1), "real")
 
 
 @dataclass(frozen=True)
@@ -311,8 +333,21 @@ def parse_case(
         scale=m.get("scale", "float", 1.0, check=_positive, expected="a number > 0"),
         seed=m.get("seed", "int", 0),
         checkpoint=_resolve(base, m.get("checkpoint", "str")),
+        weights=m.choice("weights", ("bernoulli",), None),  # type: ignore[arg-type]
+        first_layer=m.choice("first_layer", ("real", "bernoulli"), "real"),
+        activation=m.choice("activation", ("stochastic", "sign"), "stochastic"),
+        eta_scale=m.get("eta_scale", "float", 1.5, check=_positive, expected="a number > 0"),
     )
     m.done()
+    if model.weights is None:
+        for key in ("first_layer", "activation", "eta_scale"):
+            if key in m.raw:
+                raise CaseError(
+                    f"{file}: model.{key}: only for stochastic binary weights (expected "
+                    f'model.weights = "bernoulli" with it)'
+                )
+    else:
+        _check_weights_model(file, model, raw)
 
     training = None
     if "training" in raw:
@@ -322,6 +357,11 @@ def parse_case(
             "epochs", "int", required=True, check=_positive, expected="a positive integer"
         )
         method = t.get("method", "str", "reinforce")
+        if model.kind == "weights":
+            raise CaseError(
+                f"{file}: training: training a stochastic-weight model (model.weights) is not "
+                "supported yet; remove [training] to measure at initialisation"
+            )
         if method != "exact":
             _check_estimator_spec(file, "training.method", method, default_registry())
         training = TrainingSpec(
@@ -416,7 +456,8 @@ def parse_case(
     )
     registry = default_registry()
     for i, spec in enumerate(estimators):
-        _check_estimator_spec(file, f"measure.estimators[{i}]", spec, registry)
+        est = _check_estimator_spec(file, f"measure.estimators[{i}]", spec, registry)
+        check_problem_kind(f"{file}: measure.estimators[{i}]", est, model)
     from .results import METRICS
 
     metrics = ms.get(
@@ -456,14 +497,57 @@ def parse_case(
     )
     ms.done()
     top.done()
+    if model.kind == "weights" and model.first_layer == "real":
+        depths = sweep.get("depth") or ((len(model.widths),) if model.widths else (model.depth,))
+        if min(int(d) for d in depths if d is not None) < 2:  # type: ignore[arg-type]
+            raise CaseError(
+                f"{file}: model.depth: with a real first layer a weights model needs depth >= 2 "
+                '(a Bernoulli hidden pair), got depth 1; or set model.first_layer = "bernoulli"'
+            )
     return Case(name, path, text, data, model, training, sweep, measure, description)
 
 
-def _check_estimator_spec(file: str, key: str, spec: str, registry: Any) -> None:
+def _check_estimator_spec(file: str, key: str, spec: str, registry: Any) -> Any:
     try:
-        registry.create(spec)
+        return registry.create(spec)
     except EstbenchError as e:
         raise CaseError(f"{file}: {key}: {e}") from None
+
+
+MODEL_KINDS = {
+    "sbn": "an SBN with real weights",
+    "weights": 'a stochastic-binary-weight model (model.weights = "bernoulli")',
+}
+
+
+def check_problem_kind(where: str, est: Any, model: ModelSpec) -> None:
+    """An estimator must handle the case's model kind (``Estimator.problem``)."""
+    kind = getattr(est, "problem", "sbn")
+    if kind != model.kind:
+        raise CaseError(
+            f"{where}: estimator {est.spec!r} handles {MODEL_KINDS.get(kind, kind)} (problem = "
+            f"{kind!r}), but the case's model is {MODEL_KINDS[model.kind]}; expected an "
+            f"estimator with problem = {model.kind!r} (`estbench list` shows the problem column)"
+        )
+
+
+def _check_weights_model(file: str, model: ModelSpec, raw: dict[str, Any]) -> None:
+    """What a stochastic-binary-weight model cannot have (yet)."""
+    if model.checkpoint is not None:
+        raise CaseError(
+            f"{file}: model.checkpoint: a stochastic-weight model (model.weights) is measured "
+            "at initialisation; checkpoints are not supported for it"
+        )
+    if "init" in raw.get("model", {}) and model.init != "random":
+        raise CaseError(
+            f"{file}: model.init: expected 'random' for a stochastic-weight model (eta ~ "
+            f"N(0, eta_scale^2), real W ~ N(0, scale^2 / fan-in)), got {model.init!r}"
+        )
+    if model.first_layer == "bernoulli" and raw.get("data", {}).get("dim", 2) > 16:
+        raise CaseError(
+            f"{file}: model.first_layer: a Bernoulli first layer enumerates 2^d weight patterns; "
+            f"expected data.dim <= 16, got {raw['data']['dim']}"
+        )
 
 
 def find_case(name_or_path: str) -> Path:
@@ -500,6 +584,11 @@ def with_overrides(
     A checkpoint override renames the case ``<case>@<checkpoint stem>``, so its results go to
     their own directory and never mix with (or resume from) the case's own network.
     """
+    if checkpoint is not None and case.model.kind == "weights":
+        raise CaseError(
+            f"{case.name}: --checkpoint: a stochastic-weight model (model.weights) is measured "
+            "at initialisation; checkpoints are not supported for it"
+        )
     if checkpoint is not None:
         sweep = {k: v for k, v in case.sweep.items() if k not in ("checkpoint",)}
         case = replace(

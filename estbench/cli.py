@@ -99,6 +99,15 @@ def _reference_model():  # noqa: ANN202
     return random_sbn(2, (5, 5, 5), 1, generator=torch.Generator().manual_seed(0))
 
 
+def _reference_weight_model():  # noqa: ANN202
+    """The same 2-5-5-5-1 shape with Bernoulli hidden pairs, for weight estimators' costs."""
+    import torch
+
+    from .weights import random_weight_sbn
+
+    return random_weight_sbn(2, (5, 5, 5), 1, generator=torch.Generator().manual_seed(0))
+
+
 def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -170,7 +179,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     registry = _registry()
-    model = _reference_model()
+    models = {"sbn": _reference_model(), "weights": _reference_weight_model()}
     rows = []
     for name, entry in registry.items():
         cls = entry.cls
@@ -180,9 +189,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
             {
                 "name": name,
                 "family": est.family,
+                "problem": est.problem,
+                "wrt": getattr(est, "wrt", None),
                 "unbiased": est.unbiased,
                 "path_estimator": isinstance(est, PathEstimator),
-                "evals_per_draw_5_5_5": est.evals_per_draw(model),
+                "evals_per_draw_5_5_5": est.evals_per_draw(models[est.problem]),
                 "hyperparameters": {
                     k: {
                         "default": h.default,
@@ -202,11 +213,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    header = ("name", "family", "unbiased", "evals", "parameters", "package")
+    header = ("name", "family", "problem", "unbiased", "evals", "parameters", "package")
     table = [header] + [
         (
             r["name"],
             r["family"],
+            r["problem"] + (f" ({r['wrt']})" if r["wrt"] else ""),
             _shorten(r["unbiased"], 30),
             f"{r['evals_per_draw_5_5_5']:g}",
             ", ".join(f"{k}={v['default']}" for k, v in r["hyperparameters"].items()) or "-",
@@ -219,6 +231,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     print(
         f"\n{len(rows)} estimators; evals = loss evaluations per draw on a 5-5-5 network. "
+        "problem: sbn (real weights) or weights (Bernoulli weights, gradient wrt eta or mu). "
         "Variants: name(key=value), e.g. concrete(tau=0.1)."
     )
     return 0

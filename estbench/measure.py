@@ -1,6 +1,12 @@
 """Measure one estimator at one case point: draws, exact moments where possible, and the tidy
 metric rows of ``results.METRICS`` for every layer (layer0..layerL and ``all`` binary layers).
 
+Stochastic-weight problems (``estbench.weights``) add, per Bernoulli pair k < L, the blocks
+``layerk.W`` (the latent weights eta_k: gradient through the weight draws) and ``layerk.b`` (the
+biases: gradient only through the stochastic activations), and leave out every block whose exact
+gradient is identically zero (with sign activations: the real parameters feeding a sign), where
+relative metrics are undefined (``weight_layer_slices``).
+
 Each row's ``method`` says where its number comes from: ``exact`` (path enumeration, no sampling
 error) or ``mc`` (from the draws, with a standard error and a 95 % interval where one exists).
 
@@ -24,6 +30,7 @@ from .estimators.base import Estimator, PathEstimator, Problem
 from .exact_moments import path_count, path_moments
 
 EXACT_UNBIASED_TOL = 1e-9
+Slice = tuple[str, slice]  # (layer name in results, slice of the flat gradient vector)
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,28 @@ def layer_slices(problem: Problem) -> list[tuple[str, slice]]:
     return out
 
 
+def weight_layer_slices(problem: Any, targets: dict[str, Tensor]) -> list[Slice]:
+    """The layers of a weights problem: layer k (the whole pair), and for a Bernoulli pair
+    k < L also ``layerk.W`` (eta_k, flattened first) and ``layerk.b``; then ``all``. A block
+    whose exact gradient is 0 in every coordinate is left out (module docstring)."""
+    m = problem.model
+    out: list[Slice] = []
+    start = 0
+    for k, (W, size) in enumerate(zip(m.params, m.layer_sizes, strict=True)):
+        out.append((f"layer{k}", slice(start, start + size)))
+        if m.kinds[k] == "bernoulli":
+            out.append((f"layer{k}.W", slice(start, start + W.numel())))
+            out.append((f"layer{k}.b", slice(start + W.numel(), start + size)))
+        start += size
+    out.append(("all", slice(0, start - m.layer_sizes[-1])))
+    return [(n, sl) for n, sl in out if all(bool(g[sl].abs().max() > 0) for g in targets.values())]
+
+
+def pair_index(layer: str) -> int | None:
+    """``layer2`` and its blocks ``layer2.W``, ``layer2.b`` -> 2; ``all`` -> None."""
+    return int(layer[5:].split(".")[0]) if layer.startswith("layer") else None
+
+
 def measure(
     est: Estimator,
     problem: Problem,
@@ -63,11 +92,14 @@ def measure(
     opts: MeasureOptions,
     *,
     generator: torch.Generator,
+    slices: list[Slice] | None = None,
 ) -> Measurement:
     """Draw ``opts.draws`` estimates and compute every metric for every layer.
 
     ``problem`` and ``g_flat`` are the float64 reference on the device of the run; ``generator``
     lives on that device. The draws are made in ``opts.dtype`` and converted to float64.
+    ``slices``: the layers to report (default ``layer_slices(problem)``); for a weights problem,
+    ``g_flat`` is the exact gradient wrt the estimator's ``wrt`` (eta or mu).
     """
     problem = problem.to(dtype=torch.float64)
     g_flat = g_flat.to(dtype=torch.float64)
@@ -82,22 +114,16 @@ def measure(
         bad = int((~torch.isfinite(draws)).any(1).sum())
         raise FloatingPointError(f"{bad} of {opts.draws} draws contain NaN or inf")
     draws = draws.to(torch.float64)
-    exact = (
-        opts.exact_moments
-        and isinstance(est, PathEstimator)
-        and path_count(problem) <= opts.max_paths
-    )
-    moments = (
-        path_moments(est, problem, context=_as_float64(context), max_paths=opts.max_paths)
-        if exact
-        else None
-    )
+    moments = _exact_moments(est, problem, context, opts)
     evals = est.evals_per_draw(problem.model)
     claimed_idx = est.unbiased_layers(problem.model)
-    names = problem.model.layer_names
-    claimed = [names[k] for k in sorted(claimed_idx)]
-    if claimed_idx >= set(range(problem.model.depth)):
-        claimed.append("all")
+    slices = layer_slices(problem) if slices is None else slices
+    claimed = [
+        name
+        for name, _ in slices
+        if (k := pair_index(name)) in claimed_idx
+        or (k is None and claimed_idx >= set(range(problem.model.depth)))
+    ]
     wanted = set(opts.metrics) if opts.metrics else None
     Ms = torch.tensor(opts.M, dtype=draws.dtype, device=draws.device)
     rows: list[dict[str, Any]] = []
@@ -128,7 +154,6 @@ def measure(
                 }
             )
 
-    slices = layer_slices(problem)
     boot: Tensor | None = None
     for layer, sl in slices:
         d, g = draws[:, sl], g_flat[sl]
@@ -224,6 +249,29 @@ def measure(
         add(layer, "bias_z", test.ratio)
         add(layer, "evals_per_draw", evals, method="exact")
     return Measurement(rows, seconds, moments is not None, verdicts, claimed)
+
+
+def _exact_moments(est: Estimator, problem: Any, context: Any, opts: MeasureOptions) -> Any:
+    """Exact moments of a path estimator when the enumeration fits ``opts.max_paths`` (for a
+    weights problem: 2^(#Bernoulli weights + sum n_k) joint configurations, states only for a
+    deterministic weight forward), else None."""
+    if not opts.exact_moments:
+        return None
+    from .weights import WeightPathEstimator
+    from .weights import path_moments as weight_path_moments
+
+    if isinstance(est, WeightPathEstimator):
+        m = problem.model
+        fixed = est.fixed_weights(problem) is not None
+        n_weights = 0 if fixed else sum(m.params[k].numel() for k in m.bernoulli_layers)
+        if 2 ** (n_weights + sum(m.widths)) > opts.max_paths:
+            return None
+        return weight_path_moments(
+            est, problem, context=_as_float64(context), max_configs=opts.max_paths
+        )
+    if isinstance(est, PathEstimator) and path_count(problem) <= opts.max_paths:
+        return path_moments(est, problem, context=_as_float64(context), max_paths=opts.max_paths)
+    return None
 
 
 def _as_float64(context: Any) -> Any:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cases import Case
+from .cases import Case, check_problem_kind
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import make_dataset, targets_for_head
 from .device import device_name, dtype_name, resolve_device, resolve_dtype
@@ -39,7 +39,7 @@ from .estimators.base import Estimator, Problem
 from .estimators.registry import default_registry
 from .exact import exact_gradient
 from .initialization import ap2_init, uniform_sbn
-from .measure import MeasureOptions, layer_slices, measure
+from .measure import MeasureOptions, Slice, layer_slices, measure, weight_layer_slices
 from .model import SBN, random_sbn
 from .results import atomic_write, environment, point_id, rows_to_csv, write_json
 from .training import train
@@ -69,6 +69,8 @@ class Variant:
 def estimator_variants(case: Case, extra: list[Estimator] | None = None) -> list[Variant]:
     registry = default_registry()
     base = [registry.create(s) for s in case.measure.estimators] + list(extra or [])
+    for est in base:  # --estimators and API objects bypass the case file's validation
+        check_problem_kind(case.name, est, case.model)
     taus = case.sweep.get("tau")
     out: list[Variant] = []
     for est in base:
@@ -151,6 +153,8 @@ class CaseRunner:
     def problem(self, point: dict[str, Any]) -> Problem:
         case, m = self.case, self.case.model
         offset = int(point.get("seed", 0))
+        if m.kind == "weights":
+            return self._weight_problem(point, offset)  # type: ignore[return-value]
         if m.checkpoint is not None:
             ckpt = load_checkpoint(m.checkpoint)
             model = ckpt.model(coding=m.coding, noise=m.noise, head=m.head)
@@ -166,6 +170,28 @@ class CaseRunner:
             epoch = int(point.get("checkpoint", max(case.training.measure_at)))
             model = self._trained_model(model, X, Y, widths, offset, epoch)
         return Problem.create(model, X, Y)
+
+    def _weight_problem(self, point: dict[str, Any], offset: int) -> Any:
+        """A stochastic-binary-weight network at initialisation (``random_weight_sbn``): eta ~
+        N(0, eta_scale^2), real W ~ N(0, scale^2 / fan-in), b ~ N(0, 0.25); no training yet."""
+        from .weights import WeightProblem, random_weight_sbn
+
+        m = self.case.model
+        widths = self.case.widths_at(point)
+        X, Y, out_dim = self._data(offset)
+        model = random_weight_sbn(
+            X.shape[1],
+            widths,
+            out_dim,
+            generator=torch.Generator().manual_seed(m.seed + offset),
+            kinds=m.weight_kinds(len(widths)),
+            eta_scale=m.eta_scale,
+            scale=m.scale,
+            coding=m.coding,
+            activation=m.activation_name,
+            head=m.head,
+        )
+        return WeightProblem.create(model, X, Y)
 
     def _trained_model(
         self,
@@ -219,8 +245,41 @@ def run_settings(
     return dev, draw_dtype
 
 
-def _error_rows(problem: Problem | None, message: str) -> list[dict[str, Any]]:
-    layers = [n for n, _ in layer_slices(problem)] if problem is not None else ["all"]
+def reference(problem: Any) -> tuple[dict[str, torch.Tensor], list[Slice], dict[str, Any]]:
+    """The exact reference of a point: flat targets by parametrisation ("eta"; "mu" too for a
+    weights problem), the layers measured, and the ``exact`` section of results.json."""
+    from .weights import WeightProblem
+    from .weights import exact_gradient as weight_exact_gradient
+
+    if not isinstance(problem, WeightProblem):
+        ex = exact_gradient(problem.model, problem.X, problem.Y)
+        g_flat = ex.flat()
+        slices = layer_slices(problem)
+        targets = {"eta": g_flat}
+    else:
+        wx = weight_exact_gradient(problem.model, problem.X, problem.Y)
+        targets = {"eta": wx.flat("eta"), "mu": wx.flat("mu")}
+        slices = weight_layer_slices(problem, targets)
+        ex = wx
+    exact = {
+        "loss": float(ex.loss),
+        "grad_norm": {name: float(targets["eta"][sl].norm()) for name, sl in slices},
+        "widths": list(problem.model.widths),
+        "n_points": problem.n_points,
+    }
+    if isinstance(problem, WeightProblem):
+        m = problem.model
+        exact["kinds"] = list(m.kinds)
+        exact["activation"] = m.activation
+        exact["layers"] = [name for name, _ in slices]
+        mu = {name: float(targets["mu"][sl].norm()) for name, sl in slices}
+        if mu != exact["grad_norm"]:
+            exact["grad_norm_mu"] = mu
+    return targets, slices, exact
+
+
+def _error_rows(slices: list[Slice] | None, message: str) -> list[dict[str, Any]]:
+    layers = [n for n, _ in slices] if slices is not None else ["all"]
     return [
         {
             "layer": layer,
@@ -311,19 +370,16 @@ def run_case(
         meta: dict[str, Any] = {"point": point, "signature": signature, "estimators": {}}
         # The reference is float64 on the run's device (the network was built on the CPU).
         problem = runner.problem(point).to(dtype=torch.float64, device=dev)
-        ex = exact_gradient(problem.model, problem.X, problem.Y)
-        g_flat = ex.flat()
-        meta["exact"] = {
-            "loss": float(ex.loss),
-            "grad_norm": {name: float(g_flat[sl].norm()) for name, sl in layer_slices(problem)},
-            "widths": list(problem.model.widths),
-            "n_points": problem.n_points,
-        }
+        targets, slices, meta["exact"] = reference(problem)
         for variant in variants:
             gen = make_generator(dev, stream_seed(seed, case.name, pid, variant.label))
+            wrt = getattr(variant.estimator, "wrt", None)
             info: dict[str, Any] = {"tau": variant.tau}
+            if wrt is not None:
+                info["wrt"] = wrt
             try:
-                m = measure(variant.estimator, problem, g_flat, opts, generator=gen)
+                g_flat = targets[wrt or "eta"]
+                m = measure(variant.estimator, problem, g_flat, opts, generator=gen, slices=slices)
                 new_rows = m.rows
                 info.update(
                     seconds_per_draw=m.seconds_per_draw,
@@ -335,7 +391,7 @@ def run_case(
                 )
             except Exception as e:  # an estimator's failure is recorded, not fatal
                 message = f"{type(e).__name__}: {e}"
-                new_rows = _error_rows(problem, message)
+                new_rows = _error_rows(slices, message)
                 info["error"] = message
                 report.errors.append(f"{case.name} {pid} {variant.label}: {message}")
                 say(f"estbench: error: {case.name} {pid} {variant.label}: {message}")

@@ -16,6 +16,9 @@ and statistically otherwise, layer by layer: per-coordinate z with Bonferroni pl
 B_hat / SE(B_hat) (spec §5.2, §6; ``metrics.unbiasedness_test``), with the total false-fail
 rate ``FALSE_FAIL`` = 2e-3 split evenly over all layer tests of the check. Seeds are fixed, so the
 outcome is reproducible: a correct estimator that passes once keeps passing.
+
+Estimators with ``problem = "weights"`` get the same checks on small Bernoulli-weight networks,
+against the exact gradient in their own parametrisation (``estbench.weights.checks``).
 """
 
 from __future__ import annotations
@@ -161,6 +164,13 @@ def check_estimator(
     AssertionError with it when a check fails and ``raise_on_failure``."""
     est = get_estimator(estimator) if isinstance(estimator, str) else estimator
     report = CheckReport(est.spec)
+    if est.problem == "weights":  # Bernoulli-weight SBNs: the same checks on weight networks
+        from .weights.checks import check_weight_estimator
+
+        check_weight_estimator(report, est, n_draws, seed)  # type: ignore[arg-type]
+        if raise_on_failure and not report.passed:
+            raise AssertionError(report.format())
+        return report
     problems = check_problems()
     pr = problems[0]
 

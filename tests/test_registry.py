@@ -48,7 +48,7 @@ def test_variants_are_configured_instances():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("reinforc", r"unknown estimator 'reinforc'; did you mean reinforce\?"),
+        ("reinforc", r"unknown estimator 'reinforc'; did you mean reinforce\b"),
         (
             "reinforce(baseline=frozn)",
             r"baseline must be one of none, constant, oracle, frozen; got 'frozn'",
@@ -164,3 +164,19 @@ def test_example_plugin_is_installed_and_listed():
     entry = reg["reinforce-batch-baseline"]
     assert entry.source == "estbench-example-plugin" and not reg.problems
     assert sys.modules[entry.cls.__module__].__name__ == "estbench_example.estimators"
+
+
+def test_weight_estimators_are_builtins_with_their_problem_kind():
+    reg = build_registry(plugins=False)
+    names = ("weight-reinforce", "weight-st", "binaryconnect", "weight-arm", "weight-disarm")
+    for name in names:
+        assert reg[name].source == "estbench" and reg[name].cls.problem == "weights"
+    assert reg["reinforce"].cls.problem == "sbn"
+    assert reg.create("weight-st(wrt=mu)").wrt == "mu" and reg.create("weight-arm").wrt == "eta"
+
+    class Odd(Reinforce):
+        name = "odd"
+        problem = "graphs"
+
+    with pytest.raises(EstimatorError, match="problem 'graphs' must be one of sbn, weights"):
+        Registry().register(Odd)

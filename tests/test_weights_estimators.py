@@ -473,3 +473,10 @@ def test_latent_weight_sgd_with_the_mean_gradient_is_mirror_descent():
     wrong = torch.tanh((eta - eps * g) / 2).requires_grad_()  # eta - eps g: not the step
     (off,) = torch.autograd.grad(objective(wrong), wrong)
     assert float(off.abs().max()) > 0.1
+
+
+def test_a_deterministic_path_still_gives_one_row_per_draw():
+    """binaryconnect(forward=sign) with sign activations has no randomness left: S equal rows."""
+    problem = net("sign-pm1")
+    draws = BinaryConnect(forward="sign").draw(problem, 5, generator=torch.Generator())
+    assert draws.shape == (5, problem.n_params) and torch.equal(draws[0], draws[4])

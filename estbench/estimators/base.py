@@ -25,7 +25,9 @@ Rules every estimator follows:
 * metadata as class attributes: ``name`` (what users type), ``family``, ``unbiased`` (a sentence:
   "yes", "no", or e.g. "last layer only") with the machine-readable ``unbiased_layers``,
   ``evals_per_draw`` (evaluations of the loss on a complete path per draw), ``hyperparameters``
-  (name -> ``Hyper`` with default), ``reference``;
+  (name -> ``Hyper`` with default), ``reference``, and ``problem``: the problem kind it handles,
+  ``"sbn"`` (default, this module's ``Problem``) or ``"weights"`` (an
+  ``estbench.weights.WeightProblem``, SBNs with Bernoulli weights);
 * an estimator whose only randomness is the sampled path subclasses ``PathEstimator`` and also
   provides ``path_estimate(problem, bits)``: the estimate for given binary states, per data point,
   so that its exact mean and variance can be computed by enumerating paths.
@@ -53,6 +55,9 @@ CHUNK_BYTES = 64 << 20  # working memory of one chunk of draws (CPU)
 CUDA_CHUNK_BYTES = 256 << 20  # on a GPU: fewer, larger kernels (no cache to fit)
 MIN_CHUNK_DRAWS = 64  # draws per chunk, at least (within the memory budget)
 FAMILIES = ("score-function", "relaxation", "straight-through", "path-analytic", "deterministic")
+# What an estimator's ``draw`` receives: "sbn" (a ``Problem``: the core SBN, real weights) or
+# "weights" (an ``estbench.weights.WeightProblem``: Bernoulli weights).
+PROBLEM_KINDS = ("sbn", "weights")
 
 
 class EstimatorError(EstbenchError):
@@ -153,6 +158,7 @@ class Estimator(ABC):
     reference: ClassVar[str]
     hyperparameters: ClassVar[dict[str, Hyper]] = {}
     stochastic: ClassVar[bool] = True  # False for deterministic "estimators" (mean field)
+    problem: ClassVar[str] = "sbn"  # the problem kind it handles, one of PROBLEM_KINDS
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.hyperparameters))

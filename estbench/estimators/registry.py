@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 from .._version import __version__
-from .base import FAMILIES, Estimator, EstimatorError
+from .base import FAMILIES, PROBLEM_KINDS, Estimator, EstimatorError
 
 GROUP = "estbench.estimators"
 NAME = re.compile(r"[a-z][a-z0-9-]*")
@@ -134,6 +134,11 @@ class Registry(Mapping[str, Entry]):
                 f"estimator {name!r} from {source}: family {getattr(cls, 'family', None)!r} "
                 f"must be one of {', '.join(FAMILIES)}"
             )
+        if getattr(cls, "problem", None) not in PROBLEM_KINDS:
+            raise EstimatorError(
+                f"estimator {name!r} from {source}: problem {getattr(cls, 'problem', None)!r} "
+                f"must be one of {', '.join(PROBLEM_KINDS)}"
+            )
         self._entries[name] = Entry(cls, source, version)
         return cls
 
@@ -197,6 +202,7 @@ class Registry(Mapping[str, Entry]):
 
 
 def builtin_estimators() -> list[type[Estimator]]:
+    from ..weights import estimators as weights
     from . import path_analytic, relaxed, score, straight_through
 
     return [
@@ -204,6 +210,7 @@ def builtin_estimators() -> list[type[Estimator]]:
         *relaxed.ESTIMATORS,
         *straight_through.ESTIMATORS,
         *path_analytic.ESTIMATORS,
+        *weights.ESTIMATORS,  # problem = "weights": SBNs with Bernoulli weights
     ]
 
 

@@ -42,9 +42,25 @@ def _plain_log(ax, *axes: str) -> None:
 
 
 def layer_title(data: ReportData, point: Point, layer: str) -> str:
+    """The panel title. Stochastic-weight points name what a layer's gradient flows through:
+    ``layer1 (Bernoulli η + b)``, ``layer1.W (Bernoulli η)``, ``layer1.b (b, sign
+    units)``, ``layer0 (real W + b)``."""
     if layer == "all":
         return "all binary layers"
-    return f"{layer} (head)" if layer == f"layer{point.depth}" else layer
+    if layer == f"layer{point.depth}":
+        return f"{layer} (head)"
+    kinds = point.weight_kinds
+    if kinds is None:
+        return layer
+    pair, _, block = layer[5:].partition(".")
+    act = point.meta["exact"].get("activation", "stochastic")
+    act = "sign" if act == "sign" else "stochastic"
+    if block == "W":
+        return f"{layer} (Bernoulli η)"
+    if block == "b":
+        return f"{layer} (b, {act} units)"
+    kind = "Bernoulli η" if kinds[int(pair)] == "bernoulli" else "real W"
+    return f"{layer} ({kind} + b)"
 
 
 def _grid(n: int, max_cols: int = 4) -> tuple[Figure, list]:
@@ -131,7 +147,7 @@ def cos_vs_M(data: ReportData, point: Point) -> Figure | None:
 
 def _bias_sd(data: ReportData, point: Point, e: str, layer: str) -> tuple[float, float]:
     """(relative bias, relative standard deviation of one draw) at one point and layer."""
-    gn = point.grad_norm(layer) if layer in point.meta["exact"]["grad_norm"] else math.nan
+    gn = point.grad_norm(layer, e) if layer in point.meta["exact"]["grad_norm"] else math.nan
     var = data.value(point, e, layer, "variance")
     return data.value(point, e, layer, "rel_bias"), math.sqrt(max(var, 0.0)) / gn
 

@@ -37,11 +37,26 @@ class Point:
 
     @property
     def layers(self) -> tuple[str, ...]:
-        """layer0..layerL (L = head), then ``all`` (the binary layers pooled)."""
+        """layer0..layerL (L = head), then ``all`` (the binary layers pooled). A stochastic-
+        weight point lists its own (``exact.layers``: the ``layerk.W`` / ``layerk.b`` blocks of
+        Bernoulli pairs, without blocks whose exact gradient is 0)."""
+        listed = self.meta["exact"].get("layers")
+        if listed is not None:
+            return tuple(listed)
         return (*(f"layer{k}" for k in range(self.depth + 1)), "all")
 
-    def grad_norm(self, layer: str) -> float:
-        return float(self.meta["exact"]["grad_norm"][layer])
+    @property
+    def weight_kinds(self) -> tuple[str, ...] | None:
+        """Per pair "bernoulli" or "real" for a stochastic-weight point, else None."""
+        kinds = self.meta["exact"].get("kinds")
+        return tuple(kinds) if kinds is not None else None
+
+    def grad_norm(self, layer: str, estimator: str | None = None) -> float:
+        """‖g‖ of a layer; wrt the estimator's parametrisation (eta or mu) when it has one."""
+        ex = self.meta["exact"]
+        wrt = self.info(estimator).get("wrt") if estimator is not None else None
+        norms = ex.get("grad_norm_mu", ex["grad_norm"]) if wrt == "mu" else ex["grad_norm"]
+        return float(norms[layer])
 
     def info(self, estimator: str) -> dict[str, Any]:
         return self.meta.get("estimators", {}).get(estimator, {})
@@ -134,8 +149,13 @@ def load_report_data(directory: str | Path) -> ReportData:
             f"{csv_path}: rows for points {stray} that {directory / 'results.json'} does not list"
         )
     estimators = tuple(dict.fromkeys(frame["estimator"]))
-    depth = max((p.depth for p in points), default=0)
     present = set(frame["layer"])
-    layers = tuple(f"layer{k}" for k in range(depth + 1) if f"layer{k}" in present)
+    # Every point's layers in order (a deeper point's extra layers after the shallower ones'),
+    # ``all`` last.
+    ordered = sorted(
+        {ly for p in points for ly in p.layers if ly != "all"},
+        key=lambda ly: (int(ly[5:].split(".")[0]), ly) if ly.startswith("layer") else (1 << 30, ly),
+    )
+    layers = tuple(ly for ly in ordered if ly in present)
     layers += ("all",) if "all" in present else ()
     return ReportData(directory, frame, meta, points, estimators, layers)

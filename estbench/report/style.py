@@ -41,6 +41,11 @@ SLOTS = (
     "st-tanh",
     "st-slope",
     "darn",
+    "weight-reinforce",
+    "weight-st",
+    "binaryconnect",
+    "weight-arm",
+    "weight-disarm",
 )
 PALETTE = tuple(sns.color_palette("colorblind", 10).as_hex())
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")

@@ -111,6 +111,7 @@ class WeightEstimator(Estimator):
     """Base of the weight estimators: the ``weights`` mode and what ``wrt`` the estimate is."""
 
     default_wrt: ClassVar[str] = "eta"
+    problem = "weights"
     hyperparameters = {"weights": WEIGHTS_MODE}
 
     @property
@@ -156,7 +157,9 @@ class WeightPathEstimator(WeightEstimator):
         path = path_from_uniforms(
             problem, noise, self.per_point, fixed_weights=self.fixed_weights(problem)
         )
-        return flatten(self.path_terms(problem, path, False, context))
+        out = flatten(self.path_terms(problem, path, False, context))
+        # A deterministic path (sign(eta) weights with sign activations) has no draw dimension.
+        return out.expand(n_draws, -1).contiguous() if out.dim() == 1 else out
 
 
 # ---- REINFORCE ---------------------------------------------------------------------------------

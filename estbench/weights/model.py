@@ -219,6 +219,15 @@ class WeightSBN:
         fields.update(changes)
         return WeightSBN(**fields)  # type: ignore[arg-type]
 
+    def to(
+        self, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> WeightSBN:
+        """The same network in another floating dtype and/or on another device."""
+        return self.replace(
+            params=tuple(W.to(device=device, dtype=dtype) for W in self.params),
+            biases=tuple(b.to(device=device, dtype=dtype) for b in self.biases),
+        )
+
     def with_weights(self, weights: Sequence[Tensor | None]):  # noqa: ANN201
         """The core ``estbench.model.SBN`` with the Bernoulli pairs fixed to given ±1 weights
         (``weights[k]`` for Bernoulli k, None for real pairs). Needs stochastic activations."""
@@ -292,6 +301,22 @@ class WeightProblem:
     @classmethod
     def create(cls, model: WeightSBN, X: object, Y: object) -> WeightProblem:
         return cls(model, *model.check_data(X, Y))
+
+    def to(
+        self, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> WeightProblem:
+        """As ``estbench.estimators.Problem.to``: ``self`` when nothing changes; integer labels
+        keep their dtype."""
+        if (dtype is None or dtype == self.X.dtype) and (
+            device is None or torch.device(device) == self.X.device
+        ):
+            return self
+        y_dtype = dtype if self.Y.is_floating_point() else None
+        return WeightProblem(
+            self.model.to(dtype=dtype, device=device),
+            self.X.to(device=device, dtype=dtype),
+            self.Y.to(device=device, dtype=y_dtype),
+        )
 
     @property
     def n_points(self) -> int:
