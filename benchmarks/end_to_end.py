@@ -24,7 +24,8 @@ def _args(out: Path) -> list[str]:
 class DefaultCase:
     timeout = 600
     number = 1
-    repeat = (1, 3, 120.0)
+    repeat = (1, 3, 45.0)
+    rounds = 1
     warmup_time = 0.0
 
     def setup(self) -> None:

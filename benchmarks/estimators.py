@@ -30,7 +30,10 @@ class EstimatorDraws:
 
     params = list(BUILTIN)
     param_names = ["estimator"]
-    timeout = 180
+    timeout = 300
+    number = 1
+    repeat = (1, 3, 5.0)
+    warmup_time = 0.0  # setup() already drew once
 
     def setup(self, spec: str) -> None:
         self.problem, _ = seed_problem()
@@ -52,9 +55,11 @@ class SeedStudyDraws:
 
     params = ["float64", "float32"]
     param_names = ["dtype"]
-    timeout = 300
+    timeout = 600
     number = 1
-    repeat = (1, 5, 60.0)
+    repeat = (1, 3, 30.0)
+    rounds = 1
+    warmup_time = 0.0  # setup() already drew once
 
     def setup(self, dtype: str) -> None:
         problem, _ = seed_problem()

@@ -41,7 +41,7 @@ def _unbiased(point: Point, e: str, layer: str) -> bool:
 def _ranking(data: ReportData, point: Point, layer: str, metric: str, M: int | None) -> str:
     vals = [(data.value(point, e, layer, metric, M), e) for e in _ok(data, point)]
     vals = sorted((v, e) for v, e in vals if math.isfinite(v))
-    text = " < ".join(f"`{e}` {num(v, 2)}" for v, e in vals[:TOP])
+    text = " < ".join(f"`{e}` {approx(v) if v >= 100 else num(v, 2)}" for v, e in vals[:TOP])
     return text + (" < …" if len(vals) > TOP else "")
 
 

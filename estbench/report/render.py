@@ -81,7 +81,9 @@ def _run_bullets(data: ReportData) -> list[str]:
     plugins = ", ".join(f"{p['dist']} {p['version']}" for p in env.get("plugins", [])) or "none"
     quick = " (--quick: fewer draws, smoke test only)" if run.get("quick") else ""
     return [
-        f"seed {run.get('seed')}{quick}; device {run.get('device')}, {run.get('dtype')}",
+        f"seed {run.get('seed')}{quick}; device {run.get('device')}"
+        + (f" ({run['device_name']})" if run.get("device_name") else "")
+        + f"; draws in {run.get('dtype')}, exact reference in {run.get('exact_dtype', 'float64')}",
         f"estbench {env.get('estbench_version')} at commit {commit}; torch "
         f"{env.get('torch_version')}, numpy {env.get('numpy_version')}, Python "
         f"{env.get('python_version')}, {env.get('num_threads')} threads",
