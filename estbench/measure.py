@@ -219,6 +219,7 @@ def measure(
             add(layer, "unbiased_test", float(verdict))
         verdicts[layer] = verdict
         method = "exact" if moments is not None else "mc"
+        prefix = mt.prefix_sums(d)
         for M in opts.M:
             add(
                 layer,
@@ -227,7 +228,8 @@ def measure(
                 M=M,
                 method=method,
             )
-            grouped = mt.rel_rmse_grouped(d, g, M)
+            means = mt.group_means(d, M, prefix) if d.shape[0] // M >= 2 else None
+            grouped = mt.rel_rmse_grouped(d, g, M, means=means)
             if grouped is not None:
                 add(
                     layer,
@@ -238,7 +240,7 @@ def measure(
                     lo=grouped.ci_low,
                     hi=grouped.ci_high,
                 )
-                cos = mt.cosines(d, g, M)
+                cos = mt.cosines(d, g, M, means=means)
                 R = cos.numel()
                 add(layer, "cos_mean", float(cos.mean()), M=M, se=float(cos.std()) / math.sqrt(R))
                 add(layer, "cos_q15", float(torch.quantile(cos, 0.15)), M=M)

@@ -188,11 +188,21 @@ def mse_single(draws: Tensor, g: Tensor) -> Estimate:
     return Estimate(value, se, value - Z95 * se, value + Z95 * se)
 
 
+# P(Poisson(1) <= k) for k = 0..16; the tail beyond 16 has probability 3e-16.
+_POISSON1_CDF = torch.tensor(
+    [math.exp(-1) * sum(1 / math.factorial(i) for i in range(k + 1)) for k in range(17)],
+    dtype=torch.float64,
+)
+
+
 def poisson_weights(replicates: int, n_draws: int, generator: torch.Generator) -> Tensor:
-    """Poisson(1) bootstrap weights, [replicates, n_draws] (one resampling of the draws)."""
+    """Poisson(1) bootstrap weights, [replicates, n_draws] (one resampling of the draws).
+
+    By inversion of the CDF on uniforms: the same distribution as ``torch.poisson`` (up to the
+    3e-16 tail beyond 16) at a twentieth of its cost on the CPU."""
     device = generator.device
-    ones = torch.ones(replicates, n_draws, dtype=torch.float64, device=device)
-    return torch.poisson(ones, generator=generator)
+    u = torch.rand(replicates, n_draws, dtype=torch.float64, device=device, generator=generator)
+    return torch.searchsorted(_POISSON1_CDF.to(device), u, right=True).to(torch.float64)
 
 
 def rel_rmse_bootstrap(
@@ -216,18 +226,32 @@ def rel_rmse_bootstrap(
     return curves.std(0), torch.quantile(curves, 0.025, 0), torch.quantile(curves, 0.975, 0)
 
 
-def group_means(draws: Tensor, M: int) -> Tensor:
-    """Means of floor(S/M) consecutive disjoint groups of M draws, [R, dim] (the seed protocol)."""
+def prefix_sums(draws: Tensor) -> Tensor:
+    """C[s] = sum of the first s draws, [S + 1, dim]: every group mean for every M from one pass."""
+    return torch.cat((torch.zeros_like(draws[:1]), draws.cumsum(0)))
+
+
+def group_means(draws: Tensor, M: int, prefix: Tensor | None = None) -> Tensor:
+    """Means of floor(S/M) consecutive disjoint groups of M draws, [R, dim] (the seed protocol).
+
+    With ``prefix`` (``prefix_sums(draws)``) a group mean is (C[(r+1)M] - C[rM]) / M: over the
+    36-value M grid that reads about 3 S rows instead of 36 S; the float64 differences lose
+    about log10(S) digits, far below any Monte Carlo error."""
     R = draws.shape[0] // M
-    return draws[: R * M].reshape(R, M, -1).mean(1)
+    if prefix is None or M == 1:
+        return draws[: R * M].reshape(R, M, -1).mean(1)
+    ends = prefix[::M][: R + 1]
+    return (ends[1:] - ends[:-1]) / M
 
 
-def rel_rmse_grouped(draws: Tensor, g: Tensor, M: int) -> Estimate | None:
+def rel_rmse_grouped(
+    draws: Tensor, g: Tensor, M: int, *, means: Tensor | None = None
+) -> Estimate | None:
     """sqrt(mean_r ||mean_r - g||^2) / ||g|| over R groups; CI = sqrt of the t-interval of the mean.
-    None when fewer than 2 groups."""
+    None when fewer than 2 groups. ``means``: the group means, if already computed."""
     if draws.shape[0] // M < 2:
         return None
-    means = group_means(draws, M)
+    means = group_means(draws, M) if means is None else means
     R = means.shape[0]
     e = ((means - g) ** 2).sum(1) / float(g @ g)
     m, se = float(e.mean()), float(e.std()) / math.sqrt(R)
@@ -248,9 +272,9 @@ def _t_quantile(df: int) -> float:
     return float(stdtrit(df, 0.975))
 
 
-def cosines(draws: Tensor, g: Tensor, M: int) -> Tensor:
+def cosines(draws: Tensor, g: Tensor, M: int, *, means: Tensor | None = None) -> Tensor:
     """cos(group mean, g) of every group of M draws; 0 where a group mean is exactly zero."""
-    means = group_means(draws, M)
+    means = group_means(draws, M) if means is None else means
     num = means @ g
     den = means.norm(dim=1) * g.norm()
     return torch.where(den > 0, num / den.clamp_min(1e-300), 0.0)

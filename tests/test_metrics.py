@@ -11,6 +11,9 @@ from estbench.metrics import (
     MIN_EVENTS,
     aggregate_critical,
     bonferroni_critical,
+    group_means,
+    poisson_weights,
+    prefix_sums,
     squared_bias,
     unbiasedness_test,
     z_scores,
@@ -112,3 +115,24 @@ def test_unbiasedness_test_detects_bias():
     draws = gaussian_draws(20000, mean, torch.ones(10, dtype=torch.float64), g)
     test = unbiasedness_test(draws, torch.zeros(10, dtype=torch.float64))
     assert not test.passed and test.z_max > 20
+
+
+def test_poisson_weights_have_the_poisson_1_distribution():
+    """Inversion of the CDF: frequencies of 0..4 within 5 standard errors of e^-1 / k! over 4M
+    weights (false-fail rate < 1e-5), mean and variance 1."""
+    w = poisson_weights(200, 20000, torch.Generator().manual_seed(0))
+    n = w.numel()
+    for k in range(5):
+        p = math.exp(-1) / math.factorial(k)
+        assert abs(float((w == k).double().mean()) - p) < 5 * math.sqrt(p * (1 - p) / n)
+    assert float(w.mean()) == pytest.approx(1.0, abs=5 / math.sqrt(n))
+    assert float(w.var()) == pytest.approx(1.0, abs=0.01)
+
+
+def test_group_means_from_prefix_sums_equal_the_direct_means():
+    d = torch.randn(20000, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) + 3
+    C = prefix_sums(d)
+    for M in (1, 2, 7, 1000, 9000):
+        direct = group_means(d, M)
+        assert direct.shape == (20000 // M, 7)
+        assert torch.allclose(group_means(d, M, C), direct, rtol=0, atol=1e-11)
