@@ -108,49 +108,69 @@ def _rel(a: Tensor, b: Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-300))
 
 
+def layer_claims(
+    report: CheckReport,
+    net: str,
+    exact: list[Tensor],
+    claimed: frozenset[int],
+    *,
+    means: list[Tensor] | None = None,
+    draws: list[Tensor] | None = None,
+    alpha: float,
+    what: str = "",
+) -> list[str]:
+    """Check every claimed-unbiased layer of one network: exactly from path ``means`` (relative
+    bias <= EXACT_TOL) or statistically from ``draws``. Returns the biases found in unclaimed
+    layers (for "claimed bias is detected"). Shared by the SBN and the weights checks."""
+    found = []
+    for k, g in enumerate(exact):
+        if means is not None:
+            m = means[k]
+            err = _rel(m, g) if float(g.norm()) > 0 else float(m.norm())
+            passed, detail = err <= EXACT_TOL, f"relative bias {err:.2e}"
+            kind, biased = "exact", err > EXACT_TOL
+            finding = f"{net} layer{k} (exact relative bias {err:.2e})"
+        else:
+            test = unbiasedness_test(draws[k], g, alpha=alpha)  # type: ignore[index]
+            passed, detail = test.passed, test.describe()
+            kind, biased = "statistical", not test.passed
+            finding = f"{net} layer{k} ({detail})"
+        if k in claimed:
+            report.add(f"unbiased ({kind}{what}) {net} layer{k}", passed, detail)
+        elif biased:
+            found.append(finding)
+    return found
+
+
+def bias_detected(report: CheckReport, found: list[str], n_draws: int) -> None:
+    """A claimed-biased estimator must show its bias in some unclaimed layer."""
+    report.add(
+        "claimed bias is detected",
+        bool(found),
+        found[0]
+        if found
+        else f"no bias found in unclaimed layers with {n_draws} draws; is it unbiased?",
+    )
+
+
 def _check_claim(
     report: CheckReport, est: Estimator, problems: list[Problem], n_draws: int, seed: int
 ) -> None:
-    biased_found = []
-    claimed_any = False
+    found: list[str] = []
     n_tests = sum(len(est.unbiased_layers(pr.model)) for pr in problems)
     alpha = FALSE_FAIL / 2 / max(n_tests, 1)  # unbiasedness_test fails with prob. <= 2 alpha
     for i, pr in enumerate(problems):
         exact = pr.split(exact_gradient(pr.model, pr.X, pr.Y).flat())
         claimed = est.unbiased_layers(pr.model)
-        claimed_any |= bool(claimed)
         gen = torch.Generator().manual_seed(seed + 1000 * i)
         if isinstance(est, PathEstimator):
             means = path_moments(est, pr, context=est.prepare(pr, gen)).layer_means()
-            for k, (m, g) in enumerate(zip(means, exact, strict=True)):
-                err = _rel(m, g)
-                if k in claimed:
-                    report.add(
-                        f"unbiased (exact) net{i} layer{k}",
-                        err <= EXACT_TOL,
-                        f"relative bias {err:.2e}",
-                    )
-                elif err > EXACT_TOL:
-                    biased_found.append(f"net{i} layer{k} (exact relative bias {err:.2e})")
-            continue
-        draws = pr.split(est.draw(pr, n_draws, generator=gen))
-        for k, (d, g) in enumerate(zip(draws, exact, strict=True)):
-            test = unbiasedness_test(d, g, alpha=alpha)
-            if k in claimed:
-                report.add(f"unbiased (statistical) net{i} layer{k}", test.passed, test.describe())
-            elif not test.passed:
-                biased_found.append(f"net{i} layer{k} ({test.describe()})")
-    n_layers = problems[0].model.depth + 1
-    if len(est.unbiased_layers(problems[0].model)) < n_layers:
-        report.add(
-            "claimed bias is detected",
-            bool(biased_found),
-            biased_found[0]
-            if biased_found
-            else f"no bias found in unclaimed layers with {n_draws} draws; is it unbiased?",
-        )
-    elif not claimed_any:  # pragma: no cover - a model with no layers
-        report.add("claim", False, "no layers")
+            found += layer_claims(report, f"net{i}", exact, claimed, means=means, alpha=alpha)
+        else:
+            draws = pr.split(est.draw(pr, n_draws, generator=gen))
+            found += layer_claims(report, f"net{i}", exact, claimed, draws=draws, alpha=alpha)
+    if len(est.unbiased_layers(problems[0].model)) < problems[0].model.depth + 1:
+        bias_detected(report, found, n_draws)
 
 
 def check_estimator(

@@ -13,23 +13,14 @@ false-fail rate 2e-3 split over the layer tests; the seeds are fixed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
-from torch import Tensor
 
-from ..metrics import unbiasedness_test
 from ..model import get_head
+from ..testing import FALSE_FAIL, CheckReport, bias_detected, layer_claims
 from .estimators import WeightEstimator, WeightPathEstimator
 from .exact import exact_gradient
 from .model import WeightProblem, WeightSBN, get_activation, random_weight_sbn
 from .paths import path_moments
-
-if TYPE_CHECKING:
-    from ..testing import CheckReport
-
-EXACT_TOL = 1e-9
-FALSE_FAIL = 2e-3
 
 
 def check_problems() -> list[WeightProblem]:
@@ -72,10 +63,6 @@ def zero_loss_problem() -> WeightProblem:
     )
     X = torch.randn(3, 2, generator=g, dtype=torch.float64)
     return WeightProblem.create(model, X, target.expand(3, 2))
-
-
-def _rel(a: Tensor, b: Tensor) -> float:
-    return float((a - b).norm() / b.norm().clamp_min(1e-300))
 
 
 def check_weight_estimator(
@@ -122,42 +109,23 @@ def _check_claim(
 ) -> None:
     """Every claimed layer unbiased against the exact gradient wrt ``est.wrt``; a claimed-biased
     estimator must show its bias in some unclaimed layer."""
-    biased_found: list[str] = []
+    found: list[str] = []
     n_tests = sum(len(est.unbiased_layers(p.model)) for p in problems)
     alpha = FALSE_FAIL / 2 / max(n_tests, 1)  # unbiasedness_test fails with prob. <= 2 alpha
+    what = f", wrt {est.wrt}"
     for i, pr in enumerate(problems):
         exact = exact_gradient(pr.model, pr.X, pr.Y).layer_vectors(est.wrt)
         claimed = est.unbiased_layers(pr.model)
         gen = torch.Generator().manual_seed(seed + 1000 * i)
         if isinstance(est, WeightPathEstimator):
             means = path_moments(est, pr, context=est.prepare(pr, gen)).layer_means()
-            for k, (m, g) in enumerate(zip(means, exact, strict=True)):
-                err = _rel(m, g) if float(g.norm()) > 0 else float(m.norm())
-                if k in claimed:
-                    report.add(
-                        f"unbiased (exact, wrt {est.wrt}) wnet{i} layer{k}",
-                        err <= EXACT_TOL,
-                        f"relative bias {err:.2e}",
-                    )
-                elif err > EXACT_TOL:
-                    biased_found.append(f"wnet{i} layer{k} (exact relative bias {err:.2e})")
-            continue
-        draws = pr.split(est.draw(pr, n_draws, generator=gen))
-        for k, (d, g) in enumerate(zip(draws, exact, strict=True)):
-            test = unbiasedness_test(d, g, alpha=alpha)
-            if k in claimed:
-                report.add(
-                    f"unbiased (statistical, wrt {est.wrt}) wnet{i} layer{k}",
-                    test.passed,
-                    test.describe(),
-                )
-            elif not test.passed:
-                biased_found.append(f"wnet{i} layer{k} ({test.describe()})")
+            found += layer_claims(
+                report, f"wnet{i}", exact, claimed, means=means, alpha=alpha, what=what
+            )
+        else:
+            draws = pr.split(est.draw(pr, n_draws, generator=gen))
+            found += layer_claims(
+                report, f"wnet{i}", exact, claimed, draws=draws, alpha=alpha, what=what
+            )
     if len(est.unbiased_layers(problems[0].model)) < problems[0].model.depth + 1:
-        report.add(
-            "claimed bias is detected",
-            bool(biased_found),
-            biased_found[0]
-            if biased_found
-            else f"no bias found in unclaimed layers with {n_draws} draws; is it unbiased?",
-        )
+        bias_detected(report, found, n_draws)
