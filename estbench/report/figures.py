@@ -188,7 +188,8 @@ def sweep_figure(
             bs, sds = zip(*(_bias_sd(data, t[4], t[3], layer) for t in pts), strict=True)
             st = estimator_style(base)
             axes[0][j].plot(xs, np.maximum(bs, BIAS_FLOOR), markersize=4, **st.line())
-            axes[1][j].plot(xs, sds, markersize=4, **st.line())
+            # A deterministic estimator's sd is round-off (1e-15): floor it like the bias.
+            axes[1][j].plot(xs, np.maximum(sds, BIAS_FLOOR), markersize=4, **st.line())
         for i, what in enumerate(("relative bias", "relative sd (M = 1)")):
             ax = axes[i][j]
             ax.set(yscale="log", title=f"{what}, {layer_title(data, points[0], layer)}")
@@ -201,7 +202,7 @@ def sweep_figure(
             _plain_log(ax, "y")
             ax.grid(True, alpha=0.3)
         axes[0][j].set_ylabel(f"relative bias (floor {BIAS_FLOOR:g})")
-        axes[1][j].set_ylabel("relative sd")
+        axes[1][j].set_ylabel(f"relative sd (floor {BIAS_FLOOR:g})")
     what = "temperature" if dim == "tau" else dim
     fig.suptitle(f"{data.case_name}: bias and spread vs {what}", fontsize="medium")
     _legend(fig, list(lines))
