@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -405,15 +405,7 @@ class SBN:
 
     def check_data(self, X: object, Y: object) -> tuple[Tensor, Tensor]:
         """Inputs [N, d] and the head's canonical targets, in the model's dtype and device."""
-        X = torch.as_tensor(X, dtype=self.dtype, device=self.device)
-        if X.dim() != 2 or X.shape[1] != self.input_dim:
-            raise ModelError(f"X must have shape [N, {self.input_dim}], got {list(X.shape)}")
-        y = self.head.targets(
-            torch.as_tensor(Y, dtype=self.dtype, device=self.device), self.out_dim
-        )
-        if y.shape[0] != X.shape[0]:
-            raise ModelError(f"X has {X.shape[0]} points but the targets have {y.shape[0]}")
-        return X, y
+        return check_model_data(self, X, Y)
 
     def replace(self, **changes: object) -> SBN:
         fields = {f: getattr(self, f) for f in ("weights", "biases", "coding", "noise", "head")}
@@ -434,6 +426,20 @@ class SBN:
 # --------------------------------------------------------------------------------------------
 # Per-layer flattening and coding conversion
 # --------------------------------------------------------------------------------------------
+
+
+def check_model_data(model: Any, X: object, Y: object) -> tuple[Tensor, Tensor]:
+    """Inputs [N, d] and the head's canonical targets in the model's dtype and device, for any
+    model with ``input_dim``, ``out_dim``, ``head``, ``dtype`` and ``device`` (SBN, WeightSBN)."""
+    X = torch.as_tensor(X, dtype=model.dtype, device=model.device)
+    if X.dim() != 2 or X.shape[1] != model.input_dim:
+        raise ModelError(f"X must have shape [N, {model.input_dim}], got {list(X.shape)}")
+    y = model.head.targets(
+        torch.as_tensor(Y, dtype=model.dtype, device=model.device), model.out_dim
+    )
+    if y.shape[0] != X.shape[0]:
+        raise ModelError(f"X has {X.shape[0]} points but the targets have {y.shape[0]}")
+    return X, y
 
 
 def flatten_layer(W: Tensor, b: Tensor) -> Tensor:

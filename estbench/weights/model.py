@@ -40,7 +40,17 @@ import torch
 from torch import Tensor
 
 from ..errors import ModelError
-from ..model import HEADS, NOISES, Coding, Head, Noise, check_coding, get_head, get_noise
+from ..model import (
+    HEADS,
+    NOISES,
+    Coding,
+    Head,
+    Noise,
+    check_coding,
+    check_model_data,
+    get_head,
+    get_noise,
+)
 
 WeightKind = Literal["real", "bernoulli"]
 KINDS: tuple[WeightKind, ...] = ("real", "bernoulli")
@@ -202,15 +212,7 @@ class WeightSBN:
 
     def check_data(self, X: object, Y: object) -> tuple[Tensor, Tensor]:
         """Inputs [N, d] and the head's canonical targets, in the model's dtype and device."""
-        X = torch.as_tensor(X, dtype=self.dtype, device=self.device)
-        if X.dim() != 2 or X.shape[1] != self.input_dim:
-            raise ModelError(f"X must have shape [N, {self.input_dim}], got {list(X.shape)}")
-        y = self.head.targets(
-            torch.as_tensor(Y, dtype=self.dtype, device=self.device), self.out_dim
-        )
-        if y.shape[0] != X.shape[0]:
-            raise ModelError(f"X has {X.shape[0]} points but the targets have {y.shape[0]}")
-        return X, y
+        return check_model_data(self, X, Y)
 
     def replace(self, **changes: object) -> WeightSBN:
         fields = {
