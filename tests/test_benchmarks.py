@@ -44,6 +44,8 @@ def test_the_suite_covers_the_issue():
         "end_to_end.DefaultCase",
         "accuracy.EstimatorAccuracy",
         "accuracy.ExactAccuracy",
+        "weights.WeightExactGradient",
+        "weights.WeightEstimatorDraws",
     } <= names
     grid = dict(CLASSES)["exact.ExactGradient"].params
     assert min(grid[0]) == 2 and max(grid[0]) == 12 and min(grid[1]) == 1 and max(grid[1]) == 8
@@ -53,12 +55,17 @@ def test_the_suite_covers_the_issue():
 
 def test_benchmarks_use_only_the_public_api():
     """Imports from estbench name only its public modules: the package, estbench.api (the
-    notebook API) and estbench.cli (the command line)."""
+    notebook API), estbench.cli (the command line) and estbench.weights (Bernoulli weights)."""
     for path in (ROOT / "benchmarks").glob("*.py"):
         for line in path.read_text().splitlines():
             m = re.match(r"\s*(?:from|import)\s+(estbench[\w.]*)", line)
             if m:
-                assert m.group(1) in ("estbench", "estbench.api", "estbench.cli"), (path, line)
+                assert m.group(1) in (
+                    "estbench",
+                    "estbench.api",
+                    "estbench.cli",
+                    "estbench.weights",
+                ), (path, line)
 
 
 @pytest.mark.parametrize(("name", "cls"), CLASSES, ids=[n for n, _ in CLASSES])

@@ -11,8 +11,14 @@ import torch
 
 from estbench.errors import MemoryBudgetError, ModelError
 from estbench.exact import exact_gradient as core_exact_gradient
-from estbench.model import flatten_layers
-from estbench.weights.exact import exact_gradient, exact_loss, lattice_distribution
+from estbench.model import flatten_layers, state_bits
+from estbench.weights import exact as weights_exact
+from estbench.weights.exact import (
+    exact_gradient,
+    exact_loss,
+    lattice_distribution,
+    state_lattices,
+)
 from estbench.weights.model import WeightSBN, random_weight_sbn
 from estbench.weights.paths import weight_configurations
 
@@ -272,6 +278,47 @@ def test_lattice_distribution_matches_brute_force():
             prob = prob * {1: plus, -1: minus, 0: zero}[c][:, i]
         expected[:, sum(combo) + 5] += prob
     assert torch.allclose(dist, expected, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("coding", ["01", "pm1"])
+def test_prefix_tree_lattices_equal_one_dp_per_state(coding):
+    """state_lattices shares the DP over common prefixes of the enumerated states; every state's
+    row must equal the plain per-state DP (``lattice_distribution``)."""
+    g = torch.Generator().manual_seed(3)
+    eta = 2 * torch.randn(3, 5, generator=g, dtype=F64)
+    p, q = torch.sigmoid(eta), torch.sigmoid(-eta)
+    bits = state_bits(5, dtype=F64)
+    b = bits[:, None, :]  # x_i = 1 adds W_ji; x_i = 0 adds 0 ({0,1}) or -W_ji (±1)
+    if coding == "01":
+        terms = (b * p, b * q, (1 - b).expand(-1, 3, -1))
+    else:
+        terms = (b * p + (1 - b) * q, b * q + (1 - b) * p, torch.zeros(32, 3, 5, dtype=F64))
+    expected = lattice_distribution(*terms)  # [32, 3, 11], one DP per state
+    assert torch.allclose(state_lattices(p, q, coding), expected, rtol=0, atol=1e-15)
+
+
+def test_blocked_transitions_give_the_same_gradient(monkeypatch):
+    """Row blocks of one row (many blocks per table, rebuilt in the backward pass) give the same
+    loss and gradients as whole tables, and both match finite differences."""
+    model, X, Y = make_problem(
+        (3, 4, 3), ("real", "bernoulli", "bernoulli", "real"), seed=5, coding="pm1"
+    )
+    whole = exact_gradient(model, X, Y)
+    monkeypatch.setattr(weights_exact, "TABLE_BLOCK_BYTES", 1)
+    assert weights_exact.block_rows(4, 8) == 1
+    blocked = exact_gradient(model, X, Y)
+    assert torch.equal(whole.loss, blocked.loss)
+    assert torch.allclose(whole.flat("eta"), blocked.flat("eta"), rtol=1e-13, atol=1e-15)
+    eta = model.params[2]
+    h, (j, i) = 1e-6, (1, 2)
+    loss = []
+    for s in (h, -h):
+        shifted = eta.clone()
+        shifted[j, i] += s
+        params = (*model.params[:2], shifted, model.params[3])
+        loss.append(exact_loss(model.replace(params=params), X, Y))
+    fd = (loss[0] - loss[1]) / (2 * h)
+    assert abs(float(fd - blocked.grads[2][0][j, i])) < 1e-8 * max(1.0, abs(float(fd)))
 
 
 def test_memory_guard_refuses_before_allocating():

@@ -22,11 +22,15 @@ p = sigmoid(eta) and q = sigmoid(-eta) as separate leaves (both accurate in the 
 
     dJ/deta = (dJ/dp - dJ/dq) p q,      dJ/dmu = (dJ/dp - dJ/dq) / 2     (p = (1 + mu)/2).
 
-Cost per pair k >= 1 (as the core solver, plus the DP): the DP 2^{n_k} x n_{k+1} x n_k x
-(2 n_k + 1), the table 2^{n_k} x 2^{n_{k+1}}, the marginal product N x 2^{n_k} x 2^{n_{k+1}}; a
-Bernoulli first layer N x n_1 x 2^d (plus n_1 x 2^d x d for the pattern probabilities); the
-backward pass by autograd about twice the forward. Joint enumeration would cost
-2^(#weights + sum n_k) per point.
+The transition tables are the large objects; ``Transition`` builds them in row blocks and
+rebuilds them in the backward pass instead of letting autograd keep one per layer, so memory
+holds the O(N 2^n) marginals, the per-unit tables and one block (as the core solver).
+
+Cost per pair k >= 1 (as the core solver, plus the DP): the DP over all input states at once
+(``state_lattices``, a prefix tree) 2^{n_k + 1} x n_{k+1} x (2 n_k + 1); the table
+2^{n_k} x 2^{n_{k+1}}, built twice; the marginal products N x 2^{n_k} x 2^{n_{k+1}}. A Bernoulli
+first layer: N x n_1 x 2^d (plus n_1 x 2^d x d for the pattern probabilities). Joint
+enumeration would cost 2^(#weights + sum n_k) per point.
 """
 
 from __future__ import annotations
@@ -59,24 +63,34 @@ def lattice_distribution(plus: Tensor, minus: Tensor, zero: Tensor) -> Tensor:
     return dist
 
 
-def term_probabilities(bits: Tensor, p: Tensor, q: Tensor, coding: str) -> tuple[Tensor, ...]:
-    """P(c = +1), P(c = -1), P(c = 0) of c_ji = W_ji x_i for binary inputs ``bits`` [R, n_in]
-    and P(W = +1) = p, P(W = -1) = q [n_out, n_in]; each [R, n_out, n_in]."""
-    b = bits[:, None, :]
-    if coding == "01":  # x_i = 0 contributes nothing
-        return b * p, b * q, (1 - b).expand(-1, p.shape[0], -1)
-    plus = b * p + (1 - b) * q  # x_i = -1 flips the sign of W_ji
-    minus = b * q + (1 - b) * p
-    return plus, minus, torch.zeros_like(plus)
+def state_lattices(p: Tensor, q: Tensor, coding: str) -> Tensor:
+    """Distribution of s_j = sum_i W_ji x_i for *every* binary input state x, [2^m, n_out,
+    2m + 1] in the order of ``estbench.model.state_bits`` (input 0 the top bit).
+
+    The DP of ``lattice_distribution`` after inputs 0..i-1 depends only on those bits, so the
+    states are processed as a binary tree: level i holds the 2^i prefixes, and each splits into
+    x_i off / on. Work and autograd memory ~ n_out 2^{m+1} (2m + 1) instead of m times that for
+    a separate DP per state -- what keeps wide Bernoulli layers within the memory budget.
+    ``p, q`` [n_out, m]: P(W = +1), P(W = -1).
+    """
+    n_out, m = p.shape
+    dist = p.new_zeros(n_out, 1, 2 * m + 1)
+    dist[..., m] = 1
+    for i in range(m):
+        up = F.pad(dist[..., :-1], (1, 0))  # P(s_prev = v - 1) at v: this term is +1
+        down = F.pad(dist[..., 1:], (0, 1))  # P(s_prev = v + 1) at v: this term is -1
+        pi, qi = p[:, i, None, None], q[:, i, None, None]
+        on = pi * up + qi * down  # x_i = +1 (both codings): c = W
+        off = dist if coding == "01" else qi * up + pi * down  # x_i = 0: c = 0; x_i = -1: c = -W
+        dist = torch.stack((off, on), 2).reshape(n_out, -1, 2 * m + 1)
+    return dist.transpose(0, 1)
 
 
-def bernoulli_on_off(
-    model: WeightSBN, bits: Tensor, p: Tensor, q: Tensor, bias: Tensor
-) -> tuple[Tensor, Tensor]:
-    """(P(on), P(off)) [R, n_out] of a Bernoulli pair fed by binary states ``bits`` [R, n_in]."""
-    m = bits.shape[1]
-    dist = lattice_distribution(*term_probabilities(bits, p, q, model.coding))
-    values = torch.arange(-m, m + 1, dtype=bits.dtype, device=bits.device)
+def bernoulli_on_off(model: WeightSBN, p: Tensor, q: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+    """(P(on), P(off)) [2^m, n_out] of a Bernoulli pair for every binary input state."""
+    m = p.shape[1]
+    dist = state_lattices(p, q, model.coding)
+    values = torch.arange(-m, m + 1, dtype=p.dtype, device=p.device)
     on, off = on_off(model.noise, values + bias[:, None])  # [n_out, 2m + 1]
     return (dist * on).sum(-1), (dist * off).sum(-1)
 
@@ -104,21 +118,72 @@ def product_table(on: Tensor, off: Tensor) -> Tensor:
     return table
 
 
+TABLE_BLOCK_BYTES = 64 << 20  # a row block of a transition table and its autograd stages
+
+
+def block_rows(n_out: int, rows: int) -> int:
+    """Rows of T_k built at once: ~6 tables of [rows, 2^n_out] (the product stages, M, T)
+    within ``TABLE_BLOCK_BYTES``."""
+    return max(1, min(rows, TABLE_BLOCK_BYTES // (6 * 8 * 2**n_out)))
+
+
+class Transition(torch.autograd.Function):
+    """P_k = P_{k-1} T_k with T_k = ``product_table(on, off)`` built in row blocks and never
+    stored: the backward pass rebuilds each block (as the core solver does), so memory holds
+    the marginals and the per-unit tables [2^{n_{k-1}}, n_k], not the 2^{n_{k-1}} x 2^{n_k}
+    tables of every layer that autograd would keep.
+
+    Backward with D = dJ/dP_k: dJ/dP_{k-1} = D T^T, and (on, off) get the gradient of
+    sum_{s,t} M[s, t] T[s, t] with M = P_{k-1}^T D, by autograd of the block's product.
+    """
+
+    @staticmethod
+    def forward(ctx, P: Tensor, on: Tensor, off: Tensor) -> Tensor:  # noqa: ANN001
+        ctx.save_for_backward(P, on, off)
+        out = P.new_zeros(P.shape[0], 2 ** on.shape[1])
+        step = block_rows(on.shape[1], on.shape[0])
+        for lo in range(0, on.shape[0], step):
+            out.addmm_(P[:, lo : lo + step], product_table(on[lo : lo + step], off[lo : lo + step]))
+        return out
+
+    @staticmethod
+    def backward(ctx, D: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: ANN001
+        P, on, off = ctx.saved_tensors
+        dP, d_on, d_off = torch.empty_like(P), torch.empty_like(on), torch.empty_like(off)
+        step = block_rows(on.shape[1], on.shape[0])
+        for lo in range(0, on.shape[0], step):
+            rows = slice(lo, lo + step)
+            with torch.enable_grad():
+                on_b, off_b = (
+                    on[rows].detach().requires_grad_(),
+                    off[rows].detach().requires_grad_(),
+                )
+                T = product_table(on_b, off_b)
+                M = P[:, rows].T @ D
+                d_on[rows], d_off[rows] = torch.autograd.grad((M * T).sum(), (on_b, off_b))
+            dP[:, rows] = D @ T.detach().T
+        return dP, d_on, d_off
+
+
 def exact_bytes(model: WeightSBN, n_points: int, itemsize: int = 8) -> int:
-    """Working memory of ``exact_gradient`` including what autograd keeps (an upper estimate)."""
+    """Working memory of ``exact_gradient`` including what autograd keeps (an upper estimate):
+    marginals and messages O(N 2^n) per layer, the per-unit tables and the DP's stages per
+    Bernoulli layer, and one transition-table block at a time."""
     sizes = [2**n for n in model.widths]
     total = 3 * n_points * sum(sizes) + 2 * n_points * sizes[-1] * (model.out_dim + 2)
     fan_ins = [model.input_dim, *model.widths]
+    block = 0
     for k, n_out in enumerate(model.widths):
         m = fan_ins[k]
         if k == 0:
             if model.kinds[0] == "bernoulli":
                 total += 4 * n_points * n_out * 2**m + n_out * 2**m * m
             continue
-        total += 4 * sizes[k - 1] * sizes[k]
-        if model.kinds[k] == "bernoulli":
-            total += 4 * sizes[k - 1] * n_out * (2 * m + 1) * (m + 1)
-    return itemsize * total
+        block = max(block, 6 * block_rows(n_out, sizes[k - 1]) * sizes[k])
+        total += 4 * sizes[k - 1] * n_out  # on, off and their gradients
+        if model.kinds[k] == "bernoulli":  # the prefix tree's stages (2^{m+1} nodes), read-out
+            total += 12 * sizes[k - 1] * n_out * (2 * m + 1)
+    return itemsize * (total + block)
 
 
 def check_budget(model: WeightSBN, n_points: int, memory_budget: int | None = None) -> int:
@@ -183,7 +248,7 @@ def exact_gradient(
             return on_off(model.noise, inputs @ weight_leaves[k][0].T + biases[k])
         p, q = weight_leaves[k]
         if binary:
-            return bernoulli_on_off(model, inputs, p, q, biases[k])
+            return bernoulli_on_off(model, p, q, biases[k])
         return first_layer_on_off(model, X, p, q, biases[k])
 
     with torch.set_grad_enabled(with_grad):
@@ -191,7 +256,7 @@ def exact_gradient(
         for k in range(1, L):
             bits = state_bits(model.widths[k - 1], dtype=X.dtype, device=X.device)
             inputs = bits if model.kinds[k] == "bernoulli" else encode(bits, model.coding)
-            P = P @ product_table(*layer_on_off(k, inputs, binary=True))
+            P = Transition.apply(P, *layer_on_off(k, inputs, binary=True))
         states = encode(state_bits(model.widths[-1], dtype=X.dtype, device=X.device), model.coding)
         Z = states @ weight_leaves[L][0].T + biases[L]  # [2^{n_L}, K]
         loss_table = model.head.loss(Z[:, None, :].expand(-1, X.shape[0], -1), y).T
