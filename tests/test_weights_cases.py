@@ -43,9 +43,16 @@ def write(tmp_path, text):  # noqa: ANN001, ANN201
 
 
 def test_shipped_weight_cases_validate():
-    for name in ("weights-sign", "weights-stochastic"):
-        case = load_case(name)
-        assert case.model.kind == "weights" and len(case.points()) == 3
+    for name, depths, widths in (
+        ("weights-sign", {1, 2, 3, 4}, {2, 4, 6}),
+        ("weights-stochastic", {2, 3, 4}, {2, 3, 5}),
+    ):
+        case = load_case(name)  # across depth and width: the whole grid
+        points = case.points()
+        assert case.model.kind == "weights" and len(points) == len(depths) * len(widths)
+        assert {(p["depth"], p["width"]) for p in points} == {
+            (d, w) for d in depths for w in widths
+        }
         assert all(get_estimator(e).problem == "weights" for e in case.measure.estimators)
     assert load_case("weights-sign").model.activation_name == "sign"
     assert load_case("default").model.kind == "sbn"
