@@ -168,7 +168,16 @@ def test_example_plugin_is_installed_and_listed():
 
 def test_weight_estimators_are_builtins_with_their_problem_kind():
     reg = build_registry(plugins=False)
-    names = ("weight-reinforce", "weight-st", "binaryconnect", "weight-arm", "weight-disarm")
+    names = (
+        "weight-reinforce",
+        "weight-st",
+        "binaryconnect",
+        "weight-arm",
+        "weight-disarm",
+        "weight-concrete",
+        "weight-st-gs",
+        "weight-gumbel-rao",
+    )
     for name in names:
         assert reg[name].source == "estbench" and reg[name].cls.problem == "weights"
     assert reg["reinforce"].cls.problem == "sbn"

@@ -46,6 +46,9 @@ SLOTS = (
     "binaryconnect",
     "weight-arm",
     "weight-disarm",
+    "weight-concrete",
+    "weight-st-gs",
+    "weight-gumbel-rao",
 )
 PALETTE = tuple(sns.color_palette("colorblind", 10).as_hex())
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")

@@ -5,7 +5,8 @@ the weight means mu = E W), and gradient estimators for them.
 Modules: ``model`` (the network and its data batch), ``exact`` (per-point weight marginals by a
 lattice DP, then the layer-wise forward algorithm), ``paths`` (sampled and enumerated forward
 passes, exact moments of path estimators), ``estimators`` (REINFORCE, ST, BinaryConnect variants,
-ARM, DisARM).
+ARM, DisARM), ``relaxed`` (the relaxation family: weight Concrete, ST Gumbel-Softmax,
+Gumbel-Rao).
 """
 
 from .estimators import (
@@ -21,20 +22,24 @@ from .estimators import (
 from .exact import WeightExactResult, exact_gradient, exact_loss, lattice_distribution
 from .model import WeightProblem, WeightSBN, random_weight_sbn
 from .paths import WeightPathMoments, path_moments, sample_path
+from .relaxed import WeightConcrete, WeightGumbelRao, WeightStraightThroughGumbelSoftmax
 
 __all__ = [
     "ESTIMATORS",
     "BinaryConnect",
     "WeightARM",
+    "WeightConcrete",
     "WeightDisARM",
     "WeightEstimator",
     "WeightExactResult",
+    "WeightGumbelRao",
     "WeightPathEstimator",
     "WeightPathMoments",
     "WeightProblem",
     "WeightReinforce",
     "WeightSBN",
     "WeightStraightThrough",
+    "WeightStraightThroughGumbelSoftmax",
     "exact_gradient",
     "exact_loss",
     "lattice_distribution",

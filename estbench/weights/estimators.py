@@ -239,9 +239,16 @@ def activation_jacobians(model: WeightSBN, path: WeightPath, sign_proxy: str) ->
     c = coding_scale(model)
     if model.noise is not None:
         return [c * model.noise.pdf_given(a, on) for a, on in zip(path.a, path.on, strict=True)]
+    return [sign_jacobian(model, a, sign_proxy) for a in path.a]
+
+
+def sign_jacobian(model: WeightSBN, a: Tensor, sign_proxy: str) -> Tensor:
+    """The BNN proxy "dx/da" of a sign activation: (c/2) 1[|a| <= 1] (``hardtanh``) or c/2
+    (``identity``)."""
+    c = coding_scale(model)
     if sign_proxy == "identity":
-        return [a.new_full((), c / 2) for a in path.a]
-    return [(c / 2) * (a.abs() <= 1).to(a.dtype) for a in path.a]
+        return a.new_full((), c / 2)
+    return (c / 2) * (a.abs() <= 1).to(a.dtype)
 
 
 def straight_through(
@@ -526,10 +533,20 @@ class WeightDisARM(_PairEstimator):
         return w if logit_scale is None else w * logit_scale
 
 
+# The relaxation family builds on the helpers above, hence the late import.
+from .relaxed import (  # noqa: E402
+    WeightConcrete,
+    WeightGumbelRao,
+    WeightStraightThroughGumbelSoftmax,
+)
+
 ESTIMATORS: list[type[WeightEstimator]] = [
     WeightReinforce,
     WeightStraightThrough,
     BinaryConnect,
     WeightARM,
     WeightDisARM,
+    WeightConcrete,
+    WeightStraightThroughGumbelSoftmax,
+    WeightGumbelRao,
 ]
