@@ -192,7 +192,7 @@ def sweep_figure(
             axes[1][j].plot(xs, np.maximum(sds, BIAS_FLOOR), markersize=4, **st.line())
         for i, what in enumerate(("relative bias", "relative sd (M = 1)")):
             ax = axes[i][j]
-            ax.set(yscale="log", title=f"{what}, {layer_title(data, points[0], layer)}")
+            ax.set(yscale="log", title=f"{what}\n{layer_title(data, points[0], layer)}")
             ax.set_xlabel({"tau": "temperature τ"}.get(dim, dim))
             if dim in ("tau", "checkpoint"):
                 ax.set_xscale("log")
