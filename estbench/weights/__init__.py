@@ -8,6 +8,7 @@ passes, exact moments of path estimators), ``estimators`` (REINFORCE, ST, Binary
 ARM, DisARM).
 """
 
+from .checkpoint import WeightCheckpoint, load_weight_checkpoint, save_weight_checkpoint
 from .estimators import (
     ESTIMATORS,
     BinaryConnect,
@@ -26,6 +27,7 @@ __all__ = [
     "ESTIMATORS",
     "BinaryConnect",
     "WeightARM",
+    "WeightCheckpoint",
     "WeightDisARM",
     "WeightEstimator",
     "WeightExactResult",
@@ -38,7 +40,9 @@ __all__ = [
     "exact_gradient",
     "exact_loss",
     "lattice_distribution",
+    "load_weight_checkpoint",
     "path_moments",
     "random_weight_sbn",
     "sample_path",
+    "save_weight_checkpoint",
 ]
