@@ -220,7 +220,7 @@ class CaseRunner:
         path = self.directory / "checkpoints" / f"{tag}_epoch{epoch}.npz"
         if path.exists():  # trained by an earlier (possibly interrupted) run
             if isinstance(init, WeightSBN):
-                return load_weight_checkpoint(path).model()
+                return _stored_like(path, init)
             ckpt = load_checkpoint(path)
             return ckpt.model(coding=init.coding, noise=init.noise.name, head=init.head.name)
         if key not in self._trained:
@@ -240,6 +240,22 @@ class CaseRunner:
             for e, net in self._trained[key].items():
                 save(self.directory / "checkpoints" / f"{tag}_epoch{e}.npz", net, X, Y)
         return self._trained[key][epoch]
+
+
+def _stored_like(path: Path, init: WeightSBN) -> WeightSBN:
+    """A stored training snapshot of ``init``'s network; a file left by another version of the
+    case (other kinds, shapes or settings) is an error, not silently measured."""
+    net = load_weight_checkpoint(path).model()
+
+    def layout(m: WeightSBN) -> tuple[Any, ...]:
+        return (m.kinds, [p.shape for p in m.params], m.coding, m.activation, m.head.name)
+
+    if layout(net) != layout(init):
+        raise CheckpointError(
+            f"{path}: a stored training snapshot of another network ({net.describe()}); this case "
+            f"trains {init.describe()}. Remove the file (or use another --out) to train again"
+        )
+    return net
 
 
 def case_checkpoint(case: Case) -> tuple[Any, tuple[torch.Tensor, torch.Tensor] | None]:

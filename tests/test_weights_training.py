@@ -343,6 +343,10 @@ def test_runner_trains_weight_models_to_checkpoints_and_reuses_them(tmp_path, mo
     assert again.points_done == 3 and not again.errors
     assert (directory / "results.csv").read_text() == csv
     assert _exact_sections(directory) == exact
+    # A snapshot left by another version of the case is refused, naming the file.
+    edited = parse_case(CASE.replace('coding = "pm1"', 'coding = "01"'), name="t")
+    with pytest.raises(CheckpointError, match="a stored training snapshot of another network"):
+        run_case(edited, tmp_path, progress=False)
 
 
 def test_weight_checkpoints_are_measured_from_the_case_or_the_command_line(tmp_path):
