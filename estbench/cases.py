@@ -580,7 +580,8 @@ def with_overrides(
     their own directory and never mix with (or resume from) the case's own network.
     """
     if checkpoint is not None:
-        sweep = {k: v for k, v in case.sweep.items() if k not in ("checkpoint",)}
+        # The stored network fixes the architecture: no depth, width or training sweep is left.
+        sweep = {k: v for k, v in case.sweep.items() if k not in ("checkpoint", "depth", "width")}
         case = replace(
             case,
             name=f"{case.name}@{Path(checkpoint).stem}",

@@ -376,3 +376,30 @@ def test_weight_checkpoints_are_measured_from_the_case_or_the_command_line(tmp_p
     save_checkpoint(tmp_path / "sbn.npz", sbn, Xs, Ys)
     with pytest.raises(CheckpointError, match="not a stochastic-binary-weight checkpoint"):
         run_case(with_overrides(case, checkpoint=tmp_path / "sbn.npz"), tmp_path, progress=False)
+
+
+def test_cli_runs_a_weights_case_on_a_weight_checkpoint(tmp_path, capsys):
+    from estbench.cli import main
+
+    model, X, Y = problem(coding="pm1")
+    path = tmp_path / "net.npz"
+    save_weight_checkpoint(path, model, X, Y)
+    swept = CASE.replace("widths = [2, 2]", "depth = 2").replace(
+        "[sweep]\n", "[sweep]\nwidth = [2, 3]\n"
+    )
+    case_path = tmp_path / "sw.toml"
+    case_path.write_text(swept)
+    # The stored network fixes the architecture: the width and training sweeps are dropped.
+    assert with_overrides(load_case(case_path), checkpoint=path).points() == [{}]
+    out = tmp_path / "out"
+    args = ["run", str(case_path), "--checkpoint", str(path), "--out", str(out), "--no-report"]
+    assert main([*args, "--quick", "--no-progress"]) == 0
+    point = json.loads((out / "sw@net" / "results.json").read_text())["points"][0]
+    assert point["point"] == {} and point["exact"]["loss"] == float(exact_loss(model, X, Y))
+    # An SBN case refuses it before any work, naming the file.
+    sbn = tmp_path / "sbn.toml"
+    sbn.write_text("schema_version = 1\n[model]\nwidths = [3, 2]\n[measure]\nestimators = ['st']\n")
+    assert main(["run", str(sbn), "--checkpoint", str(path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: a stochastic-binary-weight checkpoint" in err
+    assert not (out / "sbn@net").exists()
