@@ -356,14 +356,14 @@ def parse_case(
         epochs = t.get(
             "epochs", "int", required=True, check=_positive, expected="a positive integer"
         )
-        method = t.get("method", "str", "reinforce")
-        if model.kind == "weights":
-            raise CaseError(
-                f"{file}: training: training a stochastic-weight model (model.weights) is not "
-                "supported yet; remove [training] to measure at initialisation"
-            )
+        # "exact" or an estimator of the model's kind (a weights model: latent-weight updates,
+        # see estbench/training.py); REINFORCE by default, as in the seed study.
+        method = t.get(
+            "method", "str", "weight-reinforce" if model.kind == "weights" else "reinforce"
+        )
         if method != "exact":
-            _check_estimator_spec(file, "training.method", method, default_registry())
+            est = _check_estimator_spec(file, "training.method", method, default_registry())
+            check_problem_kind(f"{file}: training.method", est, model)
         training = TrainingSpec(
             method=method,
             optimizer=t.choice("optimizer", ("sgd", "adam"), "sgd"),
@@ -497,7 +497,7 @@ def parse_case(
     )
     ms.done()
     top.done()
-    if model.kind == "weights" and model.first_layer == "real":
+    if model.kind == "weights" and model.first_layer == "real" and model.checkpoint is None:
         depths = sweep.get("depth") or ((len(model.widths),) if model.widths else (model.depth,))
         if min(int(d) for d in depths if d is not None) < 2:  # type: ignore[arg-type]
             raise CaseError(
@@ -532,12 +532,7 @@ def check_problem_kind(where: str, est: Any, model: ModelSpec) -> None:
 
 
 def _check_weights_model(file: str, model: ModelSpec, raw: dict[str, Any]) -> None:
-    """What a stochastic-binary-weight model cannot have (yet)."""
-    if model.checkpoint is not None:
-        raise CaseError(
-            f"{file}: model.checkpoint: a stochastic-weight model (model.weights) is measured "
-            "at initialisation; checkpoints are not supported for it"
-        )
+    """What a stochastic-binary-weight model cannot have."""
     if "init" in raw.get("model", {}) and model.init != "random":
         raise CaseError(
             f"{file}: model.init: expected 'random' for a stochastic-weight model (eta ~ "
@@ -584,13 +579,9 @@ def with_overrides(
     A checkpoint override renames the case ``<case>@<checkpoint stem>``, so its results go to
     their own directory and never mix with (or resume from) the case's own network.
     """
-    if checkpoint is not None and case.model.kind == "weights":
-        raise CaseError(
-            f"{case.name}: --checkpoint: a stochastic-weight model (model.weights) is measured "
-            "at initialisation; checkpoints are not supported for it"
-        )
     if checkpoint is not None:
-        sweep = {k: v for k, v in case.sweep.items() if k not in ("checkpoint",)}
+        # The stored network fixes the architecture: no depth, width or training sweep is left.
+        sweep = {k: v for k, v in case.sweep.items() if k not in ("checkpoint", "depth", "width")}
         case = replace(
             case,
             name=f"{case.name}@{Path(checkpoint).stem}",

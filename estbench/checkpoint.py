@@ -4,6 +4,10 @@ Keys: ``W0, b0, ..., WL, bL`` (the last pair is the head) and optional ``X`` [N,
 -- the layout of the seed networks. Coding, noise and head are not stored: they are part of the
 model the caller states (command line or case file). Other keys (e.g. the seed files' exact
 reference values) are kept in ``Checkpoint.extra`` and otherwise ignored.
+
+Stochastic-binary-weight models (``estbench.weights.checkpoint``) use the same format with the
+marker ``estbench_model = "weight-sbn"``; ``load_checkpoint`` refuses such a file (and the weight
+loader refuses a file without the marker), naming it, so neither kind is misread as the other.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from .model import SBN, check_coding, get_head, get_noise
 
 _PARAM = re.compile(r"([Wb])(\d+)")
 _PARAM_LIKE = re.compile(r"(w|b|weight|bias|weights|biases)_?\d+", re.IGNORECASE)
+MODEL_KEY = "estbench_model"  # absent in SBN checkpoints (the seed networks' layout)
+WEIGHT_SBN = "weight-sbn"
 
 
 @dataclass(frozen=True)
@@ -63,9 +69,8 @@ def _shape(a: np.ndarray) -> str:
     return str(list(a.shape))
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read and validate a checkpoint; every problem is a CheckpointError naming file and key."""
-    path = Path(path)
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file; a CheckpointError naming the file if it is unreadable."""
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -75,6 +80,101 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: not a readable .npz file ({e})") from None
     if not isinstance(arrays, dict):  # pragma: no cover - np.load of a .npy gives an array
         raise CheckpointError(f"{path}: expected an .npz archive")
+    return arrays
+
+
+def string_value(path: Path, arrays: dict[str, np.ndarray], key: str) -> str:
+    """A 0-d string array (how the format stores names) as str."""
+    a = arrays[key]
+    if a.ndim != 0 or a.dtype.kind != "U":
+        raise CheckpointError(f"{path}: key {key} must be a string, got {a.dtype} {_shape(a)}")
+    return str(a[()])
+
+
+def checkpoint_kind_of(path: Path, arrays: dict[str, np.ndarray]) -> str:
+    """ "sbn" (no marker) or "weights" (marker ``estbench_model = "weight-sbn"``)."""
+    if MODEL_KEY not in arrays:
+        return "sbn"
+    value = string_value(path, arrays, MODEL_KEY)
+    if value != WEIGHT_SBN:
+        raise CheckpointError(
+            f"{path}: key {MODEL_KEY} is {value!r}; expected {WEIGHT_SBN!r} (or no such key for "
+            "an SBN with real weights)"
+        )
+    return "weights"
+
+
+def checkpoint_kind(path: str | Path) -> str:
+    """The problem kind of a checkpoint file: "sbn" or "weights" (``ModelSpec.kind``)."""
+    return checkpoint_kind_of(Path(path), read_npz(Path(path)))
+
+
+def check_pair(
+    path: Path, k: int, key: str, W: np.ndarray, b: np.ndarray, prev: tuple[str, int] | None
+) -> None:
+    """Shapes and values of pair k (weights under ``key``, biases b{k}); ``prev`` is the key and
+    output count of the previous pair (None for the first)."""
+    if W.ndim != 2:
+        raise CheckpointError(f"{path}: key {key} has shape {_shape(W)}, expected a 2-d [out, in]")
+    if prev is not None and W.shape[1] != prev[1]:
+        raise CheckpointError(
+            f"{path}: key {key} has shape {_shape(W)}, expected [{W.shape[0]}, {prev[1]}] "
+            f"({prev[0]} has {prev[1]} outputs)"
+        )
+    if b.shape != (W.shape[0],):
+        raise CheckpointError(f"{path}: key b{k} has shape {_shape(b)}, expected [{W.shape[0]}]")
+    for name, a in ((key, W), (f"b{k}", b)):
+        if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
+            raise CheckpointError(f"{path}: key {name} must hold finite numbers")
+
+
+def check_data(path: Path, X: np.ndarray | None, Y: np.ndarray | None, d: int) -> None:
+    """Optional data: both X [N, d] and Y [N] or [N, k], or neither."""
+    if (X is None) != (Y is None):
+        raise CheckpointError(
+            f"{path}: has {'X' if Y is None else 'Y'} without "
+            f"{'Y' if Y is None else 'X'}; data needs both keys"
+        )
+    if X is not None and Y is not None:
+        if X.ndim != 2 or X.shape[1] != d:
+            raise CheckpointError(f"{path}: key X has shape {_shape(X)}, expected [N, {d}]")
+        if Y.ndim not in (1, 2) or Y.shape[0] != X.shape[0]:
+            raise CheckpointError(
+                f"{path}: key Y has shape {_shape(Y)}, expected [{X.shape[0]}] or [{X.shape[0]}, k]"
+            )
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Atomic: a temporary file, then a rename, so an interruption never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    tmp.replace(path)
+
+
+def data_arrays(X: object, Y: object) -> dict[str, np.ndarray]:
+    if (X is None) != (Y is None):
+        raise ValueError("save_checkpoint needs both X and Y, or neither")
+    if X is None:
+        return {}
+    return {
+        "X": torch.as_tensor(X).detach().cpu().numpy(),
+        "Y": torch.as_tensor(Y).detach().cpu().numpy(),
+    }
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and validate a checkpoint; every problem is a CheckpointError naming file and key."""
+    path = Path(path)
+    arrays = read_npz(path)
+    kind = checkpoint_kind_of(path, arrays)
+    if kind != "sbn":
+        raise CheckpointError(
+            f"{path}: a stochastic-binary-weight checkpoint (key {MODEL_KEY} = {WEIGHT_SBN!r}), "
+            "not an SBN with real weights; read it with estbench.weights.load_weight_checkpoint "
+            '(in a case: model.weights = "bernoulli")'
+        )
 
     params: dict[tuple[str, int], np.ndarray] = {}
     extra: dict[str, np.ndarray] = {}
@@ -109,39 +209,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     weights, biases = [], []
     for k in range(depth + 1):
         W, b = params[("W", k)], params[("b", k)]
-        if W.ndim != 2:
-            raise CheckpointError(
-                f"{path}: key W{k} has shape {_shape(W)}, expected a 2-d [out, in]"
-            )
-        if k > 0 and W.shape[1] != weights[-1].shape[0]:
-            raise CheckpointError(
-                f"{path}: key W{k} has shape {_shape(W)}, expected [{W.shape[0]}, "
-                f"{weights[-1].shape[0]}] (W{k - 1} has {weights[-1].shape[0]} outputs)"
-            )
-        if b.shape != (W.shape[0],):
-            raise CheckpointError(
-                f"{path}: key b{k} has shape {_shape(b)}, expected [{W.shape[0]}]"
-            )
-        for key, a in ((f"W{k}", W), (f"b{k}", b)):
-            if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
-                raise CheckpointError(f"{path}: key {key} must hold finite numbers")
+        check_pair(path, k, f"W{k}", W, b, (f"W{k - 1}", weights[-1].shape[0]) if k else None)
         weights.append(W)
         biases.append(b)
 
     X, Y = arrays.get("X"), arrays.get("Y")
-    if (X is None) != (Y is None):
-        raise CheckpointError(
-            f"{path}: has {'X' if Y is None else 'Y'} without "
-            f"{'Y' if Y is None else 'X'}; data needs both keys"
-        )
-    if X is not None and Y is not None:
-        d = weights[0].shape[1]
-        if X.ndim != 2 or X.shape[1] != d:
-            raise CheckpointError(f"{path}: key X has shape {_shape(X)}, expected [N, {d}]")
-        if Y.ndim not in (1, 2) or Y.shape[0] != X.shape[0]:
-            raise CheckpointError(
-                f"{path}: key Y has shape {_shape(Y)}, expected [{X.shape[0]}] or [{X.shape[0]}, k]"
-            )
+    check_data(path, X, Y, weights[0].shape[1])
     return Checkpoint(tuple(weights), tuple(biases), X, Y, extra, path)
 
 
@@ -172,21 +245,11 @@ def save_checkpoint(
     Y: Tensor | np.ndarray | None = None,
 ) -> None:
     """Write ``model`` (and data) in the checkpoint layout; atomic (temp file, then rename)."""
-    path = Path(path)
     arrays: dict[str, np.ndarray] = {}
     for k, (W, b) in enumerate(zip(model.weights, model.biases, strict=True)):
         arrays[f"W{k}"] = W.detach().cpu().numpy()
         arrays[f"b{k}"] = b.detach().cpu().numpy()
-    if (X is None) != (Y is None):
-        raise ValueError("save_checkpoint needs both X and Y, or neither")
-    if X is not None and Y is not None:
-        arrays["X"] = torch.as_tensor(X).detach().cpu().numpy()
-        arrays["Y"] = torch.as_tensor(Y).detach().cpu().numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    tmp.replace(path)
+    write_npz(Path(path), arrays | data_arrays(X, Y))
 
 
 def model_from_checkpoint(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._version import __version__
-from .checkpoint import load_checkpoint, load_data, model_from_checkpoint
+from .checkpoint import load_data, model_from_checkpoint
 from .device import DEVICES, DTYPES, resolve_device
 from .errors import EstbenchError, ModelError
 from .estimators.base import PathEstimator
@@ -116,20 +116,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .cases import load_case, with_overrides
-    from .runner import run_case, run_settings
+    from .runner import case_checkpoint, run_case, run_settings
 
     registry = _registry()
     estimators = tuple(split_specs(args.estimators)) if args.estimators else None
     for spec in estimators or ():
         registry.create(spec)
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
-    if checkpoint is not None:
-        load_checkpoint(checkpoint)  # fail now, naming the file, not after other cases ran
-    # Every case is validated before any work starts.
+    # Every case (and its checkpoint, of the case's model kind) is validated before any work
+    # starts, so a bad file fails now, naming it, not after other cases ran.
     cases = [
         with_overrides(load_case(name), checkpoint=checkpoint, estimators=estimators)
         for name in args.cases or ["default"]
     ]
+    for case in cases:
+        if case.model.checkpoint is not None:
+            case_checkpoint(case)
     for case in cases:  # an unusable device or dtype fails before any work
         run_settings(case, device=args.device, dtype=args.dtype)
     failed = 0

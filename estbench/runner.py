@@ -34,7 +34,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import make_dataset, targets_for_head
 from .device import device_name, dtype_name, resolve_device, resolve_dtype
 from .device import generator as make_generator
-from .errors import EstbenchError
+from .errors import CheckpointError, EstbenchError
 from .estimators.base import Estimator, Problem
 from .estimators.registry import default_registry
 from .exact import exact_gradient
@@ -42,7 +42,14 @@ from .initialization import ap2_init, uniform_sbn
 from .measure import MeasureOptions, Slice, layer_slices, measure, weight_layer_slices
 from .model import SBN, random_sbn
 from .results import atomic_write, environment, point_id, rows_to_csv, write_json
-from .training import train
+from .training import Net, train
+from .weights import (
+    WeightProblem,
+    WeightSBN,
+    load_weight_checkpoint,
+    random_weight_sbn,
+    save_weight_checkpoint,
+)
 
 POINT_FORMAT = 1
 
@@ -123,7 +130,7 @@ class CaseRunner:
         self.case = case
         self.directory = directory
         self.progress = progress
-        self._trained: dict[tuple[Any, ...], dict[int, SBN]] = {}
+        self._trained: dict[tuple[Any, ...], dict[int, Any]] = {}
 
     def _initial(
         self, widths: tuple[int, ...], X: torch.Tensor, out_dim: int, seed_offset: int
@@ -156,12 +163,8 @@ class CaseRunner:
         if m.kind == "weights":
             return self._weight_problem(point, offset)  # type: ignore[return-value]
         if m.checkpoint is not None:
-            ckpt = load_checkpoint(m.checkpoint)
-            model = ckpt.model(coding=m.coding, noise=m.noise, head=m.head)
-            if ckpt.X is not None:
-                X, Y = ckpt.data()
-            else:
-                X, Y, _ = self._data(offset, model.out_dim)
+            model, data = case_checkpoint(case)
+            X, Y = data if data is not None else self._data(offset, model.out_dim)[:2]
             return Problem.create(model, X, Y)
         widths = case.widths_at(point)
         X, Y, out_dim = self._data(offset)
@@ -171,12 +174,15 @@ class CaseRunner:
             model = self._trained_model(model, X, Y, widths, offset, epoch)
         return Problem.create(model, X, Y)
 
-    def _weight_problem(self, point: dict[str, Any], offset: int) -> Any:
-        """A stochastic-binary-weight network at initialisation (``random_weight_sbn``): eta ~
-        N(0, eta_scale^2), real W ~ N(0, scale^2 / fan-in), b ~ N(0, 0.25); no training yet."""
-        from .weights import WeightProblem, random_weight_sbn
-
+    def _weight_problem(self, point: dict[str, Any], offset: int) -> WeightProblem:
+        """A stochastic-binary-weight network: from ``model.checkpoint``, or at initialisation
+        (``random_weight_sbn``: eta ~ N(0, eta_scale^2), real W ~ N(0, scale^2 / fan-in),
+        b ~ N(0, 0.25)) and then trained if the case has ``[training]``."""
         m = self.case.model
+        if m.checkpoint is not None:
+            model, data = case_checkpoint(self.case)
+            X, Y = data if data is not None else self._data(offset, model.out_dim)[:2]
+            return WeightProblem.create(model, X, Y)
         widths = self.case.widths_at(point)
         X, Y, out_dim = self._data(offset)
         model = random_weight_sbn(
@@ -191,23 +197,30 @@ class CaseRunner:
             activation=m.activation_name,
             head=m.head,
         )
+        if self.case.training is not None:
+            epoch = int(point.get("checkpoint", max(self.case.training.measure_at)))
+            model = self._trained_model(model, X, Y, widths, offset, epoch)
         return WeightProblem.create(model, X, Y)
 
     def _trained_model(
         self,
-        init: SBN,
+        init: Net,
         X: torch.Tensor,
         Y: torch.Tensor,
         widths: tuple[int, ...],
         offset: int,
         epoch: int,
-    ) -> SBN:
+    ) -> Net:
+        """``init`` (an SBN or a WeightSBN) trained to ``epoch``; every snapshot of the sweep is
+        stored in ``checkpoints/`` and reused by a later (e.g. interrupted) run."""
         spec = self.case.training
         assert spec is not None
         key = (widths, offset)
         tag = f"w{'-'.join(map(str, widths))}_seed{offset}"
         path = self.directory / "checkpoints" / f"{tag}_epoch{epoch}.npz"
         if path.exists():  # trained by an earlier (possibly interrupted) run
+            if isinstance(init, WeightSBN):
+                return _stored_like(path, init)
             ckpt = load_checkpoint(path)
             return ckpt.model(coding=init.coding, noise=init.noise.name, head=init.head.name)
         if key not in self._trained:
@@ -223,9 +236,56 @@ class CaseRunner:
                 leave=False,
             ) as bar:
                 self._trained[key] = train(init, X, Y, train_spec, on_epoch=lambda _: bar.update(1))
+            save = save_weight_checkpoint if isinstance(init, WeightSBN) else save_checkpoint
             for e, net in self._trained[key].items():
-                save_checkpoint(self.directory / "checkpoints" / f"{tag}_epoch{e}.npz", net, X, Y)
+                save(self.directory / "checkpoints" / f"{tag}_epoch{e}.npz", net, X, Y)
         return self._trained[key][epoch]
+
+
+def _stored_like(path: Path, init: WeightSBN) -> WeightSBN:
+    """A stored training snapshot of ``init``'s network; a file left by another version of the
+    case (other kinds, shapes or settings) is an error, not silently measured."""
+    net = load_weight_checkpoint(path).model()
+
+    def layout(m: WeightSBN) -> tuple[Any, ...]:
+        return (m.kinds, [p.shape for p in m.params], m.coding, m.activation, m.head.name)
+
+    if layout(net) != layout(init):
+        raise CheckpointError(
+            f"{path}: a stored training snapshot of another network ({net.describe()}); this case "
+            f"trains {init.describe()}. Remove the file (or use another --out) to train again"
+        )
+    return net
+
+
+def case_checkpoint(case: Case) -> tuple[Any, tuple[torch.Tensor, torch.Tensor] | None]:
+    """The network of ``model.checkpoint`` (or ``--checkpoint``) and its data if stored.
+
+    An SBN checkpoint stores no coding, noise or head: the case's are used. A weight checkpoint
+    stores them, and they must be the case's (as must the first pair's kind, ``first_layer``): the
+    stored network is measured as it was trained, never silently re-read with other settings.
+    """
+    m = case.model
+    assert m.checkpoint is not None
+    if m.kind == "sbn":
+        ckpt = load_checkpoint(m.checkpoint)
+        model = ckpt.model(coding=m.coding, noise=m.noise, head=m.head)
+        return model, (ckpt.data() if ckpt.X is not None else None)
+    wckpt = load_weight_checkpoint(m.checkpoint)
+    where = str(case.path) if case.path else f"<case {case.name}>"
+    first = "bernoulli" if m.first_layer == "bernoulli" else "real"
+    for key, stored, stated, case_key in (
+        ("coding", wckpt.coding, m.coding, "model.coding"),
+        ("activation", wckpt.activation, m.activation_name, "model.activation / model.noise"),
+        ("head", wckpt.head, m.head, "model.head"),
+        ("eta0/W0", wckpt.kinds[0], first, "model.first_layer"),
+    ):
+        if stored != stated:
+            raise CheckpointError(
+                f"{m.checkpoint}: key {key} gives {stored!r}, but {where}: {case_key} gives "
+                f"{stated!r}; expected the same (a weight checkpoint is measured as stored)"
+            )
+    return wckpt.model(), (wckpt.data() if wckpt.X is not None else None)
 
 
 def run_settings(

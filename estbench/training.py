@@ -4,6 +4,21 @@ minibatch, every point with its own noise -- the seed protocol) or with the exac
 An epoch is one pass over the data in minibatches of a shuffled order; a snapshot of the network is
 taken after each epoch listed in ``measure_at`` (epoch 0 is the initial network).
 
+Two model kinds share the loop: the core ``SBN`` (parameters W_k, b_k) and the stochastic-weight
+``WeightSBN`` (parameters theta_k = eta_k of Bernoulli pairs or W_k of real pairs, and b_k). Both
+flatten a gradient per layer as concat(theta_k.reshape(-1), b_k), so one update serves both. For
+a weight model the step uses the estimate as drawn:
+
+* wrt eta (``exact``, ``weight-st``, ``weight-arm``, ...): SGD/Adam on the latent weights eta.
+* wrt mu (``binaryconnect``, ``weight-st(wrt=mu)``): g_mu applied to eta, the latent-weight rule
+  of BinaryConnect. With plain SGD (momentum 0) at learning rate lr this is exactly mirror descent
+  on mu = tanh(eta / 2) with the Bernoulli negative entropy
+  phi(mu) = sum (1+mu)/2 log((1+mu)/2) + (1-mu)/2 log((1-mu)/2) as mirror map, of step size
+  eps = lr / 2: grad phi(mu) = atanh(mu) = eta / 2, so the mirror step
+  atanh(mu') = atanh(mu) - eps g_mu is eta' = eta - 2 eps g_mu = eta - lr g_mu, i.e.
+  mu' = tanh(atanh(mu) - (lr / 2) g_mu) (``mirror_step``). Momentum and Adam act on the dual
+  variable eta / 2 in the same way (momentum / Adam in the mirror's dual space).
+
 The optimisers are torch.optim's SGD (momentum) and Adam, restated in a few lines with the same
 operations in the same order (bit-identical updates, checked in tests/test_optimizers.py): creating
 a torch.optim optimiser imports torch._dynamo, about 2 s of every ``estbench run`` that trains.
@@ -13,22 +28,68 @@ Training runs on the CPU, in float64.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import Tensor
 
 from .cases import TrainingSpec
+from .errors import EstbenchError
 from .estimators.base import Problem
 from .estimators.registry import get_estimator
 from .exact import exact_gradient
 from .model import SBN, unflatten_layer
+from .weights import WeightProblem, WeightSBN
+from .weights import exact_gradient as weight_exact_gradient
+
+Net = TypeVar("Net", SBN, WeightSBN)
 
 
-def _gradient_fn(spec: TrainingSpec) -> Callable[[Problem, torch.Generator], Tensor]:
+class TrainingError(EstbenchError):
+    """A training method that cannot train the given model."""
+
+
+def _pairs(net: SBN | WeightSBN) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """(theta_k, b_k) per pair: W_k of the core model, eta_k or W_k of a weight model."""
+    return (net.params if isinstance(net, WeightSBN) else net.weights), net.biases
+
+
+def _with_pairs(net: Net, thetas: tuple[Tensor, ...], biases: tuple[Tensor, ...]) -> Net:
+    if isinstance(net, WeightSBN):
+        return net.replace(params=thetas, biases=biases)
+    return net.replace(weights=thetas, biases=biases)
+
+
+def _problem(net: SBN | WeightSBN, X: Tensor, Y: Tensor) -> Problem | WeightProblem:
+    if isinstance(net, WeightSBN):
+        return WeightProblem.create(net, X, Y)
+    return Problem.create(net, X, Y)
+
+
+def _gradient_fn(spec: TrainingSpec, model: SBN | WeightSBN) -> Callable[..., Tensor]:
+    """(problem, generator) -> flat gradient: exact (wrt eta for weight models) or one draw of
+    the estimator ``spec.method``, as drawn (wrt eta or mu; see the module docstring)."""
+    weights = isinstance(model, WeightSBN)
     if spec.method == "exact":
+        if weights:
+            return lambda pr, g: weight_exact_gradient(pr.model, pr.X, pr.Y).flat("eta")
         return lambda pr, g: exact_gradient(pr.model, pr.X, pr.Y).flat()
     est = get_estimator(spec.method)
+    kind, handles = ("weights" if weights else "sbn"), getattr(est, "problem", "sbn")
+    if handles != kind:
+        raise TrainingError(
+            f"training.method: estimator {est.spec!r} handles problem {handles!r}, but the model "
+            f"({model.describe()}) is problem {kind!r}; expected 'exact' or an estimator with "
+            f"problem = {kind!r}"
+        )
     return lambda pr, g: est.draw(pr, 1, generator=g)[0]
+
+
+def mirror_step(mu: Tensor, g_mu: Tensor, eps: float) -> Tensor:
+    """Mirror descent on mu in (-1, 1) with the Bernoulli negative entropy as mirror map:
+    argmin_m eps <g_mu, m> + D_phi(m, mu) = tanh(atanh(mu) - eps g_mu). Latent-weight SGD at
+    learning rate lr with g_mu is this step with eps = lr / 2 (module docstring)."""
+    return torch.tanh(torch.atanh(mu) - eps * g_mu)
 
 
 class _SGD:
@@ -74,31 +135,30 @@ class _Adam:
 
 
 def train(
-    model: SBN,
+    model: Net,
     X: Tensor,
     Y: Tensor,
     spec: TrainingSpec,
     *,
     on_epoch: Callable[[int], None] | None = None,
-) -> dict[int, SBN]:
-    """Snapshots {epoch: network} at ``spec.measure_at``; deterministic given ``spec.seed``."""
+) -> dict[int, Net]:
+    """Snapshots {epoch: network} at ``spec.measure_at``; deterministic given ``spec.seed``.
+    ``model`` is an ``SBN`` or a ``WeightSBN`` (see the module docstring for its update)."""
+    grad = _gradient_fn(spec, model)  # an estimator of the wrong kind fails before any work
     g = torch.Generator().manual_seed(spec.seed)
-    params = [
-        p.detach().clone() for pair in zip(model.weights, model.biases, strict=True) for p in pair
-    ]
-    net = model.replace(weights=tuple(params[0::2]), biases=tuple(params[1::2]))
+    thetas, biases = _pairs(model)
+    params = [p.detach().clone() for pair in zip(thetas, biases, strict=True) for p in pair]
+    net = _with_pairs(model, tuple(params[0::2]), tuple(params[1::2]))  # updated in place
     opt = (
         _SGD(params, spec.lr, spec.momentum) if spec.optimizer == "sgd" else _Adam(params, spec.lr)
     )
-    grad = _gradient_fn(spec)
-    snapshots: dict[int, SBN] = {}
+    snapshots: dict[int, Net] = {}
     wanted = set(spec.measure_at)
 
     def snapshot(epoch: int) -> None:
         if epoch in wanted:
-            snapshots[epoch] = net.replace(
-                weights=tuple(W.clone() for W in net.weights),
-                biases=tuple(b.clone() for b in net.biases),
+            snapshots[epoch] = _with_pairs(
+                net, tuple(p.clone() for p in params[0::2]), tuple(p.clone() for p in params[1::2])
             )
 
     snapshot(0)
@@ -107,11 +167,11 @@ def train(
         order = torch.randperm(N, generator=g)
         for lo in range(0, N, spec.batch_size):
             idx = order[lo : lo + spec.batch_size]
-            flat = grad(Problem.create(net, X[idx], Y[idx]), g)
+            flat = grad(_problem(net, X[idx], Y[idx]), g)
             grads = []
             for k, layer in enumerate(torch.split(flat, net.layer_sizes)):
-                gW, gb = unflatten_layer(layer, *net.weights[k].shape)
-                grads += [gW.reshape(net.weights[k].shape), gb]
+                gW, gb = unflatten_layer(layer, *params[2 * k].shape)
+                grads += [gW, gb]
             opt.step(grads)
         snapshot(epoch)
         if on_epoch is not None:

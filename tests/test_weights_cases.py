@@ -65,11 +65,14 @@ def test_shipped_weight_cases_validate():
         (('weights = "bernoulli"', 'weights = "gaussian"'), "model.weights: expected one of"),
         (('activation = "stochastic"', 'activation = "tanh"'), "model.activation: expected"),
         (("seed = 2", 'seed = 2\ninit = "ap2"'), "model.init: expected 'random'"),
-        (("seed = 2", 'seed = 2\ncheckpoint = "x.npz"'), "model.checkpoint: a stochastic"),
+        (
+            ("[measure]", '[training]\nepochs = 3\nmethod = "st"\n[measure]'),
+            "training.method: estimator 'st' handles an SBN with real weights (problem = 'sbn')",
+        ),
         (("widths = [2, 2]", "widths = [2]"), "model.depth: with a real first layer"),
         (
-            ("[measure]", "[training]\nepochs = 3\n[measure]"),
-            "training: training a stochastic-weight model",
+            ("[measure]", "[training]\nepochs = 3\nmeasure_at = [5]\n[measure]"),
+            "training.measure_at: expected a list of epochs in 0..3, got [5]",
         ),
         (("seed = 2", "seed = 2\neta_scale = 0"), "model.eta_scale: expected a number > 0"),
     ],

@@ -5,10 +5,11 @@ the weight means mu = E W), and gradient estimators for them.
 Modules: ``model`` (the network and its data batch), ``exact`` (per-point weight marginals by a
 lattice DP, then the layer-wise forward algorithm), ``paths`` (sampled and enumerated forward
 passes, exact moments of path estimators), ``estimators`` (REINFORCE, ST, BinaryConnect variants,
-ARM, DisARM), ``relaxed`` (the relaxation family: weight Concrete, ST Gumbel-Softmax,
+ARM, DisARM), ``checkpoint`` (saving and loading weight networks), ``relaxed`` (the relaxation family: weight Concrete, ST Gumbel-Softmax,
 Gumbel-Rao).
 """
 
+from .checkpoint import WeightCheckpoint, load_weight_checkpoint, save_weight_checkpoint
 from .estimators import (
     ESTIMATORS,
     BinaryConnect,
@@ -28,6 +29,7 @@ __all__ = [
     "ESTIMATORS",
     "BinaryConnect",
     "WeightARM",
+    "WeightCheckpoint",
     "WeightConcrete",
     "WeightDisARM",
     "WeightEstimator",
@@ -43,7 +45,9 @@ __all__ = [
     "exact_gradient",
     "exact_loss",
     "lattice_distribution",
+    "load_weight_checkpoint",
     "path_moments",
     "random_weight_sbn",
     "sample_path",
+    "save_weight_checkpoint",
 ]
