@@ -5,8 +5,8 @@ the weight means mu = E W), and gradient estimators for them.
 Modules: ``model`` (the network and its data batch), ``exact`` (per-point weight marginals by a
 lattice DP, then the layer-wise forward algorithm), ``paths`` (sampled and enumerated forward
 passes, exact moments of path estimators), ``estimators`` (REINFORCE, ST, BinaryConnect variants,
-ARM, DisARM), ``checkpoint`` (saving and loading weight networks), ``relaxed`` (the relaxation family: weight Concrete, ST Gumbel-Softmax,
-Gumbel-Rao).
+ARM, DisARM), ``relaxed`` (the relaxation family: weight Concrete, ST Gumbel-Softmax,
+Gumbel-Rao), ``checkpoint`` (saving and loading weight networks).
 """
 
 from .checkpoint import WeightCheckpoint, load_weight_checkpoint, save_weight_checkpoint
