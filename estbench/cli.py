@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._version import __version__
-from .checkpoint import load_data, model_from_checkpoint
+from .checkpoint import checkpoint_kind, load_data, model_from_checkpoint
 from .device import DEVICES, DTYPES, resolve_device
 from .errors import EstbenchError, ModelError
 from .estimators.base import PathEstimator
@@ -33,26 +33,33 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--coding",
         choices=CODINGS,
-        default="01",
-        help="state coding of the binary units (default: 01, as the seed networks)",
+        default=None,
+        help="state coding of the binary units (default: 01, as the seed networks; a weight "
+        "checkpoint's own)",
     )
     p.add_argument(
         "--noise",
         choices=list(NOISES),
-        default="logistic",
-        help="noise whose CDF gives P(on) (default: logistic)",
+        default=None,
+        help="noise whose CDF gives P(on) (default: logistic; a weight checkpoint's own)",
     )
     p.add_argument(
         "--head",
         choices=list(HEADS),
-        default="logistic",
-        help="loss on the linear read-out (default: logistic NLL, labels +-1)",
+        default=None,
+        help="loss on the linear read-out (default: logistic NLL, labels +-1; a weight "
+        "checkpoint's own)",
     )
 
 
 def _cmd_exact(args: argparse.Namespace) -> int:
+    if checkpoint_kind(args.checkpoint) == "weights":
+        return _exact_weights(args)
     model, ckpt = model_from_checkpoint(
-        args.checkpoint, coding=args.coding, noise=args.noise, head=args.head
+        args.checkpoint,
+        coding=args.coding or "01",
+        noise=args.noise or "logistic",
+        head=args.head or "logistic",
     )
     X, Y = load_data(args.data) if args.data else ckpt.data()
     model = model.to(device=resolve_device(args.device))  # float64 on every device
@@ -77,6 +84,54 @@ def _cmd_exact(args: argparse.Namespace) -> int:
                 f"\n{name}  dW {list(gW.shape)}  db {list(gb.shape)}  |g| = {float(v.norm()):.6e}"
             )
             print(f"  dW = {np.array2string(gW.cpu().numpy(), prefix='  dW = ')}")
+            print(f"  db = {np.array2string(gb.cpu().numpy(), prefix='  db = ')}")
+    return 0
+
+
+def _exact_weights(args: argparse.Namespace) -> int:
+    """``estbench exact`` for a stochastic-weight checkpoint: its stored coding, activation and
+    head are used (an option that contradicts them is an error); gradients wrt eta and mu."""
+    from .weights import exact_gradient as weight_exact_gradient
+    from .weights import load_weight_checkpoint
+
+    ckpt = load_weight_checkpoint(args.checkpoint)
+    stored = {"coding": ckpt.coding, "noise": ckpt.activation, "head": ckpt.head}
+    for option, value in (("coding", args.coding), ("noise", args.noise), ("head", args.head)):
+        if value is not None and value != stored[option]:
+            raise EstbenchError(
+                f"{args.checkpoint}: --{option} {value} contradicts the weight checkpoint, "
+                f"which stores {stored[option]!r} (leave the option out)"
+            )
+    model = ckpt.model()
+    X, Y = load_data(args.data) if args.data else ckpt.data()
+    model = model.to(device=resolve_device(args.device))
+    try:
+        result = weight_exact_gradient(model, X, Y, memory_budget=args.memory_budget)
+    except ModelError as e:
+        raise EstbenchError(f"{args.data or args.checkpoint}: {e}") from None
+    eta, mu = result.layer_vectors("eta"), result.layer_vectors("mu")
+    names = model.layer_names
+    if args.json:
+        out = {
+            "loss": float(result.loss),
+            "grad": {n: v.tolist() for n, v in zip(names, eta, strict=True)},
+            "grad_mu": {n: v.tolist() for n, v in zip(names, mu, strict=True)},
+        }
+        json.dump(out, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    print(f"{model.describe()}; {X.shape[0]} data points")
+    print(f"exact objective  {float(result.loss):.17g}")
+    with np.printoptions(precision=10, linewidth=100, floatmode="maxprec_equal"):
+        for k, name in enumerate(names):
+            (gT, gb), (gM, _) = result.grads[k], result.mean_grads[k]
+            bern = k < len(model.kinds) and model.kinds[k] == "bernoulli"
+            what = "d eta" if bern else "dW"
+            norm = float(eta[k].norm())
+            print(f"\n{name}  {what} {list(gT.shape)}  db {list(gb.shape)}  |g| = {norm:.6e}")
+            print(f"  {what} = {np.array2string(gT.cpu().numpy(), prefix='  ' + what + ' = ')}")
+            if bern:
+                print(f"  d mu = {np.array2string(gM.cpu().numpy(), prefix='  d mu = ')}")
             print(f"  db = {np.array2string(gb.cpu().numpy(), prefix='  db = ')}")
     return 0
 
@@ -296,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         required=True,
         metavar="FILE.npz",
-        help="network as keys W0, b0, ..., WL, bL (+ X, Y)",
+        help="network as keys W0, b0, ..., WL, bL (+ X, Y), or a stochastic-weight checkpoint",
     )
     p.add_argument(
         "--data", metavar="FILE.npz", help="take X, Y from this file instead of the checkpoint"

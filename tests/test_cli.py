@@ -79,3 +79,46 @@ def test_module_entry_point_and_bad_file(tmp_path):
         text=True,
     )
     assert usage.returncode == 2 and "invalid choice: 'cauchy'" in usage.stderr
+
+
+def _weight_checkpoint(tmp_path):
+    import torch
+
+    from estbench.weights import random_weight_sbn, save_weight_checkpoint
+
+    g = torch.Generator().manual_seed(4)
+    model = random_weight_sbn(
+        2, (3, 2), 1, generator=g, kinds=("real", "bernoulli", "real"), coding="pm1"
+    )
+    X = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    Y = torch.tensor([1.0, -1, 1, 1, -1, -1], dtype=torch.float64)
+    path = tmp_path / "w.npz"
+    save_weight_checkpoint(path, model, X, Y)
+    return path, model, X, Y
+
+
+def test_exact_reads_a_weight_checkpoint(tmp_path, capsys):
+    """A stochastic-weight checkpoint gets the weight solver with its stored settings: the
+    JSON equals exact_gradient wrt eta and mu; the human output names d eta and d mu."""
+    from estbench.weights import exact_gradient as weight_exact_gradient
+
+    path, model, X, Y = _weight_checkpoint(tmp_path)
+    ref = weight_exact_gradient(model, X, Y)
+    assert main(["exact", "--checkpoint", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["loss"] == pytest.approx(float(ref.loss), rel=1e-14)
+    for wrt, key in (("eta", "grad"), ("mu", "grad_mu")):
+        got = np.concatenate([out[key][f"layer{k}"] for k in range(3)])
+        assert np.allclose(got, ref.flat(wrt).numpy(), rtol=1e-13, atol=1e-16)
+    assert not np.allclose(out["grad"]["layer1"], out["grad_mu"]["layer1"])
+    assert main(["exact", "--checkpoint", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "coding pm1" in text and "layer1  d eta [2, 3]  db [2]" in text and "d mu = " in text
+
+
+def test_exact_refuses_options_that_contradict_a_weight_checkpoint(tmp_path, capsys):
+    path, *_ = _weight_checkpoint(tmp_path)
+    assert main(["exact", "--checkpoint", str(path), "--coding", "01"]) == 1
+    err = capsys.readouterr().err
+    assert "--coding 01 contradicts the weight checkpoint, which stores 'pm1'" in err
+    assert main(["exact", "--checkpoint", str(path), "--coding", "pm1"]) == 0
