@@ -634,3 +634,20 @@ def test_a_checkpoint_must_have_the_case_weight_noise(tmp_path):
         CheckpointError, match=r"key weight_noise gives 'uniform'.*model.weight_noise"
     ):
         case_checkpoint(parse_case(text.replace('weight_noise = "uniform"\n', ""), name="hs"))
+
+
+def test_shipped_hardsigmoid_case_validates():
+    from estbench.cases import load_case
+    from estbench.estimators.registry import get_estimator
+
+    case = load_case("weights-hardsigmoid")
+    m = case.model
+    assert (m.kind, m.weight_noise, m.activation_name, m.eta_scale) == (
+        "weights",
+        "uniform",
+        "logistic",
+        0.7,
+    )
+    assert {(p["depth"], p["width"]) for p in case.points()} == {(2, 3), (3, 3)}
+    specs = {get_estimator(e).spec for e in case.measure.estimators}
+    assert {"weight-st", "binaryconnect(proxy=hardtanh, wrt=eta)", "weight-arm"} <= specs
