@@ -63,11 +63,13 @@ class ModelSpec:
     checkpoint: Path | None = None
     # Stochastic binary weights (estbench.weights): weights = "bernoulli" makes the hidden pairs
     # Bernoulli (and the first pair with first_layer = "bernoulli"); activation "stochastic"
-    # (noise as above) or "sign"; eta ~ N(0, eta_scale^2) at initialisation.
+    # (noise as above) or "sign"; eta ~ N(0, eta_scale^2) at initialisation; weight_noise F_w
+    # with P(W = +1) = F_w(eta): "logistic" (sigmoid) or "uniform" (the hard sigmoid).
     weights: str | None = None
     first_layer: str = "real"
     activation: str = "stochastic"
     eta_scale: float = 1.5
+    weight_noise: str = "logistic"
 
     @property
     def kind(self) -> str:
@@ -263,6 +265,7 @@ def parse_case(
     ``overrides`` set dotted keys before validation and are recorded with the text."""
     from .estimators.registry import default_registry
     from .model import CODINGS, HEADS, NOISES
+    from .weights.model import WEIGHT_NOISES
 
     file = str(path) if path else f"<case {name}>"
     try:
@@ -337,14 +340,15 @@ def parse_case(
         first_layer=m.choice("first_layer", ("real", "bernoulli"), "real"),
         activation=m.choice("activation", ("stochastic", "sign"), "stochastic"),
         eta_scale=m.get("eta_scale", "float", 1.5, check=_positive, expected="a number > 0"),
+        weight_noise=m.choice("weight_noise", WEIGHT_NOISES, "logistic"),
     )
     m.done()
     if model.weights is None:
-        for key in ("first_layer", "activation", "eta_scale"):
+        for key in ("first_layer", "activation", "eta_scale", "weight_noise"):
             if key in m.raw:
                 raise CaseError(
-                    f"{file}: model.{key}: only for stochastic binary weights (expected "
-                    f'model.weights = "bernoulli" with it)'
+                    f"{file}: model.{key}: only for stochastic binary weights (got "
+                    f'{m.raw[key]!r}; expected model.weights = "bernoulli" with it)'
                 )
     else:
         _check_weights_model(file, model, raw)

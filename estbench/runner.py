@@ -196,6 +196,7 @@ class CaseRunner:
             coding=m.coding,
             activation=m.activation_name,
             head=m.head,
+            weight_noise=m.weight_noise,
         )
         if self.case.training is not None:
             epoch = int(point.get("checkpoint", max(self.case.training.measure_at)))
@@ -248,7 +249,14 @@ def _stored_like(path: Path, init: WeightSBN) -> WeightSBN:
     net = load_weight_checkpoint(path).model()
 
     def layout(m: WeightSBN) -> tuple[Any, ...]:
-        return (m.kinds, [p.shape for p in m.params], m.coding, m.activation, m.head.name)
+        return (
+            m.kinds,
+            [p.shape for p in m.params],
+            m.coding,
+            m.activation,
+            m.head.name,
+            m.weight_noise.name,
+        )
 
     if layout(net) != layout(init):
         raise CheckpointError(
@@ -278,6 +286,7 @@ def case_checkpoint(case: Case) -> tuple[Any, tuple[torch.Tensor, torch.Tensor] 
         ("coding", wckpt.coding, m.coding, "model.coding"),
         ("activation", wckpt.activation, m.activation_name, "model.activation / model.noise"),
         ("head", wckpt.head, m.head, "model.head"),
+        ("weight_noise", wckpt.weight_noise, m.weight_noise, "model.weight_noise"),
         ("eta0/W0", wckpt.kinds[0], first, "model.first_layer"),
     ):
         if stored != stated:
@@ -331,6 +340,8 @@ def reference(problem: Any) -> tuple[dict[str, torch.Tensor], list[Slice], dict[
         m = problem.model
         exact["kinds"] = list(m.kinds)
         exact["activation"] = m.activation
+        if not m.logistic_weights:
+            exact["weight_noise"] = m.weight_noise.name
         exact["layers"] = [name for name, _ in slices]
         mu = {name: float(targets["mu"][sl].norm()) for name, sl in slices}
         if mu != exact["grad_norm"]:

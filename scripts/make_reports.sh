@@ -8,7 +8,7 @@ estbench=${ESTBENCH:-estbench}
 seed_nets=${SEED_NETS:-../shared/seed-nets}
 
 "$estbench" run default psa-5-5-5 depth-sweep width-sweep temperature bernoulli-toy \
-    weights-sign weights-stochastic weights-training --out reports "$@"
+    weights-sign weights-stochastic weights-training weights-hardsigmoid --out reports "$@"
 for chk in 1 100; do
     "$estbench" run psa-5-5-5 --checkpoint "$seed_nets/psa_5-5-5_chk-$chk.npz" --out reports "$@"
 done

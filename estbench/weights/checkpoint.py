@@ -5,12 +5,15 @@ Keys:
 
 * ``estbench_model = "weight-sbn"``: the marker (0-d string). ``estbench.load_checkpoint``
   refuses a file with it, and ``load_weight_checkpoint`` a file without it, naming the file.
-* ``eta{k}`` (a Bernoulli pair: the latent weights, P(W = +1) = sigmoid(eta)) or ``W{k}`` (a real
+* ``eta{k}`` (a Bernoulli pair: the latent weights, P(W = +1) = F_w(eta)) or ``W{k}`` (a real
   pair), and ``b{k}``, for k = 0..L (pair L is the head, always real): the key names carry the
   kinds, so latent weights are never read as real ones.
 * ``coding``, ``activation`` (a noise name or ``"sign"``), ``head``: 0-d strings. Unlike an SBN
   checkpoint, a weight checkpoint states them (a network trained with sign activations is a
   different network with logistic ones); a case that loads one must state the same.
+* ``weight_noise``: 0-d string, the weight noise F_w (``"logistic"``: P(W = +1) = sigmoid(eta);
+  ``"uniform"``: the hard sigmoid clip((eta + 1)/2, 0, 1)). Always written; a file without it
+  (written before the key existed) is read as ``"logistic"``, the only weight model then.
 * optional ``X`` [N, d], ``Y`` [N] or [N, k]: the data, as in the core format.
 
 Arrays are stored as they are (float64 in estbench), so a save/load round trip is bit-identical.
@@ -39,10 +42,11 @@ from ..checkpoint import (
 )
 from ..errors import CheckpointError, ModelError
 from ..model import CODINGS, HEADS
-from .model import ACTIVATIONS, WeightSBN
+from .model import ACTIVATIONS, WEIGHT_NOISES, WeightSBN
 
 _PARAM = re.compile(r"(W|eta|b)(\d+)")
 SETTINGS = {"coding": CODINGS, "activation": ACTIVATIONS, "head": tuple(HEADS)}
+OPTIONAL_SETTINGS = {"weight_noise": (WEIGHT_NOISES, "logistic")}  # (allowed, value if absent)
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class WeightCheckpoint:
     coding: str
     activation: str
     head: str
+    weight_noise: str = "logistic"
     X: np.ndarray | None = None
     Y: np.ndarray | None = None
     path: Path | None = None
@@ -68,6 +73,7 @@ class WeightCheckpoint:
                 coding=self.coding,
                 activation=self.activation,
                 head=self.head,
+                weight_noise=self.weight_noise,
                 dtype=dtype,
             )
         except ModelError as e:
@@ -91,6 +97,7 @@ def save_weight_checkpoint(
         "coding": np.array(model.coding),
         "activation": np.array(model.activation),
         "head": np.array(model.head.name),
+        "weight_noise": np.array(model.weight_noise.name),
     }
     for k, (theta, b, kind) in enumerate(zip(model.params, model.biases, model.kinds, strict=True)):
         arrays[f"{'eta' if kind == 'bernoulli' else 'W'}{k}"] = theta.detach().cpu().numpy()
@@ -119,16 +126,24 @@ def load_weight_checkpoint(path: str | Path) -> WeightCheckpoint:
                 f"{path}: key {key} is {value!r}; expected one of {list(allowed)}"
             )
         settings[key] = value
+    for key, (allowed, absent) in OPTIONAL_SETTINGS.items():
+        value = string_value(path, arrays, key) if key in arrays else absent
+        if value not in allowed:
+            raise CheckpointError(
+                f"{path}: key {key} is {value!r}; expected one of {list(allowed)}"
+            )
+        settings[key] = value
 
     params: dict[tuple[str, int], np.ndarray] = {}
     for key in arrays:
         m = _PARAM.fullmatch(key)
         if m:
             params[(m.group(1), int(m.group(2)))] = arrays[key]
-        elif key not in (MODEL_KEY, "X", "Y", *SETTINGS):
+        elif key not in (MODEL_KEY, "X", "Y", *SETTINGS, *OPTIONAL_SETTINGS):
             raise CheckpointError(
                 f"{path}: unexpected key {key!r}; a weight checkpoint has {MODEL_KEY}, coding, "
-                "activation, head, eta{k} or W{k} and b{k} per pair, and optionally X, Y"
+                "activation, head, eta{k} or W{k} and b{k} per pair, and optionally "
+                "weight_noise, X, Y"
             )
     depth = max((k for _, k in params), default=-1)
     if depth < 1:

@@ -1,11 +1,12 @@
 """Conformance checks of estimators with ``problem = "weights"`` (Bernoulli-weight SBNs).
 
 ``estbench.testing.check_estimator`` dispatches here: the core checks feed an SBN ``Problem``,
-which a weight estimator cannot read. The checks mirror the core ones on two tiny weight networks
-(``check_problems``): shape, dtype, finite values, the same draws under the same seed and other
-draws under another, chunked drawing, a zero estimate for an identically zero loss, and the
-unbiasedness claim against ``estbench.weights.exact_gradient`` in the estimator's own
-parametrisation (``result.flat(est.wrt)``, eta or mu). Path estimators are decided exactly
+which a weight estimator cannot read. The checks mirror the core ones on three tiny weight
+networks (``check_problems``; the third has the hard-sigmoid weight noise): shape, dtype, finite
+values, the same draws under the same seed and other draws under another, chunked drawing, a
+zero estimate for an identically zero loss, and the unbiasedness claim against
+``estbench.weights.exact_gradient`` in the estimator's own parametrisation
+(``result.flat(est.wrt)``, eta or mu). Path estimators are decided exactly
 (``paths.path_moments``: enumeration of weights and states, relative error <= 1e-9), the others
 statistically with the core test (per-coordinate z with Bonferroni and B_hat / SE(B_hat)),
 false-fail rate 2e-3 split over the layer tests; the seeds are fixed.
@@ -24,26 +25,49 @@ from .paths import path_moments
 
 
 def check_problems() -> list[WeightProblem]:
-    """Two tiny weight networks, 3 data points each: 2-2-3-3 with a Bernoulli hidden pair,
+    """Three tiny weight networks, 3 data points each: 2-2-3-3 with a Bernoulli hidden pair,
     logistic activations, ±1 states and a softmax head (ST-type bias shows everywhere below the
     head); 2-2-2-2 with Bernoulli first and hidden pairs, sign activations, {0, 1} states and
-    the mse head (every real parameter feeding a sign has gradient 0). At most 2^12 joint
-    configurations, so path estimators are decided exactly."""
+    the mse head (every real parameter feeding a sign has gradient 0); 2-2-2-1 with a Bernoulli
+    hidden pair of the hard-sigmoid weight noise (``weight_noise="uniform"``; eta_scale 1, so
+    some weights are deterministic), uniform activations, {0, 1} states, the logistic head. At
+    most 2^12 joint configurations, so path estimators are decided exactly."""
     out = []
-    for seed, widths, kinds, coding, activation, head, K in (
-        (11, (2, 3), ("real", "bernoulli", "real"), "pm1", "logistic", "softmax", 3),
-        (12, (2, 2), ("bernoulli", "bernoulli", "real"), "01", "sign", "mse", 2),
+    for seed, widths, kinds, coding, activation, head, K, weight_noise, eta_scale in (
+        (
+            11,
+            (2, 3),
+            ("real", "bernoulli", "real"),
+            "pm1",
+            "logistic",
+            "softmax",
+            3,
+            "logistic",
+            1.5,
+        ),
+        (12, (2, 2), ("bernoulli", "bernoulli", "real"), "01", "sign", "mse", 2, "logistic", 1.5),
+        (13, (2, 2), ("real", "bernoulli", "real"), "01", "uniform", "logistic", 1, "uniform", 1.0),
     ):
         g = torch.Generator().manual_seed(seed)
         model = random_weight_sbn(
-            2, widths, K, generator=g, kinds=kinds, coding=coding, activation=activation, head=head
+            2,
+            widths,
+            K,
+            generator=g,
+            kinds=kinds,
+            eta_scale=eta_scale,
+            coding=coding,
+            activation=activation,
+            head=head,
+            weight_noise=weight_noise,
         )
         X = torch.randn(3, 2, generator=g, dtype=torch.float64)
-        Y = (
-            torch.tensor([0.0, 2.0, 1.0])
-            if head == "softmax"
-            else torch.randn(3, K, generator=g, dtype=torch.float64)
-        )
+        if head == "softmax":
+            Y = torch.tensor([0.0, 2.0, 1.0])
+        elif head == "logistic":
+            Y = torch.tensor([1.0, -1.0, 1.0])
+        else:
+            Y = torch.randn(3, K, generator=g, dtype=torch.float64)
         out.append(WeightProblem.create(model, X, Y))
     return out
 

@@ -6,8 +6,10 @@ J = (1/N) sum_n E[l_n], flattened per layer as concat(theta_k.reshape(-1), b_k),
 all randomness from ``g`` and no Python loop over draws or data points. Two additions:
 
 * ``wrt``: what the Bernoulli coordinates estimate -- ``"eta"`` (dJ/deta, the latent weights) or
-  ``"mu"`` (dJ/dmu, mu = E W = 2 sigmoid(eta) - 1). They differ by the factor
-  d mu / d eta = 2 sigmoid(eta) sigmoid(-eta); compare with ``WeightExactResult.flat(wrt)``.
+  ``"mu"`` (dJ/dmu, mu = E W = 2 F_w(eta) - 1). They differ by the factor
+  d mu / d eta = 2 F_w'(eta) (``WeightSBN.mean_jacobian``; 2 sigmoid(eta) sigmoid(-eta) for the
+  default logistic weight noise, 1[|eta| <= 1] for the uniform one); compare with
+  ``WeightExactResult.flat(wrt)``.
   Real parameters (biases, real weights, the head) are the same in both.
 * ``weights``: ``"shared"`` (default; one weight draw for all data points, as in training) or
   ``"per-point"`` (each point its own weights). Same mean, different variance.
@@ -168,10 +170,15 @@ class WeightPathEstimator(WeightEstimator):
 class WeightReinforce(WeightPathEstimator):
     """REINFORCE (score function) over the joint draw of weights and states, wrt eta.
 
-    With b = 1[W = +1] and p = sigmoid(eta), d log P(W) / d eta = b - p. One draw:
+    With b = 1[W = +1], p = F_w(eta), q = F_w(-eta) and log P(W) = b log p + (1 - b) log q,
 
-        shared:    g_eta_k = (1/N) sum_n (l_n - c_n) (b_k - p_k)
-        per point: g_eta_k = (1/N) sum_n (l_n - c_n) (b_k^n - p_k)
+        d log P(W) / d eta = F_w'(eta) (b / p - (1 - b) / q) =: s(W),
+
+    which is b - p for the logistic weight noise (F_w' = p q) and (1/2)(b / p - (1 - b) / q) on
+    |eta| < 1 for the uniform one; a deterministic weight (p q = 0) has score 0. One draw:
+
+        shared:    g_eta_k = (1/N) sum_n (l_n - c_n) s(W_k)
+        per point: g_eta_k = (1/N) sum_n (l_n - c_n) s(W_k^n)
         g_{a_k}    = (l_n - c_n) d log P(x_k | a_k) / d a_k   (stochastic activations; 0 for sign)
 
     biases and real weights from g_{a_k} with the sampled inputs; the head pathwise. ``baseline``:
@@ -181,8 +188,9 @@ class WeightReinforce(WeightPathEstimator):
     Reference: Williams, Machine Learning 8, 1992; for weights as in Shekhovtsov & Yanush,
     arXiv 2006.06880 (the score of Bernoulli weights; equations not checked, see module).
     Verified: exact mean = exact dJ/deta to 1e-10 by enumerating weights and states (both
-    codings, stochastic and sign activations, real and Bernoulli first layer, both modes); exact
-    variance of both modes against the variance of draws.
+    codings, stochastic and sign activations, real and Bernoulli first layer, both modes, both
+    weight noises); exact variance of both modes against the variance of draws; with the uniform
+    weight noise the sigmoid score b - p fails the exact test.
     """
 
     name = "weight-reinforce"
@@ -202,10 +210,17 @@ class WeightReinforce(WeightPathEstimator):
         return None
 
     def weight_score(self, problem: WeightProblem, path: WeightPath, k: int) -> Tensor:
-        """d log P(W_k) / d eta_k = b - p."""
+        """d log P(W_k) / d eta_k = F_w'(eta) (b / p - (1 - b) / q): b - p (logistic weight
+        noise, the expression kept as it is), 0 where the weight is deterministic (p q = 0)."""
+        m = problem.model
         wbits = path.wbits[k]
         assert wbits is not None
-        return wbits - problem.model.probs(k)[0]
+        p, q = m.probs(k)
+        if m.logistic_weights:
+            return wbits - p
+        ok = p * q > 0
+        ratio = torch.where(wbits == 1, 1 / torch.where(ok, p, 1.0), -1 / torch.where(ok, q, 1.0))
+        return torch.where(ok, m.weight_density(k) * ratio, 0.0)
 
     def path_terms(
         self, problem: WeightProblem, path: WeightPath, keep: bool, context: Any = None
@@ -287,20 +302,23 @@ SIGN_PROXY = Hyper(
 class WeightStraightThrough(WeightPathEstimator):
     """Principled straight-through (ST) for Bernoulli weights, ``wrt`` eta (default) or mu.
 
-    Derivation. Write W = sign(eta - z) with z logistic, so P(W = +1) = sigmoid(eta) and
-    E[W] = mu = 2 sigmoid(eta) - 1. The principled ST replaces the derivative of the sample by
-    that of its mean, dW/deta ~ d mu / d eta = 2 sigmoid(eta) sigmoid(-eta), and the loss
+    Derivation. Write W = sign(eta + L) with L ~ F_w (the model's weight noise), so
+    P(W = +1) = F_w(eta) and E[W] = mu = 2 F_w(eta) - 1. The principled ST replaces the derivative
+    of the sample by that of its mean, dW/deta ~ d mu / d eta = 2 F_w'(eta), and the loss
     derivative is taken at the sampled network:
 
         g_mu_k  = dl/dW_k (at the sampled W and states) = mean_n g_{a_k}^T x_{k-1}
-        g_eta_k = g_mu_k * 2 sigmoid(eta_k) sigmoid(-eta_k)
+        g_eta_k = g_mu_k * 2 F_w'(eta_k)      (``WeightSBN.mean_jacobian``)
 
-    with the activations' principled ST (D = c F'(a), the core ``st``) for g_{a_k}, or a BNN proxy
-    for sign activations (``sign_proxy``). The two ``wrt`` forms are one estimator in two
-    parametrisations. g_mu is the "identity" latent-weight gradient of BinaryConnect: a
-    mirror-descent step on mu with the Bernoulli negative entropy as mirror map,
-    grad phi(mu) = atanh(mu) = eta / 2, is eta <- eta - 2 eps g_mu, i.e. plain SGD on the latent
-    weights with the identity-ST gradient -- this is how latent weights arise.
+    with 2 F_w'(eta) = 2 sigmoid(eta) sigmoid(-eta) for the logistic weight noise and
+    1[|eta| <= 1] -- the clipped identity of ``binaryconnect(proxy=hardtanh)`` -- for the uniform
+    one (the hard sigmoid). The activations use their principled ST (D = c F'(a), the core
+    ``st``) for g_{a_k}, or a BNN proxy for sign activations (``sign_proxy``). The two ``wrt``
+    forms are one estimator in two parametrisations. g_mu is the "identity" latent-weight
+    gradient of BinaryConnect; for the logistic weight noise a mirror-descent step on mu with the
+    Bernoulli negative entropy as mirror map, grad phi(mu) = atanh(mu) = eta / 2, is
+    eta <- eta - 2 eps g_mu, i.e. plain SGD on the latent weights with the identity-ST gradient --
+    this is how latent weights arise.
 
     Exactness: the exact gradient is dJ/dmu_ji = (E[l | W_ji = +1] - E[l | W_ji = -1]) / 2, a
     finite difference; ST uses the derivative at the sample. Given W, E[g_mu | W] is the core
@@ -317,7 +335,9 @@ class WeightStraightThrough(WeightPathEstimator):
     head and uniform noise in its linear range (depth 2, Bernoulli first layer, both codings);
     biased there with logistic noise or the mse head, and with sign activations in depth; head
     unbiased to 1e-10; wrt = mu times d mu/d eta equals wrt = eta draw for draw; the mirror-
-    descent step is checked numerically (stationarity of the Bregman-proximal objective).
+    descent step is checked numerically (stationarity of the Bregman-proximal objective). With
+    the uniform weight noise: E[g] = E_W[core st mean on SBN(W)] to 1e-12, equal to
+    binaryconnect(proxy=hardtanh) draw for draw (tests/test_weights_hardsigmoid.py).
     """
 
     name = "weight-st"
@@ -346,30 +366,45 @@ class WeightStraightThrough(WeightPathEstimator):
 
 
 class BinaryConnect(WeightPathEstimator):
-    """Empirical latent-weight straight-through (BinaryConnect / BNN), compared with dJ/dmu.
+    """Empirical latent-weight straight-through (BinaryConnect / BNN), compared with dJ/dmu
+    (``wrt=mu``, default) or dJ/deta (``wrt=eta``).
 
     The Bernoulli coordinates are the latent-weight update direction dl/dW * P(eta):
 
-    * ``forward=sample``: W ~ Bernoulli(sigmoid(eta)) (stochastic binarisation);
-      ``forward=sign``: W = sign(eta) with sign(0) = +1 (deterministic binarisation; the draw is
-      then random only through the activations);
+    * ``forward=sample``: W drawn from the model's weight distribution, P(W = +1) = F_w(eta)
+      (stochastic binarisation); ``forward=sign``: W = sign(eta) with sign(0) = +1 (deterministic
+      binarisation, the mode of either weight distribution; the draw is then random only through
+      the activations);
     * ``proxy=identity``: P = 1; ``proxy=hardtanh``: P = 1[|eta| <= 1] (the clipped identity).
 
+    ``wrt`` only says which exact gradient the draws are compared with (and how ``estbench run``
+    reports them); the draws, and a training step with them, are the same for both.
+
     What the derivation explains: forward=sample with proxy=identity *is* the principled ST wrt
-    mu (``weight-st(wrt=mu)``, identical draws); used as the step for eta it is mirror descent
-    (see ``weight-st``). The clipped identity is the principled ST wrt eta of a different weight
-    model, P(W = +1) = clip((eta + 1)/2, 0, 1) (uniform noise on [-1, 1], whose
-    2 F'(eta) = 1[|eta| <= 1]) -- here, with sigmoid weights, a heuristic. forward=sign evaluates
-    the gradient at the mode of the weight distribution, not at samples: it estimates the gradient
-    of a different (deterministic-weight) objective. Activations use the principled ST
-    (stochastic) or ``sign_proxy`` (sign), as in ``weight-st``.
+    mu (``weight-st(wrt=mu)``, identical draws, for every weight noise); used as the step for eta
+    it is mirror descent for the logistic weight noise (see ``weight-st``). The clipped identity
+    is the principled ST wrt eta of the hard-sigmoid weight model (``weight_noise="uniform"``:
+    P(W = +1) = clip((eta + 1)/2, 0, 1), the stochastic binarisation of BinaryConnect), whose
+    d mu / d eta = 2 F_w'(eta) = 1[|eta| <= 1]: there forward=sample with proxy=hardtanh equals
+    ``weight-st`` (wrt eta) draw for draw, and
+
+        dJ/deta = dJ/dmu * 1[|eta| <= 1],
+
+    so it is compared with dJ/deta by ``binaryconnect(proxy=hardtanh, wrt=eta)``; with the default
+    wrt=mu the coordinates with |eta| <= 1 are compared with the same numbers and those with
+    |eta| > 1 (deterministic weights: estimate 0, dJ/deta = 0) show the bias -dJ/dmu. With
+    sigmoid weights the clipped identity is a heuristic. forward=sign evaluates the gradient at the
+    mode of the weight distribution, not at samples: it estimates the gradient of a different
+    (deterministic-weight) objective. Activations use the principled ST (stochastic) or
+    ``sign_proxy`` (sign), as in ``weight-st``.
     Biased in general (every layer for forward=sign, the head included; the head is pathwise and
     unbiased for forward=sample). Cost: 1 loss evaluation, 1 backward pass.
     References: Courbariaux, Bengio & David, "BinaryConnect", NeurIPS 2015, arXiv 1511.00363;
     Hubara et al., "Binarized neural networks", arXiv 1602.02830; interpretation after
     Shekhovtsov & Yanush, arXiv 2006.06880 (not checked against its equations).
     Verified: forward=sample, proxy=identity equals weight-st(wrt=mu) draw for draw; exact mean
-    of forward=sign by enumerating states equals the core ST mean on SBN(sign(eta)).
+    of forward=sign by enumerating states equals the core ST mean on SBN(sign(eta)); with the
+    uniform weight noise forward=sample, proxy=hardtanh equals weight-st(wrt=eta) draw for draw.
     """
 
     name = "binaryconnect"
@@ -382,6 +417,12 @@ class BinaryConnect(WeightPathEstimator):
         "forward": Hyper("sample", str, choices=("sample", "sign"), help="binarisation"),
         "proxy": Hyper("identity", str, choices=("identity", "hardtanh"), help="dW/deta proxy"),
         "sign_proxy": SIGN_PROXY,
+        "wrt": Hyper(
+            "mu",
+            str,
+            choices=("mu", "eta"),
+            help="the exact gradient compared with (the draws do not change)",
+        ),
     }
 
     def unbiased_layers(self, model: WeightSBN) -> frozenset[int]:  # type: ignore[override]
@@ -411,6 +452,19 @@ class BinaryConnect(WeightPathEstimator):
 # ---- ARM / DisARM ------------------------------------------------------------------------------
 
 
+def weight_logit_scale(model: WeightSBN, k: int, p: Tensor, q: Tensor) -> Tensor | None:
+    """d phi / d eta for the logit phi = log(p / q) of a Bernoulli weight: F_w'(eta) / (p q)
+    (d phi = dp / p - dq / q = F_w'(eta) (1/p + 1/q) d eta and 1/p + 1/q = 1/(p q)), 0 where the
+    weight is deterministic (p q = 0). None for the logistic weight noise, where phi = eta (the
+    factor 1, left out so that its draws are unchanged). Uniform weight noise:
+    1 / (2 p q) on |eta| < 1."""
+    if model.logistic_weights:
+        return None
+    pq = p * q
+    ok = pq > 0
+    return torch.where(ok, model.weight_density(k) / torch.where(ok, pq, 1.0), 0.0)
+
+
 class _PairEstimator(WeightEstimator):
     """Antithetic pairs per Bernoulli group: each Bernoulli pair's weights and each stochastic
     activation layer. The base path is drawn from uniforms; for group G the second branch
@@ -435,7 +489,8 @@ class _PairEstimator(WeightEstimator):
         self, logit_scale: Tensor | None, p: Tensor, q: Tensor, u: Tensor, b_pair: Tensor, b: Tensor
     ) -> Tensor:
         """Multiplier of f(pair) - f(base) for the logit gradient; ``logit_scale`` = d phi / d a
-        with phi = logit P(on) (None when phi is the parameter itself, as for eta)."""
+        with phi = logit P(on), or d phi / d eta with phi = logit P(W = +1) (None when phi is the
+        parameter itself, as for eta with the logistic weight noise)."""
 
     def _draw(
         self, problem: WeightProblem, n_draws: int, generator: torch.Generator, context: Any
@@ -472,7 +527,8 @@ class _PairEstimator(WeightEstimator):
                 p, q = m.probs(k)
                 wb = base.wbits[k]
                 assert wb is not None
-                w = self.pair_weight(None, p, q, u, type(self).pair_rule(u, p, q), wb)
+                scale_w = weight_logit_scale(m, k, p, q)
+                w = self.pair_weight(scale_w, p, q, u, type(self).pair_rule(u, p, q), wb)
                 dtheta = scaled(branch_loss("weights", k), w, self.per_point, False)
             else:
                 dtheta = outer(g_a, base.inputs[k], False)
@@ -487,7 +543,9 @@ class WeightARM(_PairEstimator):
 
     For a group of independent Bernoullis with logits phi, u ~ U(0,1)^n, base b = 1[u < p] and
     antithetic b' = 1[u > 1 - p]:  g_phi = (f(b') - f(b)) (u - 1/2)  (Yin & Zhou, Theorem 1).
-    Weights: phi = eta, f = mean_n l_n (shared) or l_n with that point's u (per point).
+    Weights: phi = logit F_w(eta), g_eta = g_phi F_w'(eta) / (p q) (``weight_logit_scale``;
+    phi = eta, factor 1, for the logistic weight noise; 0 for a deterministic weight), f = mean_n
+    l_n (shared) or l_n with that point's u (per point).
     Activations: phi = logit F(a), g_a = g_phi F'(a) / (F(a) F(-a)) per point (factor 1 for
     logistic noise); biases and real weights from g_a, the head pathwise at the base path. Every
     other uniform is shared by both branches (common random numbers): given them, f is a fixed
@@ -496,8 +554,9 @@ class WeightARM(_PairEstimator):
     evaluations per draw. Reference: Yin & Zhou, ICLR 2019, arXiv 1807.11143; the same pair and
     weight as the core ``arm``.
     Verified: statistically unbiased (per-coordinate z with Bonferroni, false-fail rate 1e-3)
-    in both modes, stochastic and sign activations; the complement pair (b' = 1 - b) fails the
-    same test.
+    in both modes, stochastic and sign activations, both weight noises; the complement pair
+    (b' = 1 - b) fails the same test, and so does the estimate without d phi / d eta for the
+    uniform weight noise.
     """
 
     name = "weight-arm"
@@ -516,10 +575,11 @@ class WeightDisARM(_PairEstimator):
 
         g_phi = (1/2) (f(b') - f(b)) (b' - b) sigmoid(|phi|),
 
-    (Dong, Mnih & Tucker; sigmoid(|phi|) = max(p, 1 - p)); activations through d phi / d a as for
-    ARM. Exactly 0 for a group whose pair equals its base. Unbiased in every layer; the same
-    branches and cost as ``weight-arm``. Reference: Dong, Mnih & Tucker, NeurIPS 2020,
-    arXiv 2006.10680; the same weight as the core ``disarm``.
+    (Dong, Mnih & Tucker; sigmoid(|phi|) = max(p, 1 - p)); activations through d phi / d a and
+    weights through d phi / d eta (uniform weight noise) as for ARM. Exactly 0 for a group whose
+    pair equals its base. Unbiased in every layer; the same branches and cost as ``weight-arm``.
+    Reference: Dong, Mnih & Tucker, NeurIPS 2020, arXiv 2006.10680; the same weight as the core
+    ``disarm``.
     Verified: statistically unbiased like ``weight-arm``.
     """
 

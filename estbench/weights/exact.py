@@ -9,7 +9,8 @@ unit has its own weight row), and
     P(x_kj on | x_{k-1}) = sum_v P(s_j = v) P(on | v + b_j),   s_j = sum_i W_ji x_{k-1,i},
 
 where s_j is a sum of independent terms c_i = W_ji x_{k-1,i} in {-1, 0, +1}:
-P(c_i = +1) = sigma(eta_ji) if x_i = +1, sigma(-eta_ji) if x_i = -1, and c_i = 0 if x_i = 0.
+P(c_i = +1) = p_ji if x_i = +1, q_ji if x_i = -1, and c_i = 0 if x_i = 0, with
+p = P(W = +1) = F_w(eta) and q = P(W = -1) = F_w(-eta) (``WeightSBN.probs``).
 Its distribution on the lattice {-m..m} (m = fan-in) is a Poisson-binomial-type convolution,
 computed by the dynamic programme ``lattice_distribution`` over the fan-in. A Bernoulli first
 layer reads real inputs, where s_j takes up to 2^d values: those are enumerated
@@ -18,9 +19,14 @@ the same forward algorithm as the core solver (``estbench.exact``): P_1 = T_0(X_
 P_k = P_{k-1} T_k, J = mean_n sum_t P_L[n, t] l_t.
 
 Gradients come from autograd over this differentiable forward pass, with the probabilities
-p = sigmoid(eta) and q = sigmoid(-eta) as separate leaves (both accurate in the tails):
+p = F_w(eta) and q = F_w(-eta) as separate leaves (both accurate in the tails). By the chain rule,
+dp/deta = F_w'(eta) and dq/deta = -F_w'(-eta) = -F_w'(eta) (symmetric noise), so
 
-    dJ/deta = (dJ/dp - dJ/dq) p q,      dJ/dmu = (dJ/dp - dJ/dq) / 2     (p = (1 + mu)/2).
+    dJ/deta = (dJ/dp - dJ/dq) F_w'(eta),      dJ/dmu = (dJ/dp - dJ/dq) / 2     (p = (1 + mu)/2),
+
+with F_w'(eta) = p q for the logistic weight noise (sigmoid' = sigmoid sigmoid(-.)) and
+(1/2) 1[|eta| <= 1] for the uniform one (0 where the weight is deterministic; dJ/dmu is not 0
+there: the finite difference (E[l | W = +1] - E[l | W = -1]) / 2 that mu cannot move along).
 
 The transition tables are the large objects; ``Transition`` builds them in row blocks and
 rebuilds them in the backward pass instead of letting autograd keep one per layer, so memory
@@ -278,7 +284,8 @@ def exact_gradient(
         if model.kinds[k] == "bernoulli":
             p, q = (t.detach() for t in leaf)
             diff = dw[0] - dw[1]
-            eta_pairs.append((diff * p * q, db))
+            d_eta = diff * p * q if model.logistic_weights else diff * model.weight_density(k)
+            eta_pairs.append((d_eta, db))
             mu_pairs.append((diff / 2, db))
         else:
             eta_pairs.append((dw[0], db))

@@ -3,10 +3,22 @@
 A network has a real input x_0 in R^d, binary layers k = 1..L and a linear head, as in
 ``estbench.model``; what changes is that the weight matrix of a pair may be *stochastic*:
 
-    W_ji in {-1, +1},   P(W_ji = +1) = sigmoid(eta_ji),   independent over (j, i),
+    W_ji = sign(eta_ji + L_ji),   L_ji i.i.d. ~ F_w symmetric,   independent over (j, i),
 
-with the latent weights eta as parameters. Their means are mu = E W = 2 sigmoid(eta) - 1 =
-tanh(eta / 2), and d mu / d eta = 2 sigmoid(eta) sigmoid(-eta) = (1 - mu^2) / 2.
+so W_ji in {-1, +1} with P(W_ji = +1) = P(L > -eta) = F_w(eta_ji), with the latent weights eta as
+parameters. Their means are mu = E W = 2 F_w(eta) - 1 and d mu / d eta = 2 F_w'(eta). The
+*weight noise* F_w (``weight_noise``) is a core noise object (``estbench.model.NOISES``):
+
+* ``"logistic"`` (default): P(W = +1) = sigmoid(eta), mu = tanh(eta / 2),
+  d mu / d eta = 2 sigmoid(eta) sigmoid(-eta) = (1 - mu^2) / 2.
+* ``"uniform"`` (uniform on [-1, 1], the core convention): the *hard sigmoid*
+  P(W = +1) = clip((eta + 1) / 2, 0, 1) of BinaryConnect's stochastic binarisation (Courbariaux,
+  Bengio & David, arXiv 1511.00363: the binary weight is +1 with probability sigma(w) for the
+  "hard sigmoid" sigma(x) = clip((x + 1)/2, 0, 1) of the real-valued weight w),
+  mu = clip(eta, -1, 1) and d mu / d eta = 1[|eta| <= 1] (the core ``UniformNoise.pdf``, closed
+  interval like torch.clamp's derivative: at the kinks |eta| = 1 the derivative does not exist and
+  the inner one-sided value is used; the kinks have measure zero). With |eta| > 1 the weight is
+  deterministic, W = sign(eta), and every gradient wrt that eta is 0.
 
     a_k = W_{k-1} x_{k-1} + b_{k-1},   x_k on with probability F(a_k)   (stochastic activations)
                                        x_k on iff a_k >= 0                (``activation="sign"``)
@@ -55,6 +67,9 @@ from ..model import (
 WeightKind = Literal["real", "bernoulli"]
 KINDS: tuple[WeightKind, ...] = ("real", "bernoulli")
 ACTIVATIONS = (*NOISES, "sign")
+# Weight noises F_w with P(W = +1) = F_w(eta): the sigmoid and the hard sigmoid (uniform noise on
+# [-1, 1], the core ``UniformNoise``). The Gaussian would work the same way; it is not offered.
+WEIGHT_NOISES = ("logistic", "uniform")
 MAX_BERNOULLI_INPUT = 16  # a Bernoulli first layer enumerates 2^d weight patterns per unit
 
 
@@ -73,7 +88,8 @@ class WeightSBN:
 
     ``params[k]`` is eta_k (kind ``"bernoulli"``) or W_k (kind ``"real"``), shape [n_out, n_in];
     ``biases[k]`` [n_out]; pair k < L feeds binary layer k+1, pair L is the (real) head.
-    ``noise`` is the activation noise, or None for deterministic sign activations.
+    ``noise`` is the activation noise, or None for deterministic sign activations;
+    ``weight_noise`` the noise F_w of the Bernoulli weights, P(W = +1) = F_w(eta).
     """
 
     params: tuple[Tensor, ...]
@@ -82,9 +98,15 @@ class WeightSBN:
     coding: Coding = "01"
     noise: Noise | None = NOISES["logistic"]
     head: Head = HEADS["logistic"]
+    weight_noise: Noise = NOISES["logistic"]
 
     def __post_init__(self) -> None:
         check_coding(self.coding)
+        if self.weight_noise.name not in WEIGHT_NOISES:
+            raise ModelError(
+                f"unknown weight noise {self.weight_noise.name!r}; expected one of "
+                f"{', '.join(WEIGHT_NOISES)}"
+            )
         n = len(self.params)
         if len(self.biases) != n or len(self.kinds) != n:
             raise ModelError(
@@ -126,6 +148,7 @@ class WeightSBN:
         coding: str = "01",
         activation: str = "logistic",
         head: str = "logistic",
+        weight_noise: str = "logistic",
         dtype: torch.dtype = torch.float64,
     ) -> WeightSBN:
         return cls(
@@ -135,6 +158,7 @@ class WeightSBN:
             check_coding(coding),
             get_activation(activation),
             get_head(head),
+            get_weight_noise(weight_noise),
         )
 
     # ---- shape and metadata ------------------------------------------------------------------
@@ -185,24 +209,46 @@ class WeightSBN:
         return (
             f"weight SBN {arch}, weights {kinds} (B Bernoulli, R real), coding {self.coding}, "
             f"activation {self.activation}, head {self.head.name}"
+            + ("" if self.logistic_weights else f", weight noise {self.weight_noise.name}")
         )
 
     # ---- weight distribution -----------------------------------------------------------------
 
+    @property
+    def logistic_weights(self) -> bool:
+        """Whether P(W = +1) = sigmoid(eta) (the default weight noise)."""
+        return self.weight_noise.name == "logistic"
+
     def probs(self, k: int) -> tuple[Tensor, Tensor]:
-        """(P(W_k = +1), P(W_k = -1)) = (sigmoid(eta_k), sigmoid(-eta_k)) of a Bernoulli pair."""
+        """(P(W_k = +1), P(W_k = -1)) = (F_w(eta_k), F_w(-eta_k)) of a Bernoulli pair, both
+        accurate in the tails (sigmoid(eta), sigmoid(-eta) for the logistic weight noise)."""
         self._check_bernoulli(k)
-        return torch.sigmoid(self.params[k]), torch.sigmoid(-self.params[k])
+        return self.weight_noise.cdf(self.params[k]), self.weight_noise.cdf(-self.params[k])
 
     def means(self, k: int) -> Tensor:
-        """mu_k = E W_k = tanh(eta_k / 2) of a Bernoulli pair."""
+        """mu_k = E W_k = 2 F_w(eta_k) - 1 of a Bernoulli pair: tanh(eta_k / 2) (logistic),
+        clip(eta_k, -1, 1) (uniform)."""
         self._check_bernoulli(k)
-        return torch.tanh(self.params[k] / 2)
+        if self.logistic_weights:
+            return torch.tanh(self.params[k] / 2)
+        return self.params[k].clamp(-1.0, 1.0)
+
+    def weight_density(self, k: int) -> Tensor:
+        """F_w'(eta_k) = dP(W = +1)/d eta, elementwise, of a Bernoulli pair: sigmoid(eta)
+        sigmoid(-eta) (logistic), (1/2) 1[|eta| <= 1] (uniform)."""
+        if self.logistic_weights:
+            p, q = self.probs(k)
+            return p * q
+        self._check_bernoulli(k)
+        return self.weight_noise.pdf(self.params[k])
 
     def mean_jacobian(self, k: int) -> Tensor:
-        """d mu / d eta = 2 sigmoid(eta) sigmoid(-eta), elementwise, of a Bernoulli pair."""
-        p, q = self.probs(k)
-        return 2 * p * q
+        """d mu / d eta = 2 F_w'(eta), elementwise, of a Bernoulli pair: 2 sigmoid(eta)
+        sigmoid(-eta) (logistic), 1[|eta| <= 1] (uniform)."""
+        if self.logistic_weights:
+            p, q = self.probs(k)
+            return 2 * p * q
+        return 2 * self.weight_density(k)
 
     def _check_bernoulli(self, k: int) -> None:
         if self.kinds[k] != "bernoulli":
@@ -216,7 +262,8 @@ class WeightSBN:
 
     def replace(self, **changes: object) -> WeightSBN:
         fields = {
-            f: getattr(self, f) for f in ("params", "biases", "kinds", "coding", "noise", "head")
+            f: getattr(self, f)
+            for f in ("params", "biases", "kinds", "coding", "noise", "head", "weight_noise")
         }
         fields.update(changes)
         return WeightSBN(**fields)  # type: ignore[arg-type]
@@ -244,6 +291,15 @@ class WeightSBN:
         return SBN(Ws, self.biases, self.coding, self.noise, self.head)  # type: ignore[arg-type]
 
 
+def get_weight_noise(name: str) -> Noise:
+    """The weight noise F_w of that name (``WEIGHT_NOISES``): P(W = +1) = F_w(eta)."""
+    if name not in WEIGHT_NOISES:
+        raise ModelError(
+            f"unknown weight noise {name!r}; expected one of {', '.join(WEIGHT_NOISES)}"
+        )
+    return get_noise(name)
+
+
 def get_activation(name: str) -> Noise | None:
     """``"sign"`` -> None (deterministic), else the noise of that name."""
     if name == "sign":
@@ -266,11 +322,15 @@ def random_weight_sbn(
     coding: str = "01",
     activation: str = "logistic",
     head: str = "logistic",
+    weight_noise: str = "logistic",
     dtype: torch.dtype = torch.float64,
 ) -> WeightSBN:
     """A random network: eta ~ N(0, eta_scale^2) for Bernoulli pairs, W ~ N(0, scale^2 / fan_in)
     for real pairs, b ~ N(0, bias_scale^2). Default kinds: real first layer and head, Bernoulli
-    hidden pairs (the usual choice)."""
+    hidden pairs (the usual choice). ``weight_noise`` does not change the draws (the same eta for
+    the same generator); with ``"uniform"`` a weight with |eta| > 1 is deterministic, a fraction
+    2 Phi(-1 / eta_scale) of them (32% for eta_scale = 1, 5% for 0.5)."""
+    noise_w = get_weight_noise(weight_noise)
     dims = [input_dim, *widths, out_dim]
     L = len(widths)
     if kinds is None:
@@ -289,6 +349,7 @@ def random_weight_sbn(
         check_coding(coding),
         get_activation(activation),
         get_head(head),
+        noise_w,
     )
 
 

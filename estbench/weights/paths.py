@@ -7,9 +7,13 @@ default, as in training: one weight draw per mini-batch) and [*B, N, n_out, n_in
 (each point its own weights). Both modes have the same expected loss and the same mean of any
 per-point estimate; they differ in variance (``path_moments`` gives both exactly).
 
-Sampling convention (as in ``estbench.estimators.ops``): W_ji = +1 iff u < sigmoid(eta_ji) and a
-stochastic unit is on iff v < F(a), with u, v ~ U(0, 1) drawn from the caller's generator; the
-antithetic branch of ARM-type estimators uses 1[u > 1 - p] (``antithetic``).
+Sampling convention (as in ``estbench.estimators.ops``): W_ji = +1 iff u < p_ji = F_w(eta_ji)
+(``WeightSBN.probs``; sigmoid(eta) for the default logistic weight noise), i.e. W = sign(eta + L)
+with L = -F_w^{-1}(u) ~ F_w, and a stochastic unit is on iff v < F(a), with u, v ~ U(0, 1) drawn
+from the caller's generator; the antithetic branch of ARM-type estimators uses 1[u > 1 - p]
+(``antithetic``). A weight with p = 1 (q = 0), e.g. |eta| >= 1 under the uniform weight noise,
+is +1 (-1) in every draw (its antithetic branch too, but for u = 0 exactly; estimators give
+such a weight a zero multiplier anyway).
 """
 
 from __future__ import annotations

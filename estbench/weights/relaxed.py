@@ -1,14 +1,18 @@
 """The relaxation family for stochastic binary weights: Concrete, ST Gumbel-Softmax, Gumbel-Rao.
 
-**Weights.** A Bernoulli weight is the sign of a logistic threshold: W = sign(eta + L) with
-L = -logit(u), u ~ U(0, 1), so W = +1 iff u < sigmoid(eta) -- the sampling convention of
-``paths.draw_uniforms`` / ``path_from_uniforms``, whose uniform u each relaxation reuses. The
-binary Concrete (Gumbel-Softmax, sigma-form temperature) relaxes it to
+**Weights.** A Bernoulli weight is the sign of a noisy threshold: W = sign(eta + L) with
+L = -F_w^{-1}(u), u ~ U(0, 1), F_w the model's weight noise, so W = +1 iff u < F_w(eta) -- the
+sampling convention of ``paths.draw_uniforms`` / ``path_from_uniforms``, whose uniform u each
+relaxation reuses. The binary Concrete (Gumbel-Softmax, sigma-form temperature) relaxes it, as the
+core ``concrete`` relaxes an activation with S = F_w, to
 
-    y = (eta + L) / tau,   W~ = 2 sigmoid(y) - 1 = tanh(y / 2) in (-1, 1),
-    dW~/deta = (2 / tau) sigmoid(y) sigmoid(-y)            (the factor 2 of the ±1 coding),
+    y = (eta + L) / tau,   W~ = 2 F_w(y) - 1,   dW~/deta = (2 / tau) F_w'(y)
+                                                 (the factor 2 of the ±1 coding).
 
-which tends to the hard sample W as tau -> 0 and to 0 as tau -> infinity.
+Logistic weight noise (default): L = -logit(u), W~ = 2 sigmoid(y) - 1 = tanh(y / 2) in (-1, 1),
+dW~/deta = (2 / tau) sigmoid(y) sigmoid(-y). Uniform weight noise (the hard sigmoid): L = 1 - 2u,
+W~ = clip(y, -1, 1) (a hardtanh of the noisy latent weight), dW~/deta = (1 / tau) 1[|y| <= 1]. Both
+tend to the hard sample W as tau -> 0 and to 0 as tau -> infinity.
 
 **Stochastic activations** are relaxed as the core ``concrete`` relaxes them (module
 ``estbench.estimators.relaxed``): on iff v < F(a), L' = -F^{-1}(v), x~ = S((a + L')/tau) with
@@ -40,7 +44,7 @@ from torch import Tensor
 from ..estimators.base import Hyper
 from ..estimators.ops import uniforms
 from ..estimators.relaxed import TAU, open_unit
-from ..model import Noise, encode, get_noise
+from ..model import NOISES, Noise, encode
 from .estimators import (
     SIGN_PROXY,
     WEIGHTS_MODE,
@@ -55,10 +59,12 @@ from .model import WeightProblem, WeightSBN
 from .paths import Uniforms, apply_weights, back_weights, draw_uniforms, path_from_uniforms
 
 
-def weight_argument(eta: Tensor, u: Tensor, tau: float) -> Tensor:
-    """y = (eta + L) / tau with L = -logit(u): y > 0 iff u < sigmoid(eta), the hard sample of
-    the same uniform. ``u`` is not modified."""
-    return (eta - torch.logit(open_unit(u))) / tau
+def weight_argument(
+    eta: Tensor, u: Tensor, tau: float, noise: Noise = NOISES["logistic"]
+) -> Tensor:
+    """y = (eta + L) / tau with L = -F_w^{-1}(u) (-logit(u) for the logistic weight noise):
+    y > 0 iff u < F_w(eta), the hard sample of the same uniform. ``u`` is not modified."""
+    return (eta - noise.icdf(open_unit(u))) / tau
 
 
 def state_argument(noise: Noise, a: Tensor, v: Tensor, tau: float) -> Tensor:
@@ -136,9 +142,13 @@ class _WeightRelaxedBase(WeightEstimator):
     hyperparameters = {"weights": WEIGHTS_MODE, "tau": TAU, "sign_proxy": SIGN_PROXY}
     weight_coding: ClassVar[float] = 2.0  # W~ = 2 s - 1: d W~ / d s for ±1 weights
 
-    def weight_jacobian(self, y: Tensor) -> Tensor:
-        """dW~/deta = (2 / tau) sigmoid(y) sigmoid(-y) at y = (eta + L) / tau."""
-        return (self.weight_coding / self.params["tau"]) * torch.sigmoid(y) * torch.sigmoid(-y)
+    def weight_jacobian(self, model: WeightSBN, y: Tensor) -> Tensor:
+        """dW~/deta = (2 / tau) F_w'(y) at y = (eta + L) / tau: (2 / tau) sigmoid(y) sigmoid(-y)
+        (logistic weight noise), (1 / tau) 1[|y| <= 1] (uniform)."""
+        c = self.weight_coding / self.params["tau"]
+        if model.logistic_weights:
+            return c * torch.sigmoid(y) * torch.sigmoid(-y)
+        return c * model.weight_noise.pdf(y)
 
     def bytes_per_draw(self, problem: WeightProblem) -> int:  # type: ignore[override]
         # Beyond the base: the uniforms, y, the relaxed weights and dW/deta per weight, and the
@@ -172,17 +182,20 @@ class WeightConcrete(_WeightRelaxedBase):
     wrt eta: the exact pathwise gradient of the relaxed loss.
 
     Forward, from the uniforms of ``draw_uniforms`` (module docstring): every Bernoulli weight
-    W~ = tanh((eta + L)/(2 tau)), L = -logit(u); every stochastic unit x~ = S((a~ + L')/tau)
-    (2S - 1 for ±1) with a~ computed from the relaxed weights and inputs; sign units hard,
-    sign(a~). The estimate is d l(W_L x~_L + b_L, y) along this pass:
+    W~ = 2 F_w((eta + L)/tau) - 1, L = -F_w^{-1}(u) (tanh((eta + L)/(2 tau)), L = -logit(u), for
+    the logistic weight noise; clip((eta + L)/tau, -1, 1), L = 1 - 2u, for the uniform one); every
+    stochastic unit x~ = S((a~ + L')/tau) (2S - 1 for ±1) with a~ computed from the relaxed
+    weights and inputs; sign units hard, sign(a~). The estimate is d l(W_L x~_L + b_L, y) along
+    this pass:
 
-        g_eta_k = mean_n (g_{a_k}^T x~_{k-1}) * (2/tau) sigmoid(y_k) sigmoid(-y_k),
+        g_eta_k = mean_n (g_{a_k}^T x~_{k-1}) * (2/tau) F_w'(y_k),
         g_{a_k} = delta_k * c tau^-1 F'((a~_k + L'_k)/tau)   (sign: ``sign_proxy``),
         delta_{k-1} = g_{a_k} W~_k,   real weights and biases from g_{a_k}, the head at x~_L.
 
-    Derivation: W~ is a smooth function of (eta, L) with the law of L free of eta, so
-    E_L[d l~/d eta] = d E_L[l~]/d eta (the reparameterisation trick); dW~/deta follows from
-    d tanh(y/2)/dy = (1/2)(1 - tanh^2(y/2)) = 2 sigmoid(y) sigmoid(-y) and dy/deta = 1/tau.
+    Derivation: W~ is a smooth (uniform weight noise: Lipschitz, piecewise linear) function of
+    (eta, L) with the law of L free of eta, so E_L[d l~/d eta] = d E_L[l~]/d eta (the
+    reparameterisation trick; for the clip the kinks have probability 0); dW~/deta =
+    2 F_w'(y) dy/deta with dy/deta = 1/tau (logistic: d tanh(y/2)/dy = 2 sigmoid(y) sigmoid(-y)).
 
     Biased in every layer, the head included, for every tau > 0: it estimates the gradient of
     the relaxed objective E[l~], not of J (with sign activations also through the proxy).
@@ -192,10 +205,10 @@ class WeightConcrete(_WeightRelaxedBase):
     Poole, "Categorical reparameterization with Gumbel-Softmax", arXiv 1611.01144.
     Verified: equals torch autograd of the relaxed forward pass rebuilt from the same uniforms to
     1e-10 (both weight modes, logistic/gaussian/sign activations, both codings, real and
-    Bernoulli first layer); E[g_eta] of a one-weight network against quadrature by a z-test
-    (false-fail rate 1e-4), with a factor-1 Jacobian failing the same test; limits tau -> 0
-    (hard sample) and tau -> infinity (W~ -> 0); check_estimator
-    (tests/test_weights_relaxed.py).
+    Bernoulli first layer, both weight noises); E[g_eta] of a one-weight network against
+    quadrature by a z-test (false-fail rate 1e-4), with a factor-1 Jacobian failing the same test;
+    limits tau -> 0 (hard sample) and tau -> infinity (W~ -> 0); check_estimator
+    (tests/test_weights_relaxed.py, tests/test_weights_hardsigmoid.py).
     """
 
     name = "weight-concrete"
@@ -213,9 +226,10 @@ class WeightConcrete(_WeightRelaxedBase):
                 weights.append(W)
                 factors.append(None)
                 continue
-            y = weight_argument(W, u, tau)
-            weights.append(torch.tanh(y / 2))
-            factors.append(self.weight_jacobian(y))
+            y = weight_argument(W, u, tau, m.weight_noise)
+            relaxed = torch.tanh(y / 2) if m.logistic_weights else 2 * m.weight_noise.cdf(y) - 1
+            weights.append(relaxed)
+            factors.append(self.weight_jacobian(m, y))
         x: Tensor = problem.X
         inputs, jacobians = [x], []
         for k in range(m.depth):
@@ -241,8 +255,8 @@ class WeightStraightThroughGumbelSoftmax(_WeightRelaxedBase):
     W = sign(eta + L), states on iff v < F(a)). Backward: the recursion of ``weight-st`` with the
     relaxed Jacobians of the noise that made the sample,
 
-        g_eta_k = mean_n (g_{a_k}^T x_{k-1}) * (2/tau) sigmoid(y_k) sigmoid(-y_k),
-        y_k = (eta_k + L_k)/tau,
+        g_eta_k = mean_n (g_{a_k}^T x_{k-1}) * (2/tau) F_w'(y_k),
+        y_k = (eta_k + L_k)/tau,   L_k = -F_w^{-1}(u_k)   (F_w = sigmoid by default),
         g_{a_k} = delta_k * c tau^-1 F'((a_k + L'_k)/tau)     (sign activations: ``sign_proxy``),
 
     with a_k, x_{k-1} and delta_{k-1} = g_{a_k} W_k on the hard path (W_k the sampled ±1 weights).
@@ -250,7 +264,9 @@ class WeightStraightThroughGumbelSoftmax(_WeightRelaxedBase):
     one, d W / d eta ~ d W~ / d eta at the same L.
 
     Biased in every binary layer, even for an affine loss: E_L[(2/tau) sigmoid'(y)] =
-    E[dW~/deta] is not d mu/d eta = 2 sigmoid'(eta) in general (the core spec §3.2 argument).
+    E[dW~/deta] is not d mu/d eta = 2 F_w'(eta) in general (the core spec §3.2 argument; with
+    the uniform weight noise a deterministic weight, |eta| > 1, still gets a nonzero Jacobian
+    wherever |eta + L| <= tau).
     The head gradient is pathwise at the hard sample, so unbiased ("head only"). Cost: 1 loss
     evaluation, 1 backward pass.
     Reference: Jang, Gu & Poole, arXiv 1611.01144 (ICLR 2017).
@@ -277,15 +293,15 @@ class WeightStraightThroughGumbelSoftmax(_WeightRelaxedBase):
     ) -> RelaxedPass:
         m, tau, extra = problem.model, self.params["tau"], self.extra_kernels()
         path = path_from_uniforms(problem, noise, self.per_point)
-        logistic = get_noise("logistic")
+        noise_w = m.weight_noise
         mean_of = 1 + extra
         factors: list[Tensor | None] = []
         for eta, u, wbits in zip(m.params, noise.weights, path.wbits, strict=True):
             if u is None or wbits is None:
                 factors.append(None)
                 continue
-            kern = logistic.pdf(weight_argument(eta, u, tau))
-            more = conditional_kernels(logistic, eta, wbits, tau, extra, generator)
+            kern = noise_w.pdf(weight_argument(eta, u, tau, noise_w))
+            more = conditional_kernels(noise_w, eta, wbits, tau, extra, generator)
             if more is not None:
                 kern = kern + more
             factors.append(kern * (self.weight_coding / (tau * mean_of)))
@@ -307,7 +323,7 @@ class WeightGumbelRao(WeightStraightThroughGumbelSoftmax):
     """Gumbel-Rao (GR-MC_K): ST-GS for weights with each relaxed Jacobian averaged over K
     noises drawn from the law of the noise **given** the hard sample, wrt eta.
 
-        dW/deta ~ (2 / (tau K)) sum_i sigmoid'((eta + L_i)/tau),   L_i ~ logistic | W,
+        dW/deta ~ (2 / (tau K)) sum_i F_w'((eta + L_i)/tau),       L_i ~ F_w | W,
         dx/da   ~ (c / (tau K)) sum_i F'((a + L'_i)/tau),           L'_i ~ F | state,
 
     i.e. conditioned on sign(eta + L_i) = W and sign(a + L'_i) = the sampled state

@@ -1,0 +1,653 @@
+"""The hard-sigmoid weight model: W = sign(eta + L), L uniform on [-1, 1], so
+P(W = +1) = clip((eta + 1)/2, 0, 1) (``weight_noise="uniform"``).
+
+Checked here: the model's probabilities, means and Jacobian; the exact solver against brute-force
+joint enumeration (autograd through the clip) and finite differences; REINFORCE exactly unbiased
+by enumeration, with the sigmoid score failing; ST's exact mean relation and exactness in the
+linear regime; binaryconnect(proxy=hardtanh) = weight-st wrt eta draw for draw; ARM / DisARM
+exactly unbiased over weight cells (sign activations) and statistically (z-tests, Bonferroni,
+false-fail rate ALPHA each), without d phi / d eta failing both; the relaxations against autograd;
+check_estimator; checkpoints and cases. Float64, explicit generators throughout."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor
+
+from estbench.cases import CaseError, parse_case
+from estbench.errors import CheckpointError, ModelError
+from estbench.estimators.base import Problem
+from estbench.estimators.straight_through import StraightThrough
+from estbench.exact_moments import path_moments as core_path_moments
+from estbench.model import NOISES, flatten_layers
+from estbench.testing import check_estimator
+from estbench.weights import (
+    BinaryConnect,
+    WeightARM,
+    WeightConcrete,
+    WeightDisARM,
+    WeightGumbelRao,
+    WeightProblem,
+    WeightReinforce,
+    WeightStraightThrough,
+    WeightStraightThroughGumbelSoftmax,
+    exact_gradient,
+    exact_loss,
+    load_weight_checkpoint,
+    random_weight_sbn,
+    save_weight_checkpoint,
+)
+from estbench.weights import estimators as west
+from estbench.weights.paths import (
+    draw_uniforms,
+    path_from_uniforms,
+    path_moments,
+    weight_configurations,
+)
+
+from .oracle import _loss
+from .test_weights_estimators import AffineHead, cell_expectation, linear_regime_problem, z_test
+from .test_weights_exact import close
+
+F64 = torch.float64
+UNIFORM = NOISES["uniform"]
+ALPHA = 1e-3  # false-fail rate of each statistical test (Bonferroni over the coordinates)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def make(
+    widths,
+    kinds,
+    *,
+    seed,
+    coding="01",
+    activation="logistic",
+    head="logistic",
+    n_points=3,
+    eta_scale=1.0,
+) -> WeightProblem:
+    """A random network with the uniform weight noise; eta_scale 1 puts about a third of the
+    latent weights outside [-1, 1] (deterministic weights)."""
+    g = gen(seed)
+    out_dim = {"logistic": 1, "softmax": 3, "mse": 2}[head]
+    model = random_weight_sbn(
+        2,
+        widths,
+        out_dim,
+        generator=g,
+        kinds=kinds,
+        eta_scale=eta_scale,
+        scale=1.3,
+        coding=coding,
+        activation=activation,
+        head=head,
+        weight_noise="uniform",
+    )
+    X = torch.randn(n_points, 2, generator=g, dtype=F64)
+    if head == "logistic":
+        Y = torch.where(torch.rand(n_points, generator=g) < 0.5, 1.0, -1.0).double()
+    elif head == "softmax":
+        Y = torch.randint(0, 3, (n_points,), generator=g).double()
+    else:
+        Y = torch.randn(n_points, out_dim, generator=g, dtype=F64)
+    return WeightProblem.create(model, X, Y)
+
+
+def bernoulli_etas(problem: WeightProblem) -> Tensor:
+    return torch.cat([problem.model.params[k].reshape(-1) for k in problem.model.bernoulli_layers])
+
+
+NETS = {
+    "logistic-01": dict(widths=(2, 2), kinds=("real", "bernoulli", "real"), seed=1),
+    "uniform-pm1-bfirst": dict(
+        widths=(2, 2),
+        kinds=("bernoulli", "bernoulli", "real"),
+        seed=2,
+        coding="pm1",
+        activation="uniform",
+        head="softmax",
+    ),
+    "sign-pm1": dict(
+        widths=(2, 2),
+        kinds=("bernoulli", "bernoulli", "real"),
+        seed=3,
+        coding="pm1",
+        activation="sign",
+    ),
+    "gaussian-01-deep": dict(
+        widths=(2, 2, 1),
+        kinds=("real", "bernoulli", "bernoulli", "real"),
+        seed=4,
+        activation="gaussian",
+        head="mse",
+    ),
+}
+
+
+def net(name: str, **extra) -> WeightProblem:
+    return make(**{**NETS[name], **extra})
+
+
+def test_every_net_has_stochastic_and_deterministic_weights():
+    for name in NETS:
+        eta = bernoulli_etas(net(name)).abs()
+        assert bool((eta < 1).any()) and bool((eta > 1).any()), name
+
+
+# ---- the model -------------------------------------------------------------------------------
+
+
+def test_probabilities_means_and_jacobian_are_the_hard_sigmoid():
+    eta = torch.tensor([[-2.5, -1.0, -0.4, 0.0], [0.3, 0.999, 1.0, 3.0]], dtype=F64)
+    model = WeightProblem.create(
+        random_weight_sbn(2, (4, 2), generator=gen(0), weight_noise="uniform"),
+        torch.zeros(1, 2, dtype=F64),
+        torch.ones(1, dtype=F64),
+    ).model
+    model = model.replace(params=(model.params[0], eta, model.params[2]))
+    p, q = model.probs(1)
+    assert torch.equal(p, ((eta + 1) / 2).clamp(0, 1)) and torch.equal(
+        q, ((1 - eta) / 2).clamp(0, 1)
+    )
+    assert torch.allclose(model.means(1), p - q, rtol=0, atol=1e-15)
+    assert torch.equal(model.means(1), eta.clamp(-1, 1))
+    assert torch.equal(model.mean_jacobian(1), (eta.abs() <= 1).to(F64))
+    assert torch.equal(model.weight_density(1), 0.5 * (eta.abs() <= 1).to(F64))
+    assert "weight noise uniform" in model.describe()
+    assert model.to(dtype=torch.float32).weight_noise.name == "uniform"
+    assert model.replace(coding="pm1").weight_noise is UNIFORM
+    with pytest.raises(ModelError, match="pair 0 has real weights"):
+        model.probs(0)
+
+
+def test_the_weight_noise_does_not_change_the_random_network():
+    a = random_weight_sbn(2, (3, 2), generator=gen(5))
+    b = random_weight_sbn(2, (3, 2), generator=gen(5), weight_noise="uniform")
+    assert all(torch.equal(x, y) for x, y in zip(a.params, b.params, strict=True))
+    assert a.weight_noise.name == "logistic" and "weight noise" not in a.describe()
+    with pytest.raises(ModelError, match=r"unknown weight noise 'gaussian'; expected one of"):
+        random_weight_sbn(2, (3, 2), generator=gen(5), weight_noise="gaussian")
+    with pytest.raises(ModelError, match="unknown weight noise"):
+        a.replace(weight_noise=NOISES["gaussian"])
+
+
+# ---- exact solver ----------------------------------------------------------------------------
+
+
+def hard_sigmoid_oracle(problem: WeightProblem, wrt: str):
+    """(loss, [(dtheta_k, db_k)]) by summing P(W) P(x | W) l over every joint configuration of
+    the Bernoulli weights and hidden states, with P(W = +1) = clamp((eta + 1)/2, 0, 1) (or
+    (1 + mu)/2) written out here; gradients by autograd (through torch.clamp)."""
+    model, X, Y = problem.model, problem.X, problem.Y
+    n_bern = sum(model.params[k].numel() for k in model.bernoulli_layers)
+    configs = torch.tensor(list(itertools.product((0.0, 1.0), repeat=n_bern)), dtype=F64)
+    configs = configs.reshape(2**n_bern, n_bern)
+    thetas, biases, weights, prob_w, start = [], [], [], torch.ones(1, dtype=F64), 0
+    for k, kind in enumerate(model.kinds):
+        theta = model.params[k].detach().clone()
+        if kind == "bernoulli" and wrt == "mu":
+            theta = theta.clamp(-1, 1)
+        theta.requires_grad_()
+        thetas.append(theta)
+        biases.append(model.biases[k].detach().clone().requires_grad_())
+        if kind == "real":
+            weights.append(theta)
+            continue
+        bits = configs[:, start : start + theta.numel()].reshape(-1, *theta.shape)
+        start += theta.numel()
+        p = torch.clamp((theta + 1) / 2, 0, 1) if wrt == "eta" else (1 + theta) / 2
+        prob_w = prob_w * torch.where(bits == 1, p, 1 - p).flatten(1).prod(1)
+        weights.append((2 * bits - 1)[:, None])
+    total = sum(model.widths)
+    states = torch.tensor(list(itertools.product((0.0, 1.0), repeat=total)), dtype=F64)
+    states = states.reshape(2**total, total)
+    x, prob, start = X, prob_w[:, None, None], 0
+    for k, n in enumerate(model.widths):
+        a = x @ weights[k].transpose(-1, -2) + biases[k]
+        p_on = (a >= 0).to(F64) if model.noise is None else model.noise.cdf(a)
+        on = states[None, :, None, start : start + n]
+        prob = prob * torch.where(on == 1, p_on, 1 - p_on).prod(-1)
+        x = (on if model.coding == "01" else 2 * on - 1).expand(-1, -1, X.shape[0], -1)
+        start += n
+    z = x @ weights[-1].T + biases[-1]
+    y = Y[:, 0] if (Y.dim() == 2 and model.head.name != "mse") else Y
+    loss = (prob * _loss(model.head.name, z, y)).sum((0, 1)).mean()
+    leaves = [t for pair in zip(thetas, biases, strict=True) for t in pair]
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
+    return loss.detach(), [(grads[2 * k], grads[2 * k + 1]) for k in range(len(thetas))]
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_exact_matches_joint_enumeration(name):
+    problem = net(name)
+    got = exact_gradient(problem.model, problem.X, problem.Y)
+    for wrt in ("eta", "mu"):
+        loss, pairs = hard_sigmoid_oracle(problem, wrt)
+        assert abs(float(got.loss - loss)) <= 1e-13 * float(loss)
+        for k, (g, o) in enumerate(zip(got.layer_vectors(wrt), flatten_layers(pairs), strict=True)):
+            assert close(g, o), (wrt, k)
+    # dJ/deta = dJ/dmu 1[|eta| <= 1]: 0 for a deterministic weight, whose dJ/dmu is not 0.
+    m = problem.model
+    for k in m.bernoulli_layers:
+        d_eta, d_mu = got.grads[k][0], got.mean_grads[k][0]
+        assert torch.equal(d_eta, d_mu * m.mean_jacobian(k))
+        outside = m.params[k].abs() > 1
+        assert bool((d_eta[outside] == 0).all()) and bool((d_mu[outside] != 0).all())
+
+
+@pytest.mark.parametrize("name", ["logistic-01", "sign-pm1"])
+def test_exact_matches_finite_differences(name):
+    """Central differences of the exact loss, h = 1e-6, at every Bernoulli latent weight: J is a
+    polynomial in p = (eta + 1)/2 inside (-1, 1) (tolerance 1e-7 relative), and constant in eta
+    outside [-1, 1] (the difference is exactly 0, as is the gradient)."""
+    problem = net(name)
+    m, h = problem.model, 1e-6
+    got = exact_gradient(m, problem.X, problem.Y)
+    checked_inside = checked_outside = 0
+    for k in m.bernoulli_layers:
+        for idx in itertools.product(*map(range, m.params[k].shape)):
+            eta = m.params[k]
+            if abs(abs(float(eta[idx])) - 1) < 10 * h:
+                continue  # at a kink the derivative does not exist
+            values = []
+            for sign in (1, -1):
+                moved = eta.clone()
+                moved[idx] += sign * h
+                params = tuple(moved if j == k else P for j, P in enumerate(m.params))
+                values.append(float(exact_loss(m.replace(params=params), problem.X, problem.Y)))
+            fd = (values[0] - values[1]) / (2 * h)
+            g = float(got.grads[k][0][idx])
+            if abs(float(eta[idx])) > 1:
+                assert values[0] == values[1] and g == 0.0
+                checked_outside += 1
+            else:
+                assert abs(fd - g) <= 1e-7 * max(1e-3, abs(g)), (k, idx, fd, g)
+                checked_inside += 1
+    assert checked_inside >= 2 and checked_outside >= 1
+
+
+# ---- REINFORCE: exactly unbiased ------------------------------------------------------------
+
+
+def exact_mean(estimator, problem):
+    return path_moments(estimator, problem, context=estimator.prepare(problem, None)).mean
+
+
+@pytest.mark.parametrize("name", list(NETS))
+@pytest.mark.parametrize(("baseline", "mode"), [("none", "shared"), ("oracle", "per-point")])
+def test_reinforce_is_exactly_unbiased(name, baseline, mode):
+    problem = net(name)
+    exact = exact_gradient(problem.model, problem.X, problem.Y).flat()
+    mean = exact_mean(WeightReinforce(baseline=baseline, weights=mode), problem)
+    assert float((mean - exact).abs().max()) <= 1e-10 * (1 + float(exact.abs().max()))
+
+
+class SigmoidScoreReinforce(WeightReinforce):
+    """Negative control: the logistic model's score b - p used with the uniform weight noise."""
+
+    def weight_score(self, problem, path, k):
+        return path.wbits[k] - problem.model.probs(k)[0]
+
+
+def test_sigmoid_score_fails_the_exact_test():
+    problem = net("sign-pm1")
+    exact = exact_gradient(problem.model, problem.X, problem.Y).layer_vectors()
+    mean = problem.split(exact_mean(SigmoidScoreReinforce(), problem))
+    for k in problem.model.bernoulli_layers:
+        assert float((mean[k] - exact[k]).norm() / exact[k].norm()) > 0.1, k
+
+
+def test_score_of_a_deterministic_weight_is_zero():
+    problem = net("sign-pm1")
+    path = path_from_uniforms(problem, draw_uniforms(problem, 50, gen(1), False), False)
+    for k in problem.model.bernoulli_layers:
+        score = WeightReinforce().weight_score(problem, path, k)
+        outside = problem.model.params[k].abs() >= 1
+        assert bool((score[:, outside] == 0).all()) and bool(torch.isfinite(score).all())
+        assert bool((score[:, ~outside] != 0).all())
+
+
+# ---- straight-through and BinaryConnect -------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["logistic-01", "uniform-pm1-bfirst"])
+def test_st_mean_is_the_weight_average_of_the_core_st_mean(name):
+    """Given W, weight-st(wrt=mu) is the core principled ST on SBN(W): E[g_mu] = sum_W P(W)
+    E[st | W] (hard-sigmoid P(W)); E[g_eta] = E[g_mu] 1[|eta| <= 1] coordinatewise."""
+    problem = net(name)
+    m = problem.model
+    wbits, p_w = weight_configurations(m)
+    expected = 0.0
+    for c in range(p_w.shape[0]):
+        if p_w[c] == 0:
+            continue
+        W = [None if w is None else 2 * w[c] - 1 for w in wbits]
+        core = Problem.create(m.with_weights(W), problem.X, problem.Y)
+        expected = expected + p_w[c] * core_path_moments(StraightThrough(), core).mean
+    got = exact_mean(WeightStraightThrough(wrt="mu"), problem)
+    assert torch.allclose(got, expected, rtol=1e-12, atol=1e-15)
+    eta = problem.split(exact_mean(WeightStraightThrough(), problem))
+    mu = problem.split(got)
+    for k in m.bernoulli_layers:
+        n = m.params[k].numel()
+        jac = m.mean_jacobian(k).reshape(-1)
+        assert torch.equal(eta[k][:n], mu[k][:n] * jac)
+
+
+@pytest.mark.parametrize("coding", ["01", "pm1"])
+def test_st_is_exact_in_the_linear_regime(coding):
+    """Affine loss, uniform activations with |a| < 1 on every configuration: E[l | W] is
+    multilinear in the weights, so ST is unbiased in every layer, wrt eta and mu, also for the
+    hard-sigmoid weights (latent weights of both signs, some outside [-1, 1])."""
+    base = linear_regime_problem(coding)
+    eta0 = torch.tensor([[0.3, -1.4], [-0.6, 0.9]], dtype=F64)
+    model = base.model.replace(
+        weight_noise=UNIFORM, params=(eta0, *base.model.params[1:]), head=AffineHead()
+    )
+    problem = WeightProblem.create(model, base.X, base.Y)
+    exact = exact_gradient(model, problem.X, problem.Y)
+    for wrt in ("eta", "mu"):
+        mean = problem.split(exact_mean(WeightStraightThrough(wrt=wrt), problem))
+        for k, (got, g) in enumerate(zip(mean, exact.layer_vectors(wrt), strict=True)):
+            assert g.norm() > 1e-3
+            assert float((got - g).norm() / g.norm()) < 1e-10, (wrt, k)
+
+
+@pytest.mark.parametrize("name", ["logistic-01", "sign-pm1", "uniform-pm1-bfirst"])
+@pytest.mark.parametrize("mode", ["shared", "per-point"])
+def test_clipped_binaryconnect_is_the_principled_st_wrt_eta(name, mode):
+    """binaryconnect(proxy=hardtanh) multiplies dl/dW by 1[|eta| <= 1] = 2 F_w'(eta), which is
+    weight-st's factor d mu / d eta: identical draws. Compared with dJ/deta (wrt=eta) its exact
+    mean is weight-st's; the draws do not depend on wrt."""
+    problem = net(name)
+    bc = BinaryConnect(proxy="hardtanh", weights=mode)
+    bc_eta = BinaryConnect(proxy="hardtanh", weights=mode, wrt="eta")
+    st = WeightStraightThrough(weights=mode)
+    a = bc.draw(problem, 64, generator=gen(8))
+    assert torch.equal(a, st.draw(problem, 64, generator=gen(8)))
+    assert torch.equal(a, bc_eta.draw(problem, 64, generator=gen(8)))
+    assert (bc.wrt, bc_eta.wrt, st.wrt) == ("mu", "eta", "eta")
+    assert bc_eta.spec.endswith("proxy=hardtanh, wrt=eta)")
+
+
+def test_clipped_binaryconnect_differs_from_st_with_sigmoid_weights():
+    """Negative control: with the logistic weight noise the clipped identity is not ST's
+    2 sigmoid' factor, so the draws differ."""
+    problem = net("logistic-01")
+    problem = WeightProblem.create(
+        problem.model.replace(weight_noise=NOISES["logistic"]), problem.X, problem.Y
+    )
+    a = BinaryConnect(proxy="hardtanh").draw(problem, 16, generator=gen(8))
+    b = WeightStraightThrough().draw(problem, 16, generator=gen(8))
+    assert not torch.allclose(a, b)
+
+
+# ---- ARM and DisARM --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def without_logit_scale(monkeypatch):
+    """Negative control: ARM / DisARM without d phi / d eta (the logit gradient reported as the
+    eta gradient)."""
+    monkeypatch.setattr(west, "weight_logit_scale", lambda model, k, p, q: None)
+
+
+@pytest.mark.parametrize("cls", [WeightARM, WeightDisARM])
+def test_pair_estimators_are_exactly_unbiased_over_weight_cells(cls):
+    """Sign activations: the only noise is the weights', and the estimate is affine (ARM) or
+    constant (DisARM) in u on each cell cut by min(p, q), max(p, q) -- exact expectation."""
+    problem = net("sign-pm1")
+    exact = exact_gradient(problem.model, problem.X, problem.Y).flat()
+    mean = cell_expectation(cls(), problem)
+    assert float((mean - exact).abs().max()) < 1e-12
+    assert float(exact.abs().max()) > 1e-2
+
+
+@pytest.mark.parametrize("cls", [WeightARM, WeightDisARM])
+def test_pair_estimators_without_the_logit_scale_fail_the_cell_test(cls, without_logit_scale):
+    problem = net("sign-pm1")
+    exact = exact_gradient(problem.model, problem.X, problem.Y).flat()
+    mean = cell_expectation(cls(), problem)
+    assert float((mean - exact).abs().max()) > 1e-2
+
+
+S_DRAWS = 20000
+
+
+@pytest.mark.parametrize("cls", [WeightARM, WeightDisARM])
+@pytest.mark.parametrize(
+    ("name", "mode"), [("logistic-01", "shared"), ("uniform-pm1-bfirst", "per-point")]
+)
+def test_pair_estimators_are_statistically_unbiased(cls, name, mode):
+    """Per-coordinate z-test with Bonferroni, false-fail rate ALPHA = 1e-3 per test; the
+    version without d phi / d eta fails it by a wide margin (z > 2 x threshold)."""
+    problem = net(name)
+    exact = exact_gradient(problem.model, problem.X, problem.Y).flat()
+    draws = cls(weights=mode).draw(problem, S_DRAWS, generator=gen(11))
+    z, threshold = z_test(draws, exact, ALPHA)
+    assert z < threshold, (z, threshold)
+
+
+def test_arm_without_the_logit_scale_fails_the_z_test(without_logit_scale):
+    problem = net("logistic-01")
+    exact = exact_gradient(problem.model, problem.X, problem.Y).flat()
+    draws = WeightARM().draw(problem, S_DRAWS, generator=gen(11))
+    z, threshold = z_test(draws, exact, ALPHA)
+    assert z > 2 * threshold, (z, threshold)
+
+
+# ---- relaxations -----------------------------------------------------------------------------
+
+
+def autograd_estimates(problem, noise, tau, per_point, *, hard):
+    """[S, P]: autograd of the per-draw mean loss, one draw at a time, stochastic activations.
+    Weights W~ = 2 clamp((y + 1)/2, 0, 1) - 1 with y = (eta - (2u - 1))/tau (the hard sigmoid's
+    S = F_w and L = -F_w^{-1}(u)), states F((a - F^{-1}(v))/tau); ``hard``: the hard sample of
+    the same uniforms forward, the relaxed gradient backward."""
+    m = problem.model
+    c = 2.0 if m.coding == "pm1" else 1.0
+    rows = []
+    n_draws = next(u.shape[0] for u in noise.weights if u is not None)
+    for s in range(n_draws):
+        params = [W.clone().requires_grad_(True) for W in m.params]
+        biases = [b.clone().requires_grad_(True) for b in m.biases]
+        weights = []
+        for k, W in enumerate(params):
+            u = noise.weights[k]
+            if u is None:
+                weights.append(W)
+                continue
+            y = (W - (2 * u[s] - 1)) / tau
+            relaxed = 2 * torch.clamp((y + 1) / 2, 0, 1) - 1
+            if hard:
+                sample = torch.where(u[s] < torch.clamp((W.detach() + 1) / 2, 0, 1), 1.0, -1.0)
+                relaxed = sample.to(F64) + relaxed - relaxed.detach()
+            weights.append(relaxed)
+        x = problem.X
+        for k in range(m.depth):
+            W = weights[k]
+            a = (torch.einsum("noi,ni->no", W, x) if W.dim() == 3 else x @ W.T) + biases[k]
+            v = noise.states[k][s]
+            y = (a - m.noise.icdf(v)) / tau
+            relaxed = m.noise.cdf(y) if c == 1 else 2 * m.noise.cdf(y) - 1
+            if hard:
+                bit = (v < m.noise.cdf(a.detach())).to(F64)
+                relaxed = (2 * bit - 1 if c == 2 else bit) + relaxed - relaxed.detach()
+            x = relaxed
+        W = weights[-1]
+        z = (torch.einsum("noi,ni->no", W, x) if W.dim() == 3 else x @ W.T) + biases[-1]
+        loss = m.head.loss(z, problem.Y).mean()
+        grads = torch.autograd.grad(loss, [*params, *biases], allow_unused=True)
+        L = len(params)
+        flat = []
+        for k in range(L):
+            for g, like in ((grads[k], params[k]), (grads[L + k], biases[k])):
+                flat.append((torch.zeros_like(like) if g is None else g).reshape(-1))
+        rows.append(torch.cat(flat))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("mode", ["shared", "per-point"])
+@pytest.mark.parametrize("name", ["logistic-01", "uniform-pm1-bfirst"])
+@pytest.mark.parametrize("cls", [WeightConcrete, WeightStraightThroughGumbelSoftmax])
+def test_relaxations_equal_autograd_of_the_relaxed_pass(cls, name, mode):
+    problem = net(name)
+    tau = 0.7
+    est = cls(tau=tau, weights=mode)
+    noise = draw_uniforms(problem, 4, gen(5), est.per_point)
+    ours = est.estimate(problem, noise)
+    ref = autograd_estimates(problem, noise, tau, est.per_point, hard=cls is not WeightConcrete)
+    assert float((ours - ref).abs().max()) <= 1e-10 * max(1.0, float(ref.abs().max()))
+    assert float(ref.abs().max()) > 0
+
+
+def test_relaxed_weights_are_the_clipped_noisy_latent_weights():
+    """Concrete with the hard sigmoid: W~ = clip((eta + L)/tau, -1, 1), L = 1 - 2u."""
+    problem = net("logistic-01")
+    noise = draw_uniforms(problem, 8, gen(2), False)
+    rp = WeightConcrete(tau=0.5).relaxed_pass(problem, noise, None)
+    eta, u = problem.model.params[1], noise.weights[1]
+    assert torch.allclose(rp.weights[1], ((eta + 1 - 2 * u) / 0.5).clamp(-1, 1), atol=1e-15)
+
+
+def test_gumbel_rao_has_the_st_gs_mean_on_the_same_paths():
+    """GR - ST-GS on the same hard paths has mean 0 (z-test, Bonferroni, false-fail rate
+    ALPHA); K = 1 is ST-GS draw for draw."""
+    problem = net("logistic-01")
+    assert torch.equal(
+        WeightGumbelRao(k=1).draw(problem, 20, generator=gen(4)),
+        WeightStraightThroughGumbelSoftmax().draw(problem, 20, generator=gen(4)),
+    )
+    noise = draw_uniforms(problem, S_DRAWS, gen(12), False)
+    diff = WeightGumbelRao(k=10).estimate(problem, noise, gen(13))
+    diff = diff - WeightStraightThroughGumbelSoftmax().estimate(problem, noise)
+    z, threshold = z_test(diff, torch.zeros(diff.shape[1], dtype=F64), ALPHA)
+    assert z < threshold, (z, threshold)
+
+
+# ---- conformance -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "weight-reinforce",
+        "weight-st",
+        "binaryconnect(proxy=hardtanh, wrt=eta)",
+        "weight-arm",
+        "weight-disarm",
+    ],
+)
+def test_check_estimator_passes(spec):
+    report = check_estimator(spec, n_draws=20000, raise_on_failure=False)
+    assert report.passed, report.format()
+    assert any("wnet2" in r.name for r in report.results)  # the hard-sigmoid problem
+
+
+# ---- checkpoints -----------------------------------------------------------------------------
+
+
+def test_checkpoint_round_trip_keeps_the_weight_noise(tmp_path):
+    problem = net("uniform-pm1-bfirst")
+    path = tmp_path / "w.npz"
+    save_weight_checkpoint(path, problem.model, problem.X, problem.Y)
+    ckpt = load_weight_checkpoint(path)
+    again = ckpt.model()
+    assert ckpt.weight_noise == "uniform" and again.weight_noise is UNIFORM
+    assert all(torch.equal(a, b) for a, b in zip(again.params, problem.model.params, strict=True))
+    a = exact_gradient(again, *ckpt.data())
+    assert torch.equal(a.flat(), exact_gradient(problem.model, problem.X, problem.Y).flat())
+    # A file written before the key existed is the logistic model; a bad value is an error.
+    arrays = dict(np.load(path))
+    del arrays["weight_noise"]
+    np.savez(path, **arrays)
+    assert load_weight_checkpoint(path).model().weight_noise.name == "logistic"
+    np.savez(path, **arrays, weight_noise=np.array("gaussian"))
+    with pytest.raises(CheckpointError, match=r"key weight_noise is 'gaussian'; expected one of"):
+        load_weight_checkpoint(path)
+
+
+# ---- cases -----------------------------------------------------------------------------------
+
+CASE = """
+schema_version = 1
+[data]
+kind = "xor"
+n = 4
+seed = 3
+[model]
+weights = "bernoulli"
+weight_noise = "uniform"
+widths = [2, 2]
+eta_scale = 0.5
+seed = 2
+[measure]
+estimators = ["weight-st", "binaryconnect(proxy=hardtanh, wrt=eta)"]
+draws = 100
+M = [1, 10]
+"""
+
+
+def test_case_weight_noise_reaches_the_model(tmp_path):
+    from estbench.runner import CaseRunner
+
+    case = parse_case(CASE, name="hs")
+    assert case.model.weight_noise == "uniform"
+    logistic = parse_case(CASE.replace('weight_noise = "uniform"\n', ""), name="hs")
+    assert logistic.model.weight_noise == "logistic"
+    runner = CaseRunner(case, tmp_path, progress=lambda message: None)
+    problem = runner.problem(case.points()[0])
+    assert problem.model.weight_noise is UNIFORM
+
+
+def test_case_weight_noise_mistakes_name_file_key_value_and_expected():
+    with pytest.raises(
+        CaseError, match=r"model.weight_noise: expected one of 'logistic', 'uniform'.*'hard'"
+    ):
+        parse_case(CASE.replace('"uniform"', '"hard"'), name="hs")
+    sbn = CASE.replace('weights = "bernoulli"\n', "").replace("eta_scale = 0.5\n", "")
+    with pytest.raises(
+        CaseError, match=r"model.weight_noise: only for stochastic binary weights \(got 'uniform'"
+    ):
+        parse_case(
+            sbn.replace('"weight-st", "binaryconnect(proxy=hardtanh, wrt=eta)"', '"st"'), name="hs"
+        )
+
+
+def test_a_checkpoint_must_have_the_case_weight_noise(tmp_path):
+    from estbench.runner import case_checkpoint
+
+    problem = net("logistic-01")
+    path = tmp_path / "w.npz"
+    save_weight_checkpoint(path, problem.model, problem.X, problem.Y)
+    text = CASE.replace("widths = [2, 2]\n", f'checkpoint = "{path}"\n')
+    model, _ = case_checkpoint(parse_case(text, name="hs"))
+    assert model.weight_noise is UNIFORM
+    with pytest.raises(
+        CheckpointError, match=r"key weight_noise gives 'uniform'.*model.weight_noise"
+    ):
+        case_checkpoint(parse_case(text.replace('weight_noise = "uniform"\n', ""), name="hs"))
+
+
+def test_shipped_hardsigmoid_case_validates():
+    from estbench.cases import load_case
+    from estbench.estimators.registry import get_estimator
+
+    case = load_case("weights-hardsigmoid")
+    m = case.model
+    assert (m.kind, m.weight_noise, m.activation_name, m.eta_scale) == (
+        "weights",
+        "uniform",
+        "logistic",
+        0.7,
+    )
+    assert {(p["depth"], p["width"]) for p in case.points()} == {(2, 3), (3, 3)}
+    specs = {get_estimator(e).spec for e in case.measure.estimators}
+    assert {"weight-st", "binaryconnect(proxy=hardtanh, wrt=eta)", "weight-arm"} <= specs
