@@ -24,6 +24,7 @@ from estbench.weights import (
     WeightStraightThroughGumbelSoftmax,
     exact_gradient,
 )
+from estbench.weights.estimators import sign_jacobian
 from estbench.weights.paths import draw_uniforms, path_from_uniforms
 from estbench.weights.relaxed import weight_argument
 
@@ -56,12 +57,22 @@ def apply(W, x, per_point):
     return x @ W.T
 
 
+# Antiderivatives of the ±1 sign proxies: autograd through them gives each proxy's slope.
+SURROGATES = {
+    "identity": lambda a: a,
+    "hardtanh": lambda a: torch.clamp(a, -1, 1),
+    "tanh": torch.tanh,
+    "approxsign": lambda a: torch.where(a.abs() <= 1, 2 * a - a * a.abs(), torch.sign(a)),
+}
+
+
 def autograd_estimates(problem, noise, tau, per_point, *, hard, sign_proxy="hardtanh"):
     """[S, P]: autograd of the per-draw mean loss, one draw at a time. Relaxed weights
     W~ = 2 sigmoid((eta - logit u)/tau) - 1 and states F((a - F^{-1}(v))/tau) (2F - 1 for ±1);
     ``hard``: the forward value is the hard sample of the same uniforms and the gradient flows
     through the relaxed one (hard + relaxed - relaxed.detach()). Sign activations: hard sign,
-    gradient through (c/2) hardtanh(a) or (c/2) a. Also returns the forward outputs z."""
+    gradient through (c/2) times the proxy's antiderivative (``SURROGATES``). Also returns the
+    forward outputs z."""
     m = problem.model
     c = 2.0 if m.coding == "pm1" else 1.0
     info = torch.finfo(F64)
@@ -87,7 +98,7 @@ def autograd_estimates(problem, noise, tau, per_point, *, hard, sign_proxy="hard
             a = apply(weights[k], x, per_point) + biases[k]
             bit = (a >= 0).to(F64) if m.noise is None else None
             if m.noise is None:
-                proxy = (c / 2) * (torch.clamp(a, -1, 1) if sign_proxy == "hardtanh" else a)
+                proxy = (c / 2) * SURROGATES[sign_proxy](a)
                 x = (2 * bit - 1 if c == 2 else bit) + proxy - proxy.detach()
                 continue
             v = noise.states[k][s]
@@ -153,6 +164,46 @@ def test_estimate_equals_autograd_of_the_relaxed_pass(cls, name, mode):
         path = path_from_uniforms(pr, noise, est.per_point)
         # (equal up to the rounding of hard + relaxed - relaxed.detach())
         assert float((z - path.z).abs().max()) <= 1e-12
+
+
+@pytest.mark.parametrize("proxy", ["identity", "tanh", "approxsign"])
+@pytest.mark.parametrize("cls", [WeightConcrete, WeightStraightThroughGumbelSoftmax])
+def test_every_sign_proxy_equals_autograd_of_its_surrogate(cls, proxy):
+    pr = problem_of(seed=3, n_points=3, **NETS["sign-pm1-bernoulli-first"])
+    est = cls(tau=0.7, sign_proxy=proxy)
+    noise = draw_uniforms(pr, 4, gen(5), est.per_point)
+    ours = est.estimate(pr, noise)
+    hard = cls is WeightStraightThroughGumbelSoftmax
+    ref, _ = autograd_estimates(pr, noise, 0.7, est.per_point, hard=hard, sign_proxy=proxy)
+    assert float((ours - ref).abs().max()) <= 1e-10 * max(1.0, float(ref.abs().max()))
+    # the proxy matters: hardtanh gives other estimates on the same uniforms
+    other = cls(tau=0.7, sign_proxy="hardtanh").estimate(pr, noise)
+    assert float((ours - other).abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("proxy", "cdf"),
+    [
+        ("hardtanh", lambda a: torch.clamp((a + 1) / 2, 0, 1)),  # uniform noise on [-1, 1]
+        ("tanh", lambda a: torch.sigmoid(2 * a)),  # logistic noise, scale 1/2
+        (  # triangular noise on [-1, 1]
+            "approxsign",
+            lambda a: torch.where(
+                a < 0, (1 + a).clamp(min=0) ** 2 / 2, 1 - (1 - a).clamp(min=0) ** 2 / 2
+            ),
+        ),
+    ],
+)
+@pytest.mark.parametrize("coding", ["01", "pm1"])
+def test_bounded_sign_proxies_are_the_st_jacobians_of_a_noise(proxy, cdf, coding):
+    """sign_jacobian = c F'(a) for the noise F named in its docstring (c = 1 or 2)."""
+    model = problem_of(seed=1, n_points=2, **{**NETS["sign-01-deep"], "coding": coding}).model
+    a = torch.linspace(-2.03, 2.03, 83, dtype=F64).requires_grad_(True)  # not on the kinks ±1
+    (dF,) = torch.autograd.grad(cdf(a).sum(), a)
+    c = 2.0 if coding == "pm1" else 1.0
+    got = sign_jacobian(model, a.detach(), proxy)
+    assert torch.allclose(got, c * dF, rtol=1e-12, atol=1e-15)
+    assert float(got.max()) > 0.4 * c
 
 
 # ---- one-weight quadrature oracles -------------------------------------------------------------

@@ -248,9 +248,9 @@ class WeightReinforce(WeightPathEstimator):
 
 def activation_jacobians(model: WeightSBN, path: WeightPath, sign_proxy: str) -> list[Tensor]:
     """The proxy "dx/da" of every binary layer. Stochastic activations: the principled ST,
-    d E[x | a] / d a = c F'(a) (c = 2 for ±1, 1 for {0,1}). Sign activations have no noise and
-    no principled proxy: the BNN heuristics (c/2) 1[|a| <= 1] (``hardtanh``) or c/2
-    (``identity``), i.e. the ±1 sign's proxy scaled to the coding."""
+    d E[x | a] / d a = c F'(a) (c = 2 for ±1, 1 for {0,1}). Sign activations have no noise: the
+    empirical proxies of ``sign_jacobian`` (``hardtanh``, ``identity``, ``tanh``,
+    ``approxsign``), the ±1 sign's proxy scaled to the coding."""
     c = coding_scale(model)
     if model.noise is not None:
         return [c * model.noise.pdf_given(a, on) for a, on in zip(path.a, path.on, strict=True)]
@@ -258,11 +258,28 @@ def activation_jacobians(model: WeightSBN, path: WeightPath, sign_proxy: str) ->
 
 
 def sign_jacobian(model: WeightSBN, a: Tensor, sign_proxy: str) -> Tensor:
-    """The BNN proxy "dx/da" of a sign activation: (c/2) 1[|a| <= 1] (``hardtanh``) or c/2
-    (``identity``)."""
+    """The proxy "dx/da" of a sign activation (x = sign(a), c/2 times the ±1 proxy's slope):
+
+        identity    c/2                                   (BinaryConnect / BNN "straight-through")
+        hardtanh    (c/2) 1[|a| <= 1]                     (BNN's clipped identity)
+        tanh        (c/2) (1 - tanh^2 a)
+        approxsign  (c/2) max(0, 2 - 2|a|)                (Bi-Real Net's ApproxSign)
+
+    Each bounded proxy is the principled ST Jacobian c F'(a) of a stochastic unit whose noise F
+    is uniform on [-1, 1] (hardtanh), logistic with scale 1/2, F(a) = sigmoid(2a) (tanh), or
+    triangular on [-1, 1] (approxsign), evaluated on the deterministic path: the empirical proxies
+    read as ST estimators of the SBN with that noise, at its mode. References: Hubara et al.,
+    arXiv 1602.02830 (hardtanh); Liu et al., "Bi-Real Net", ECCV 2018, arXiv 1808.00278
+    (ApproxSign). Verified: each against c F'(a) of its noise by autograd of the CDF, and the
+    estimators using it against autograd of the matching surrogate (tests/test_weights_relaxed.py).
+    """
     c = coding_scale(model)
     if sign_proxy == "identity":
         return a.new_full((), c / 2)
+    if sign_proxy == "tanh":
+        return (c / 2) * (1 - torch.tanh(a) ** 2)
+    if sign_proxy == "approxsign":
+        return (c / 2) * (2 - 2 * a.abs()).clamp(min=0)
     return (c / 2) * (a.abs() <= 1).to(a.dtype)
 
 
@@ -294,7 +311,7 @@ def straight_through(
 SIGN_PROXY = Hyper(
     "hardtanh",
     str,
-    choices=("hardtanh", "identity"),
+    choices=("hardtanh", "identity", "tanh", "approxsign"),
     help="proxy derivative of sign activations (no effect with stochastic activations)",
 )
 

@@ -21,11 +21,12 @@ tau as the weights.
 
 **Sign activations** have no noise to relax. Choice made here: they stay hard in the forward
 pass, sign(a) with the tie rule of the model (on iff a >= 0), and the backward pass goes through
-the BNN proxy of ``weight-st`` (``sign_proxy``: (c/2) 1[|a| <= 1] for ``hardtanh``, c/2 for
-``identity``). Without a proxy the relaxed loss would be piecewise constant in everything below
-the last sign layer, and every Bernoulli pair feeds a sign layer (the head is real), so every
-relaxed weight gradient would be 0 almost surely. With sign activations ``weight-concrete`` is
-therefore "relaxed weights, straight-through activations": the exact gradient of the relaxed loss
+the proxy of ``weight-st`` (``sign_proxy``: (c/2) 1[|a| <= 1] for ``hardtanh``, c/2 for
+``identity``, or ``tanh`` / ``approxsign``; see ``estimators.sign_jacobian``). Without a proxy
+the relaxed loss would be piecewise constant in everything below the last sign layer, and every
+Bernoulli pair feeds a sign layer (the head is real), so every relaxed weight gradient would be 0
+almost surely. With sign activations ``weight-concrete`` is therefore "relaxed weights,
+straight-through activations": the exact gradient of the relaxed loss
 in the head only, the proxy's gradient below it.
 
 The estimates are written by hand (no autograd), vectorised over draws, points and units; the
