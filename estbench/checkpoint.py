@@ -60,9 +60,16 @@ class Checkpoint:
             raise CheckpointError(f"{self.path}: {e}") from None
 
     def data(self, dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
-        if self.X is None or self.Y is None:
-            raise CheckpointError(f"{self.path}: no data in this checkpoint (keys X and Y)")
-        return torch.as_tensor(self.X, dtype=dtype), torch.as_tensor(self.Y, dtype=dtype)
+        return stored_data(self.path, self.X, self.Y, dtype)
+
+
+def stored_data(
+    path: Path | None, X: np.ndarray | None, Y: np.ndarray | None, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """A checkpoint's data as tensors; an error naming the file when it stores none."""
+    if X is None or Y is None:
+        raise CheckpointError(f"{path}: no data in this checkpoint (keys X and Y)")
+    return torch.as_tensor(X, dtype=dtype), torch.as_tensor(Y, dtype=dtype)
 
 
 def _shape(a: np.ndarray) -> str:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 import numpy as np
+from torch import Tensor
 
 from ._version import __version__
 from .checkpoint import checkpoint_kind, load_data, model_from_checkpoint
@@ -52,6 +54,37 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+Block = tuple[str, Tensor]  # (label, gradient block) of one layer, e.g. ("dW", ...)
+
+
+def _print_exact(
+    header: str,
+    loss: float,
+    names: Sequence[str],
+    vectors: Sequence[Tensor],
+    blocks: Sequence[Sequence[Block]],
+    as_json: bool,
+    extra_json: dict[str, object] | None = None,
+) -> int:
+    """Human or JSON output of ``estbench exact``: per layer its flat gradient (``vectors``,
+    the JSON "grad" and the printed norm) and the labelled blocks printed as arrays."""
+    if as_json:
+        grad = {n: v.tolist() for n, v in zip(names, vectors, strict=True)}
+        json.dump({"loss": loss, "grad": grad, **(extra_json or {})}, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    print(header)
+    print(f"exact objective  {loss:.17g}")
+    with np.printoptions(precision=10, linewidth=100, floatmode="maxprec_equal"):
+        for name, v, layer in zip(names, vectors, blocks, strict=True):
+            shapes = "  ".join(f"{label} {list(t.shape)}" for label, t in layer if label != "d mu")
+            print(f"\n{name}  {shapes}  |g| = {float(v.norm()):.6e}")
+            for label, t in layer:
+                prefix = f"  {label} = "
+                print(prefix + np.array2string(t.cpu().numpy(), prefix=prefix))
+    return 0
+
+
 def _cmd_exact(args: argparse.Namespace) -> int:
     if checkpoint_kind(args.checkpoint) == "weights":
         return _exact_weights(args)
@@ -67,25 +100,11 @@ def _cmd_exact(args: argparse.Namespace) -> int:
         result = exact_gradient(model, X, Y, memory_budget=args.memory_budget)
     except ModelError as e:  # data or head that does not fit the network
         raise EstbenchError(f"{args.data or args.checkpoint}: {e}") from None
-    vectors = result.layer_vectors()
-    if args.json:
-        out = {
-            "loss": float(result.loss),
-            "grad": {name: v.tolist() for name, v in zip(model.layer_names, vectors, strict=True)},
-        }
-        json.dump(out, sys.stdout)
-        sys.stdout.write("\n")
-        return 0
-    print(f"{model.describe()}; {X.shape[0]} data points")
-    print(f"exact objective  {float(result.loss):.17g}")
-    with np.printoptions(precision=10, linewidth=100, floatmode="maxprec_equal"):
-        for name, (gW, gb), v in zip(model.layer_names, result.grads, vectors, strict=True):
-            print(
-                f"\n{name}  dW {list(gW.shape)}  db {list(gb.shape)}  |g| = {float(v.norm()):.6e}"
-            )
-            print(f"  dW = {np.array2string(gW.cpu().numpy(), prefix='  dW = ')}")
-            print(f"  db = {np.array2string(gb.cpu().numpy(), prefix='  db = ')}")
-    return 0
+    blocks = [[("dW", gW), ("db", gb)] for gW, gb in result.grads]
+    header = f"{model.describe()}; {X.shape[0]} data points"
+    return _print_exact(
+        header, float(result.loss), model.layer_names, result.layer_vectors(), blocks, args.json
+    )
 
 
 def _exact_weights(args: argparse.Namespace) -> int:
@@ -109,31 +128,24 @@ def _exact_weights(args: argparse.Namespace) -> int:
         result = weight_exact_gradient(model, X, Y, memory_budget=args.memory_budget)
     except ModelError as e:
         raise EstbenchError(f"{args.data or args.checkpoint}: {e}") from None
-    eta, mu = result.layer_vectors("eta"), result.layer_vectors("mu")
     names = model.layer_names
-    if args.json:
-        out = {
-            "loss": float(result.loss),
-            "grad": {n: v.tolist() for n, v in zip(names, eta, strict=True)},
-            "grad_mu": {n: v.tolist() for n, v in zip(names, mu, strict=True)},
-        }
-        json.dump(out, sys.stdout)
-        sys.stdout.write("\n")
-        return 0
-    print(f"{model.describe()}; {X.shape[0]} data points")
-    print(f"exact objective  {float(result.loss):.17g}")
-    with np.printoptions(precision=10, linewidth=100, floatmode="maxprec_equal"):
-        for k, name in enumerate(names):
-            (gT, gb), (gM, _) = result.grads[k], result.mean_grads[k]
-            bern = k < len(model.kinds) and model.kinds[k] == "bernoulli"
-            what = "d eta" if bern else "dW"
-            norm = float(eta[k].norm())
-            print(f"\n{name}  {what} {list(gT.shape)}  db {list(gb.shape)}  |g| = {norm:.6e}")
-            print(f"  {what} = {np.array2string(gT.cpu().numpy(), prefix='  ' + what + ' = ')}")
-            if bern:
-                print(f"  d mu = {np.array2string(gM.cpu().numpy(), prefix='  d mu = ')}")
-            print(f"  db = {np.array2string(gb.cpu().numpy(), prefix='  db = ')}")
-    return 0
+    blocks: list[list[Block]] = []
+    for kind, (gT, gb), (gM, _) in zip(model.kinds, result.grads, result.mean_grads, strict=True):
+        bern = kind == "bernoulli"
+        blocks.append(
+            [("d eta", gT), ("d mu", gM), ("db", gb)] if bern else [("dW", gT), ("db", gb)]
+        )
+    mu = {n: v.tolist() for n, v in zip(names, result.layer_vectors("mu"), strict=True)}
+    header = f"{model.describe()}; {X.shape[0]} data points"
+    return _print_exact(
+        header,
+        float(result.loss),
+        names,
+        result.layer_vectors("eta"),
+        blocks,
+        args.json,
+        {"grad_mu": mu},
+    )
 
 
 def _registry():  # noqa: ANN202
@@ -471,6 +483,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("estbench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
 
 
 __all__ = ["main", "build_parser"]

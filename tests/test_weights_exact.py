@@ -66,10 +66,20 @@ def make_problem(
     return model, X, Y
 
 
+# P(W = +1) as a function of eta and mu = E W in terms of eta, per weight noise, written out
+# here: sigmoid (logistic) and the hard sigmoid clamp((eta + 1)/2, 0, 1) (uniform on [-1, 1]).
+WEIGHT_LAWS = {
+    "logistic": (torch.sigmoid, lambda eta: torch.tanh(eta / 2)),
+    "uniform": (lambda eta: torch.clamp((eta + 1) / 2, 0, 1), lambda eta: eta.clamp(-1, 1)),
+}
+
+
 def joint_oracle(model: WeightSBN, X, Y, *, wrt="eta", strict_sign=False):
     """(loss, [(dtheta_k, db_k)]) by summing P(W) P(x | W) l over every joint configuration of
     the Bernoulli weights and the hidden states; gradients by autograd. Independent of the
-    package: P(W = +1) = sigmoid(eta) (or (1 + mu)/2), P(off) = 1 - P(on), plain matmuls."""
+    package: P(W = +1) from ``WEIGHT_LAWS`` (or (1 + mu)/2), P(off) = 1 - P(on), plain
+    matmuls."""
+    prob_plus, mean = WEIGHT_LAWS[model.weight_noise.name]
     thetas, biases, weights, prob_w = [], [], [], None
     n_bern = sum(model.params[k].numel() for k in model.bernoulli_layers)
     configs = torch.tensor(list(itertools.product((0.0, 1.0), repeat=n_bern)), dtype=F64)
@@ -78,7 +88,7 @@ def joint_oracle(model: WeightSBN, X, Y, *, wrt="eta", strict_sign=False):
     for k, kind in enumerate(model.kinds):
         theta = model.params[k].detach().clone()
         if kind == "bernoulli" and wrt == "mu":
-            theta = torch.tanh(theta / 2)
+            theta = mean(theta)
         theta.requires_grad_()
         thetas.append(theta)
         biases.append(model.biases[k].detach().clone().requires_grad_())
@@ -88,7 +98,7 @@ def joint_oracle(model: WeightSBN, X, Y, *, wrt="eta", strict_sign=False):
         size = theta.numel()
         bits = configs[:, start : start + size].reshape(-1, *theta.shape)
         start += size
-        p = torch.sigmoid(theta) if wrt == "eta" else (1 + theta) / 2
+        p = prob_plus(theta) if wrt == "eta" else (1 + theta) / 2
         layer_prob = torch.where(bits == 1, p, 1 - p).flatten(1).prod(1)
         prob_w = layer_prob if prob_w is None else prob_w * layer_prob
         weights.append((2 * bits - 1)[:, None])  # [C_w, 1, out, in]

@@ -49,9 +49,9 @@ from estbench.weights.paths import (
     weight_configurations,
 )
 
-from .oracle import _loss
 from .test_weights_estimators import AffineHead, cell_expectation, linear_regime_problem, z_test
-from .test_weights_exact import close
+from .test_weights_exact import close, joint_oracle
+from .test_weights_relaxed import autograd_estimates
 
 F64 = torch.float64
 UNIFORM = NOISES["uniform"]
@@ -181,55 +181,12 @@ def test_the_weight_noise_does_not_change_the_random_network():
 # ---- exact solver ----------------------------------------------------------------------------
 
 
-def hard_sigmoid_oracle(problem: WeightProblem, wrt: str):
-    """(loss, [(dtheta_k, db_k)]) by summing P(W) P(x | W) l over every joint configuration of
-    the Bernoulli weights and hidden states, with P(W = +1) = clamp((eta + 1)/2, 0, 1) (or
-    (1 + mu)/2) written out here; gradients by autograd (through torch.clamp)."""
-    model, X, Y = problem.model, problem.X, problem.Y
-    n_bern = sum(model.params[k].numel() for k in model.bernoulli_layers)
-    configs = torch.tensor(list(itertools.product((0.0, 1.0), repeat=n_bern)), dtype=F64)
-    configs = configs.reshape(2**n_bern, n_bern)
-    thetas, biases, weights, prob_w, start = [], [], [], torch.ones(1, dtype=F64), 0
-    for k, kind in enumerate(model.kinds):
-        theta = model.params[k].detach().clone()
-        if kind == "bernoulli" and wrt == "mu":
-            theta = theta.clamp(-1, 1)
-        theta.requires_grad_()
-        thetas.append(theta)
-        biases.append(model.biases[k].detach().clone().requires_grad_())
-        if kind == "real":
-            weights.append(theta)
-            continue
-        bits = configs[:, start : start + theta.numel()].reshape(-1, *theta.shape)
-        start += theta.numel()
-        p = torch.clamp((theta + 1) / 2, 0, 1) if wrt == "eta" else (1 + theta) / 2
-        prob_w = prob_w * torch.where(bits == 1, p, 1 - p).flatten(1).prod(1)
-        weights.append((2 * bits - 1)[:, None])
-    total = sum(model.widths)
-    states = torch.tensor(list(itertools.product((0.0, 1.0), repeat=total)), dtype=F64)
-    states = states.reshape(2**total, total)
-    x, prob, start = X, prob_w[:, None, None], 0
-    for k, n in enumerate(model.widths):
-        a = x @ weights[k].transpose(-1, -2) + biases[k]
-        p_on = (a >= 0).to(F64) if model.noise is None else model.noise.cdf(a)
-        on = states[None, :, None, start : start + n]
-        prob = prob * torch.where(on == 1, p_on, 1 - p_on).prod(-1)
-        x = (on if model.coding == "01" else 2 * on - 1).expand(-1, -1, X.shape[0], -1)
-        start += n
-    z = x @ weights[-1].T + biases[-1]
-    y = Y[:, 0] if (Y.dim() == 2 and model.head.name != "mse") else Y
-    loss = (prob * _loss(model.head.name, z, y)).sum((0, 1)).mean()
-    leaves = [t for pair in zip(thetas, biases, strict=True) for t in pair]
-    grads = torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
-    return loss.detach(), [(grads[2 * k], grads[2 * k + 1]) for k in range(len(thetas))]
-
-
 @pytest.mark.parametrize("name", list(NETS))
 def test_exact_matches_joint_enumeration(name):
     problem = net(name)
     got = exact_gradient(problem.model, problem.X, problem.Y)
     for wrt in ("eta", "mu"):
-        loss, pairs = hard_sigmoid_oracle(problem, wrt)
+        loss, pairs = joint_oracle(problem.model, problem.X, problem.Y, wrt=wrt)
         assert abs(float(got.loss - loss)) <= 1e-13 * float(loss)
         for k, (g, o) in enumerate(zip(got.layer_vectors(wrt), flatten_layers(pairs), strict=True)):
             assert close(g, o), (wrt, k)
@@ -446,54 +403,6 @@ def test_arm_without_the_logit_scale_fails_the_z_test(without_logit_scale):
 # ---- relaxations -----------------------------------------------------------------------------
 
 
-def autograd_estimates(problem, noise, tau, per_point, *, hard):
-    """[S, P]: autograd of the per-draw mean loss, one draw at a time, stochastic activations.
-    Weights W~ = 2 clamp((y + 1)/2, 0, 1) - 1 with y = (eta - (2u - 1))/tau (the hard sigmoid's
-    S = F_w and L = -F_w^{-1}(u)), states F((a - F^{-1}(v))/tau); ``hard``: the hard sample of
-    the same uniforms forward, the relaxed gradient backward."""
-    m = problem.model
-    c = 2.0 if m.coding == "pm1" else 1.0
-    rows = []
-    n_draws = next(u.shape[0] for u in noise.weights if u is not None)
-    for s in range(n_draws):
-        params = [W.clone().requires_grad_(True) for W in m.params]
-        biases = [b.clone().requires_grad_(True) for b in m.biases]
-        weights = []
-        for k, W in enumerate(params):
-            u = noise.weights[k]
-            if u is None:
-                weights.append(W)
-                continue
-            y = (W - (2 * u[s] - 1)) / tau
-            relaxed = 2 * torch.clamp((y + 1) / 2, 0, 1) - 1
-            if hard:
-                sample = torch.where(u[s] < torch.clamp((W.detach() + 1) / 2, 0, 1), 1.0, -1.0)
-                relaxed = sample.to(F64) + relaxed - relaxed.detach()
-            weights.append(relaxed)
-        x = problem.X
-        for k in range(m.depth):
-            W = weights[k]
-            a = (torch.einsum("noi,ni->no", W, x) if W.dim() == 3 else x @ W.T) + biases[k]
-            v = noise.states[k][s]
-            y = (a - m.noise.icdf(v)) / tau
-            relaxed = m.noise.cdf(y) if c == 1 else 2 * m.noise.cdf(y) - 1
-            if hard:
-                bit = (v < m.noise.cdf(a.detach())).to(F64)
-                relaxed = (2 * bit - 1 if c == 2 else bit) + relaxed - relaxed.detach()
-            x = relaxed
-        W = weights[-1]
-        z = (torch.einsum("noi,ni->no", W, x) if W.dim() == 3 else x @ W.T) + biases[-1]
-        loss = m.head.loss(z, problem.Y).mean()
-        grads = torch.autograd.grad(loss, [*params, *biases], allow_unused=True)
-        L = len(params)
-        flat = []
-        for k in range(L):
-            for g, like in ((grads[k], params[k]), (grads[L + k], biases[k])):
-                flat.append((torch.zeros_like(like) if g is None else g).reshape(-1))
-        rows.append(torch.cat(flat))
-    return torch.stack(rows)
-
-
 @pytest.mark.parametrize("mode", ["shared", "per-point"])
 @pytest.mark.parametrize("name", ["logistic-01", "uniform-pm1-bfirst"])
 @pytest.mark.parametrize("cls", [WeightConcrete, WeightStraightThroughGumbelSoftmax])
@@ -503,7 +412,7 @@ def test_relaxations_equal_autograd_of_the_relaxed_pass(cls, name, mode):
     est = cls(tau=tau, weights=mode)
     noise = draw_uniforms(problem, 4, gen(5), est.per_point)
     ours = est.estimate(problem, noise)
-    ref = autograd_estimates(problem, noise, tau, est.per_point, hard=cls is not WeightConcrete)
+    ref, _ = autograd_estimates(problem, noise, tau, est.per_point, hard=cls is not WeightConcrete)
     assert float((ours - ref).abs().max()) <= 1e-10 * max(1.0, float(ref.abs().max()))
     assert float(ref.abs().max()) > 0
 

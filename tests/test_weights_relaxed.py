@@ -66,9 +66,18 @@ SURROGATES = {
 }
 
 
+# Per weight noise, written out here: L(u) with W = sign(eta + L) for the uniform u of the draw,
+# the relaxation S (W~ = 2 S((eta + L)/tau) - 1) and P(W = +1) = F_w(eta) = S(eta).
+WEIGHT_RELAXATIONS = {
+    "logistic": (lambda u: -torch.logit(u), torch.sigmoid),
+    "uniform": (lambda u: 1 - 2 * u, lambda y: torch.clamp((y + 1) / 2, 0, 1)),
+}
+
+
 def autograd_estimates(problem, noise, tau, per_point, *, hard, sign_proxy="hardtanh"):
     """[S, P]: autograd of the per-draw mean loss, one draw at a time. Relaxed weights
-    W~ = 2 sigmoid((eta - logit u)/tau) - 1 and states F((a - F^{-1}(v))/tau) (2F - 1 for ±1);
+    W~ = 2 S((eta + L(u))/tau) - 1 (``WEIGHT_RELAXATIONS``; 2 sigmoid((eta - logit u)/tau) - 1
+    for the logistic weight noise) and states F((a - F^{-1}(v))/tau) (2F - 1 for ±1);
     ``hard``: the forward value is the hard sample of the same uniforms and the gradient flows
     through the relaxed one (hard + relaxed - relaxed.detach()). Sign activations: hard sign,
     gradient through (c/2) times the proxy's antiderivative (``SURROGATES``). Also returns the
@@ -76,6 +85,7 @@ def autograd_estimates(problem, noise, tau, per_point, *, hard, sign_proxy="hard
     m = problem.model
     c = 2.0 if m.coding == "pm1" else 1.0
     info = torch.finfo(F64)
+    noise_of, squash = WEIGHT_RELAXATIONS[m.weight_noise.name]
     rows, zs = [], []
     n_draws = next(u.shape[0] for u in noise.weights if u is not None)
     for s in range(n_draws):
@@ -88,9 +98,9 @@ def autograd_estimates(problem, noise, tau, per_point, *, hard, sign_proxy="hard
                 weights.append(W)
                 continue
             u = u[s].clamp(info.tiny, 1 - info.eps / 2)
-            relaxed = 2 * torch.sigmoid((W - torch.logit(u)) / tau) - 1
+            relaxed = 2 * squash((W + noise_of(u)) / tau) - 1
             if hard:
-                sample = torch.where(u < torch.sigmoid(W.detach()), 1.0, -1.0).to(F64)
+                sample = torch.where(u < squash(W.detach()), 1.0, -1.0).to(F64)
                 relaxed = sample + relaxed - relaxed.detach()
             weights.append(relaxed)
         x = problem.X

@@ -37,6 +37,7 @@ from ..checkpoint import (
     checkpoint_kind_of,
     data_arrays,
     read_npz,
+    stored_data,
     string_value,
     write_npz,
 )
@@ -80,9 +81,7 @@ class WeightCheckpoint:
             raise CheckpointError(f"{self.path}: {e}") from None
 
     def data(self, dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
-        if self.X is None or self.Y is None:
-            raise CheckpointError(f"{self.path}: no data in this checkpoint (keys X and Y)")
-        return torch.as_tensor(self.X, dtype=dtype), torch.as_tensor(self.Y, dtype=dtype)
+        return stored_data(self.path, self.X, self.Y, dtype)
 
 
 def save_weight_checkpoint(
