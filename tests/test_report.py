@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -236,3 +237,23 @@ def test_per_point_figures_are_capped_for_long_sweeps(results):
     md = files.markdown.read_text()
     assert "Per-point figures are drawn for depth = 1 (1 of 2 points" in md
     assert md.count("### Leaderboard") == 2  # tables for every point
+
+
+@pytest.mark.parametrize(("epochs", "scale"), [((0, 20), "symlog"), ((1, 20), "log")])
+def test_epoch_zero_stays_on_the_checkpoint_axis(results, epochs, scale):
+    """A log axis would drop the initial network (epoch 0) without a word: with epoch 0 the
+    checkpoint axis is symmetric-log, starting just left of 0; otherwise plain log."""
+    data = load_report_data(results)
+    assert len(data.points) == 2  # the fixture's two depths, relabelled as two epochs
+    points = [
+        replace(p, values={"checkpoint": e}) for p, e in zip(data.points, epochs, strict=True)
+    ]
+    fig = F.sweep_figure(data, "checkpoint", points)
+    assert len(fig.axes) == 4
+    for ax in fig.axes:
+        assert ax.get_xscale() == scale and ax.get_xlabel() == "checkpoint"
+        assert all(sorted(line.get_xdata()) == list(epochs) for line in ax.lines)
+        lo, hi = ax.get_xlim()
+        assert lo < min(epochs) and hi > max(epochs)
+        if scale == "symlog":
+            assert -1 < lo < 0

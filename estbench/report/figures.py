@@ -22,7 +22,7 @@ import seaborn as sns
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogFormatter, LogLocator, MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogFormatter, LogLocator, MaxNLocator, NullLocator
 
 from .load import Point, ReportData
 from .style import estimator_style
@@ -177,8 +177,10 @@ def sweep_figure(
             else:
                 base, x = e, float(p.values[dim])
             lines.setdefault(base, []).append((x, 0.0, 0.0, e, p))
-    if not lines or len({x for v in lines.values() for x, *_ in v}) < 2:
+    xs_all = {x for v in lines.values() for x, *_ in v}
+    if not lines or len(xs_all) < 2:
         return None
+    x_min = min(xs_all)
     fig = Figure(figsize=(PANEL[0] * len(layers) + 1.8, PANEL[1] * 2 + 0.4), layout="constrained")
     axes = fig.subplots(2, len(layers), squeeze=False)
     for j, layer in enumerate(layers):
@@ -194,7 +196,12 @@ def sweep_figure(
             ax = axes[i][j]
             ax.set(yscale="log", title=f"{what}\n{layer_title(data, points[0], layer)}")
             ax.set_xlabel({"tau": "temperature τ"}.get(dim, dim))
-            if dim in ("tau", "checkpoint"):
+            if dim == "checkpoint" and x_min == 0:  # epoch 0 (the initial network) on the axis
+                ax.set_xscale("symlog", linthresh=1, linscale=0.5)
+                ax.set_xlim(-0.3, max(xs_all) * 1.4)
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.xaxis.set_minor_locator(NullLocator())
+            elif dim in ("tau", "checkpoint"):
                 ax.set_xscale("log")
                 _plain_log(ax, "x")
             else:
