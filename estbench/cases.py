@@ -64,7 +64,8 @@ class ModelSpec:
     # Stochastic binary weights (estbench.weights): weights = "bernoulli" makes the hidden pairs
     # Bernoulli (and the first pair with first_layer = "bernoulli"); activation "stochastic"
     # (noise as above) or "sign"; eta ~ N(0, eta_scale^2) at initialisation; weight_noise F_w
-    # with P(W = +1) = F_w(eta): "logistic" (sigmoid) or "uniform" (the hard sigmoid).
+    # with P(W = +1) = F_w(eta): "logistic" (sigmoid), "gaussian" (probit) or "uniform" (the
+    # hard sigmoid).
     weights: str | None = None
     first_layer: str = "real"
     activation: str = "stochastic"

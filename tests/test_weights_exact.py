@@ -67,10 +67,12 @@ def make_problem(
 
 
 # P(W = +1) as a function of eta and mu = E W in terms of eta, per weight noise, written out
-# here: sigmoid (logistic) and the hard sigmoid clamp((eta + 1)/2, 0, 1) (uniform on [-1, 1]).
+# here: sigmoid (logistic), the hard sigmoid clamp((eta + 1)/2, 0, 1) (uniform on [-1, 1]) and
+# the probit Phi (gaussian).
 WEIGHT_LAWS = {
     "logistic": (torch.sigmoid, lambda eta: torch.tanh(eta / 2)),
     "uniform": (lambda eta: torch.clamp((eta + 1) / 2, 0, 1), lambda eta: eta.clamp(-1, 1)),
+    "gaussian": (torch.special.ndtr, lambda eta: torch.erf(eta / 2**0.5)),
 }
 
 

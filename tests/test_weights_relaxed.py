@@ -71,6 +71,7 @@ SURROGATES = {
 WEIGHT_RELAXATIONS = {
     "logistic": (lambda u: -torch.logit(u), torch.sigmoid),
     "uniform": (lambda u: 1 - 2 * u, lambda y: torch.clamp((y + 1) / 2, 0, 1)),
+    "gaussian": (lambda u: -torch.special.ndtri(u), torch.special.ndtr),
 }
 
 

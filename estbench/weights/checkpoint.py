@@ -12,8 +12,9 @@ Keys:
   checkpoint, a weight checkpoint states them (a network trained with sign activations is a
   different network with logistic ones); a case that loads one must state the same.
 * ``weight_noise``: 0-d string, the weight noise F_w (``"logistic"``: P(W = +1) = sigmoid(eta);
-  ``"uniform"``: the hard sigmoid clip((eta + 1)/2, 0, 1)). Always written; a file without it
-  (written before the key existed) is read as ``"logistic"``, the only weight model then.
+  ``"gaussian"``: Phi(eta); ``"uniform"``: the hard sigmoid clip((eta + 1)/2, 0, 1)). Always
+  written; a file without it (written before the key existed) is read as ``"logistic"``, the
+  only weight model then.
 * optional ``X`` [N, d], ``Y`` [N] or [N, k]: the data, as in the core format.
 
 Arrays are stored as they are (float64 in estbench), so a save/load round trip is bit-identical.

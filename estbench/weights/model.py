@@ -19,6 +19,8 @@ parameters. Their means are mu = E W = 2 F_w(eta) - 1 and d mu / d eta = 2 F_w'(
   interval like torch.clamp's derivative: at the kinks |eta| = 1 the derivative does not exist and
   the inner one-sided value is used; the kinks have measure zero). With |eta| > 1 the weight is
   deterministic, W = sign(eta), and every gradient wrt that eta is 0.
+* ``"gaussian"`` (standard normal): the *probit* weight P(W = +1) = Phi(eta),
+  mu = erf(eta / sqrt 2), d mu / d eta = 2 phi(eta) -- smooth like the sigmoid, with lighter tails.
 
     a_k = W_{k-1} x_{k-1} + b_{k-1},   x_k on with probability F(a_k)   (stochastic activations)
                                        x_k on iff a_k >= 0                (``activation="sign"``)
@@ -44,6 +46,7 @@ same layout as for the core model.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -67,9 +70,9 @@ from ..model import (
 WeightKind = Literal["real", "bernoulli"]
 KINDS: tuple[WeightKind, ...] = ("real", "bernoulli")
 ACTIVATIONS = (*NOISES, "sign")
-# Weight noises F_w with P(W = +1) = F_w(eta): the sigmoid and the hard sigmoid (uniform noise on
-# [-1, 1], the core ``UniformNoise``). The Gaussian would work the same way; it is not offered.
-WEIGHT_NOISES = ("logistic", "uniform")
+# Weight noises F_w with P(W = +1) = F_w(eta): the sigmoid, the hard sigmoid (uniform noise on
+# [-1, 1], the core ``UniformNoise``) and the probit (the core ``GaussianNoise``).
+WEIGHT_NOISES = ("logistic", "uniform", "gaussian")
 MAX_BERNOULLI_INPUT = 16  # a Bernoulli first layer enumerates 2^d weight patterns per unit
 
 
@@ -227,11 +230,13 @@ class WeightSBN:
 
     def means(self, k: int) -> Tensor:
         """mu_k = E W_k = 2 F_w(eta_k) - 1 of a Bernoulli pair: tanh(eta_k / 2) (logistic),
-        clip(eta_k, -1, 1) (uniform)."""
+        clip(eta_k, -1, 1) (uniform), erf(eta_k / sqrt 2) (gaussian)."""
         self._check_bernoulli(k)
         if self.logistic_weights:
             return torch.tanh(self.params[k] / 2)
-        return self.params[k].clamp(-1.0, 1.0)
+        if self.weight_noise.name == "uniform":
+            return self.params[k].clamp(-1.0, 1.0)
+        return torch.erf(self.params[k] / math.sqrt(2))
 
     def weight_density(self, k: int) -> Tensor:
         """F_w'(eta_k) = dP(W = +1)/d eta, elementwise, of a Bernoulli pair: sigmoid(eta)
