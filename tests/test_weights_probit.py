@@ -35,26 +35,12 @@ from .test_weights_hardsigmoid import (
     make,
     without_logit_scale,  # noqa: F401 (a fixture)
 )
+from .test_weights_hardsigmoid import NETS as HS_NETS
 from .test_weights_relaxed import autograd_estimates
 
 F64 = torch.float64
-NETS = {
-    "logistic-01": dict(widths=(2, 2), kinds=("real", "bernoulli", "real"), seed=1),
-    "sign-pm1-bfirst": dict(
-        widths=(2, 2),
-        kinds=("bernoulli", "bernoulli", "real"),
-        seed=3,
-        coding="pm1",
-        activation="sign",
-    ),
-    "gaussian-01-deep": dict(
-        widths=(2, 2, 1),
-        kinds=("real", "bernoulli", "bernoulli", "real"),
-        seed=4,
-        activation="gaussian",
-        head="mse",
-    ),
-}
+# The hard-sigmoid tests' networks (two kinds of first layer, three activations), probit weights.
+NETS = {name: HS_NETS[name] for name in ("logistic-01", "sign-pm1", "gaussian-01-deep")}
 
 
 def net(name):
@@ -118,7 +104,7 @@ def test_reinforce_is_exactly_unbiased(name, mode):
 
 
 def test_sigmoid_score_fails_the_exact_test():
-    problem = net("sign-pm1-bfirst")
+    problem = net("sign-pm1")
     exact = exact_gradient(problem.model, problem.X, problem.Y).flat()
     mean = exact_mean(SigmoidScoreReinforce(), problem)
     assert float((mean - exact).abs().max()) > 1e-2 * float(exact.abs().max())
@@ -137,9 +123,7 @@ def test_st_wrt_eta_is_st_wrt_mu_times_twice_the_normal_density():
 
 
 @pytest.mark.parametrize("cls", [WeightARM, WeightDisARM])
-@pytest.mark.parametrize(
-    ("name", "mode"), [("logistic-01", "shared"), ("sign-pm1-bfirst", "per-point")]
-)
+@pytest.mark.parametrize(("name", "mode"), [("logistic-01", "shared"), ("sign-pm1", "per-point")])
 def test_pair_estimators_are_statistically_unbiased(cls, name, mode):
     """Per-coordinate z-test with Bonferroni, false-fail rate ALPHA = 1e-3 per test."""
     problem = net(name)
