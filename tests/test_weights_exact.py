@@ -40,6 +40,7 @@ def make_problem(
     eta_scale=1.5,
     bias_scale=0.5,
     x_scale=1.0,
+    weight_noise="logistic",
 ):
     g = torch.Generator().manual_seed(seed)
     out_dim = {"logistic": 1, "softmax": 3, "mse": 2}[head]
@@ -55,6 +56,7 @@ def make_problem(
         coding=coding,
         activation=activation,
         head=head,
+        weight_noise=weight_noise,
     )
     X = x_scale * torch.randn(n_points, input_dim, generator=g, dtype=F64)
     if head == "logistic":

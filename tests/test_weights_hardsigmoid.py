@@ -7,7 +7,9 @@ by enumeration, with the sigmoid score failing; ST's exact mean relation and exa
 linear regime; binaryconnect(proxy=hardtanh) = weight-st wrt eta draw for draw; ARM / DisARM
 exactly unbiased over weight cells (sign activations) and statistically (z-tests, Bonferroni,
 false-fail rate ALPHA each), without d phi / d eta failing both; the relaxations against autograd;
-check_estimator; checkpoints and cases. Float64, explicit generators throughout."""
+check_estimator; checkpoints and cases. The REINFORCE, ARM / DisARM and relaxation tests run
+for the probit weight noise too (``weight_noise="gaussian"``; the rest of the probit checks are
+in tests/test_weights_probit.py). Float64, explicit generators throughout."""
 
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ from estbench.weights.paths import (
 )
 
 from .test_weights_estimators import AffineHead, cell_expectation, linear_regime_problem, z_test
-from .test_weights_exact import close, joint_oracle
+from .test_weights_exact import close, joint_oracle, make_problem
 from .test_weights_relaxed import autograd_estimates
 
 F64 = torch.float64
@@ -64,42 +66,21 @@ def gen(seed: int) -> torch.Generator:
 
 
 def make(
-    widths,
-    kinds,
-    *,
-    seed,
-    coding="01",
-    activation="logistic",
-    head="logistic",
-    n_points=3,
-    eta_scale=1.0,
-    weight_noise="uniform",
+    widths, kinds, *, seed, n_points=3, eta_scale=1.0, weight_noise="uniform", **options
 ) -> WeightProblem:
-    """A random network with the uniform weight noise; eta_scale 1 puts about a third of the
-    latent weights outside [-1, 1] (deterministic weights)."""
-    g = gen(seed)
-    out_dim = {"logistic": 1, "softmax": 3, "mse": 2}[head]
-    model = random_weight_sbn(
-        2,
-        widths,
-        out_dim,
-        generator=g,
-        kinds=kinds,
-        eta_scale=eta_scale,
-        scale=1.3,
-        coding=coding,
-        activation=activation,
-        head=head,
-        weight_noise=weight_noise,
+    """A random network with the uniform weight noise (or ``weight_noise``); eta_scale 1 puts
+    about a third of the latent weights outside [-1, 1] (deterministic weights)."""
+    return WeightProblem.create(
+        *make_problem(
+            widths,
+            kinds,
+            seed=seed,
+            n_points=n_points,
+            eta_scale=eta_scale,
+            weight_noise=weight_noise,
+            **options,
+        )
     )
-    X = torch.randn(n_points, 2, generator=g, dtype=F64)
-    if head == "logistic":
-        Y = torch.where(torch.rand(n_points, generator=g) < 0.5, 1.0, -1.0).double()
-    elif head == "softmax":
-        Y = torch.randint(0, 3, (n_points,), generator=g).double()
-    else:
-        Y = torch.randn(n_points, out_dim, generator=g, dtype=F64)
-    return WeightProblem.create(model, X, Y)
 
 
 def bernoulli_etas(problem: WeightProblem) -> Tensor:
@@ -239,24 +220,26 @@ def exact_mean(estimator, problem):
     return path_moments(estimator, problem, context=estimator.prepare(problem, None)).mean
 
 
+@pytest.mark.parametrize("weight_noise", ["uniform", "gaussian"])
 @pytest.mark.parametrize("name", list(NETS))
 @pytest.mark.parametrize(("baseline", "mode"), [("none", "shared"), ("oracle", "per-point")])
-def test_reinforce_is_exactly_unbiased(name, baseline, mode):
-    problem = net(name)
+def test_reinforce_is_exactly_unbiased(name, baseline, mode, weight_noise):
+    problem = net(name, weight_noise=weight_noise)
     exact = exact_gradient(problem.model, problem.X, problem.Y).flat()
     mean = exact_mean(WeightReinforce(baseline=baseline, weights=mode), problem)
     assert float((mean - exact).abs().max()) <= 1e-10 * (1 + float(exact.abs().max()))
 
 
 class SigmoidScoreReinforce(WeightReinforce):
-    """Negative control: the logistic model's score b - p used with the uniform weight noise."""
+    """Negative control: the logistic model's score b - p used with another weight noise."""
 
     def weight_score(self, problem, path, k):
         return path.wbits[k] - problem.model.probs(k)[0]
 
 
-def test_sigmoid_score_fails_the_exact_test():
-    problem = net("sign-pm1")
+@pytest.mark.parametrize("weight_noise", ["uniform", "gaussian"])
+def test_sigmoid_score_fails_the_exact_test(weight_noise):
+    problem = net("sign-pm1", weight_noise=weight_noise)
     exact = exact_gradient(problem.model, problem.X, problem.Y).layer_vectors()
     mean = problem.split(exact_mean(SigmoidScoreReinforce(), problem))
     for k in problem.model.bernoulli_layers:
@@ -382,20 +365,27 @@ S_DRAWS = 20000
 
 @pytest.mark.parametrize("cls", [WeightARM, WeightDisARM])
 @pytest.mark.parametrize(
-    ("name", "mode"), [("logistic-01", "shared"), ("uniform-pm1-bfirst", "per-point")]
+    ("name", "mode", "weight_noise"),
+    [
+        ("logistic-01", "shared", "uniform"),
+        ("uniform-pm1-bfirst", "per-point", "uniform"),
+        ("logistic-01", "shared", "gaussian"),
+        ("sign-pm1", "per-point", "gaussian"),
+    ],
 )
-def test_pair_estimators_are_statistically_unbiased(cls, name, mode):
+def test_pair_estimators_are_statistically_unbiased(cls, name, mode, weight_noise):
     """Per-coordinate z-test with Bonferroni, false-fail rate ALPHA = 1e-3 per test; the
     version without d phi / d eta fails it by a wide margin (z > 2 x threshold)."""
-    problem = net(name)
+    problem = net(name, weight_noise=weight_noise)
     exact = exact_gradient(problem.model, problem.X, problem.Y).flat()
     draws = cls(weights=mode).draw(problem, S_DRAWS, generator=gen(11))
     z, threshold = z_test(draws, exact, ALPHA)
     assert z < threshold, (z, threshold)
 
 
-def test_arm_without_the_logit_scale_fails_the_z_test(without_logit_scale):
-    problem = net("logistic-01")
+@pytest.mark.parametrize("weight_noise", ["uniform", "gaussian"])
+def test_arm_without_the_logit_scale_fails_the_z_test(without_logit_scale, weight_noise):
+    problem = net("logistic-01", weight_noise=weight_noise)
     exact = exact_gradient(problem.model, problem.X, problem.Y).flat()
     draws = WeightARM().draw(problem, S_DRAWS, generator=gen(11))
     z, threshold = z_test(draws, exact, ALPHA)
@@ -406,10 +396,13 @@ def test_arm_without_the_logit_scale_fails_the_z_test(without_logit_scale):
 
 
 @pytest.mark.parametrize("mode", ["shared", "per-point"])
-@pytest.mark.parametrize("name", ["logistic-01", "uniform-pm1-bfirst"])
+@pytest.mark.parametrize(
+    ("name", "weight_noise"),
+    [("logistic-01", "uniform"), ("uniform-pm1-bfirst", "uniform"), ("logistic-01", "gaussian")],
+)
 @pytest.mark.parametrize("cls", [WeightConcrete, WeightStraightThroughGumbelSoftmax])
-def test_relaxations_equal_autograd_of_the_relaxed_pass(cls, name, mode):
-    problem = net(name)
+def test_relaxations_equal_autograd_of_the_relaxed_pass(cls, name, weight_noise, mode):
+    problem = net(name, weight_noise=weight_noise)
     tau = 0.7
     est = cls(tau=tau, weights=mode)
     noise = draw_uniforms(problem, 4, gen(5), est.per_point)

@@ -1,7 +1,8 @@
 """The probit weight model: W = sign(eta + L), L standard normal, so P(W = +1) = Phi(eta)
-(``weight_noise="gaussian"``). The solver, REINFORCE, ARM/DisARM and the relaxations only use
-F_w, F_w' and F_w^{-1}; these tests check them for this third noise against the same independent
-references as the sigmoid and hard-sigmoid models, with negative controls."""
+(``weight_noise="gaussian"``): its probabilities, the exact solver against joint enumeration and
+finite differences, ST's parametrisations, and a case. REINFORCE (exact, with the sigmoid-score
+control), ARM/DisARM (z-tests, with the missing-logit-scale control) and the relaxations
+(autograd) are run for it by the parametrised tests of tests/test_weights_hardsigmoid.py."""
 
 from __future__ import annotations
 
@@ -13,30 +14,18 @@ import torch
 from estbench.cases import parse_case
 from estbench.runner import CaseRunner
 from estbench.weights import (
-    WeightARM,
-    WeightConcrete,
-    WeightDisARM,
-    WeightReinforce,
     WeightStraightThrough,
-    WeightStraightThroughGumbelSoftmax,
     exact_gradient,
     exact_loss,
 )
-from estbench.weights.paths import draw_uniforms
 
-from .test_weights_estimators import z_test
 from .test_weights_exact import close, joint_oracle
+from .test_weights_hardsigmoid import NETS as HS_NETS
 from .test_weights_hardsigmoid import (
-    ALPHA,
-    S_DRAWS,
-    SigmoidScoreReinforce,
-    exact_mean,
     gen,
     make,
     without_logit_scale,  # noqa: F401 (a fixture)
 )
-from .test_weights_hardsigmoid import NETS as HS_NETS
-from .test_weights_relaxed import autograd_estimates
 
 F64 = torch.float64
 # The hard-sigmoid tests' networks (two kinds of first layer, three activations), probit weights.
@@ -94,22 +83,6 @@ def test_exact_matches_finite_differences():
         assert abs(fd - g) <= 1e-7 * max(1e-3, abs(g)), (k, fd, g)
 
 
-@pytest.mark.parametrize("name", list(NETS))
-@pytest.mark.parametrize("mode", ["shared", "per-point"])
-def test_reinforce_is_exactly_unbiased(name, mode):
-    problem = net(name)
-    exact = exact_gradient(problem.model, problem.X, problem.Y).flat()
-    mean = exact_mean(WeightReinforce(weights=mode), problem)
-    assert float((mean - exact).abs().max()) <= 1e-10 * (1 + float(exact.abs().max()))
-
-
-def test_sigmoid_score_fails_the_exact_test():
-    problem = net("sign-pm1")
-    exact = exact_gradient(problem.model, problem.X, problem.Y).flat()
-    mean = exact_mean(SigmoidScoreReinforce(), problem)
-    assert float((mean - exact).abs().max()) > 1e-2 * float(exact.abs().max())
-
-
 def test_st_wrt_eta_is_st_wrt_mu_times_twice_the_normal_density():
     problem = net("logistic-01")
     a = WeightStraightThrough().draw(problem, 16, generator=gen(3))
@@ -120,37 +93,6 @@ def test_st_wrt_eta_is_st_wrt_mu_times_twice_the_normal_density():
     factor = m.mean_jacobian(1).reshape(-1)
     assert torch.allclose(a[:, start : start + n], b[:, start : start + n] * factor, rtol=1e-14)
     assert not torch.allclose(a[:, start : start + n], b[:, start : start + n])
-
-
-@pytest.mark.parametrize("cls", [WeightARM, WeightDisARM])
-@pytest.mark.parametrize(("name", "mode"), [("logistic-01", "shared"), ("sign-pm1", "per-point")])
-def test_pair_estimators_are_statistically_unbiased(cls, name, mode):
-    """Per-coordinate z-test with Bonferroni, false-fail rate ALPHA = 1e-3 per test."""
-    problem = net(name)
-    exact = exact_gradient(problem.model, problem.X, problem.Y).flat()
-    draws = cls(weights=mode).draw(problem, S_DRAWS, generator=gen(11))
-    z, threshold = z_test(draws, exact, ALPHA)
-    assert z < threshold, (z, threshold)
-
-
-def test_arm_without_the_logit_scale_fails_the_z_test(without_logit_scale):  # noqa: F811
-    problem = net("logistic-01")
-    exact = exact_gradient(problem.model, problem.X, problem.Y).flat()
-    draws = WeightARM().draw(problem, S_DRAWS, generator=gen(11))
-    z, threshold = z_test(draws, exact, ALPHA)
-    assert z > 2 * threshold, (z, threshold)
-
-
-@pytest.mark.parametrize("mode", ["shared", "per-point"])
-@pytest.mark.parametrize("cls", [WeightConcrete, WeightStraightThroughGumbelSoftmax])
-def test_relaxations_equal_autograd_of_the_relaxed_pass(cls, mode):
-    problem = net("logistic-01")
-    est = cls(tau=0.7, weights=mode)
-    noise = draw_uniforms(problem, 4, gen(5), est.per_point)
-    ours = est.estimate(problem, noise)
-    ref, _ = autograd_estimates(problem, noise, 0.7, est.per_point, hard=cls is not WeightConcrete)
-    assert float((ours - ref).abs().max()) <= 1e-10 * max(1.0, float(ref.abs().max()))
-    assert float(ref.abs().max()) > 0
 
 
 def test_a_case_builds_the_probit_model(tmp_path):
