@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
+from . import results
 from .cases import Case, load_case
 from .estimators.base import Estimator
-from .results import COLUMNS, read_csv_rows
 from .runner import run_case
 
 
@@ -57,9 +57,10 @@ def run(
 
 
 def load_results(directory: str | Path) -> pd.DataFrame:
-    """results.csv of a case directory as a DataFrame with numeric columns parsed."""
-    rows = read_csv_rows(Path(directory) / "results.csv")
-    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    """results.csv of a case directory as a DataFrame with numeric columns parsed (refused
+    unless results.csv and results.json are one committed pair)."""
+    _, rows = results.load_results(Path(directory))
+    df = pd.DataFrame(rows, columns=list(results.COLUMNS))
     for col in (
         "depth",
         "width",

@@ -460,9 +460,23 @@ def parse_case(
         )
     )
     registry = default_registry()
+    specs: dict[str, int] = {}
+    takes_tau = False
     for i, spec in enumerate(estimators):
         est = _check_estimator_spec(file, f"measure.estimators[{i}]", spec, registry)
         check_problem_kind(f"{file}: measure.estimators[{i}]", est, model)
+        if est.spec in specs:
+            raise CaseError(
+                f"{file}: measure.estimators[{i}]: {spec!r} is listed twice (as "
+                f"measure.estimators[{specs[est.spec]}]); expected each estimator once"
+            )
+        specs[est.spec] = i
+        takes_tau |= "tau" in est.hyperparameters
+    if "tau" in sweep and not takes_tau:
+        raise CaseError(
+            f"{file}: sweep.tau: none of measure.estimators has a tau parameter; expected at "
+            f"least one that does (e.g. concrete, st-gs, gumbel-rao), or no tau sweep"
+        )
     from .results import METRICS
 
     metrics = ms.get(
@@ -502,6 +516,13 @@ def parse_case(
     )
     ms.done()
     top.done()
+    if "M" not in ms.raw:  # the default M values up to the draws
+        measure = replace(measure, M=tuple(m for m in DEFAULT_M if m <= measure.draws))
+    elif max(measure.M) > measure.draws:
+        raise CaseError(
+            f"{file}: measure.M: expected values <= measure.draws ({measure.draws}), got "
+            f"{max(measure.M)}"
+        )
     if model.kind == "weights" and model.first_layer == "real" and model.checkpoint is None:
         depths = sweep.get("depth") or ((len(model.widths),) if model.widths else (model.depth,))
         if min(int(d) for d in depths if d is not None) < 2:  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import numpy as np
 from torch import Tensor
@@ -22,6 +23,16 @@ from .estimators.base import PathEstimator
 from .estimators.registry import split_specs
 from .exact import exact_gradient, parse_bytes
 from .model import CODINGS, HEADS, NOISES
+
+
+def _seed_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
 
 
 def _bytes_arg(text: str) -> int:
@@ -179,28 +190,61 @@ def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _estimator_list(text: str | None) -> tuple[str, ...] | None:
+    """``--estimators``: None when absent; an empty or blank list is an error, not "all"."""
+    if text is None:
+        return None
+    specs = tuple(split_specs(text))
+    if not specs:
+        raise EstbenchError(
+            f"--estimators: expected a comma-separated list of estimator names (e.g. "
+            f"'st,psa,concrete(tau=0.1)'), got {text!r}"
+        )
+    return specs
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .cases import load_case, with_overrides
-    from .runner import case_checkpoint, run_case, run_settings
+    from .runner import check_output, plan_run, run_case
 
     registry = _registry()
-    estimators = tuple(split_specs(args.estimators)) if args.estimators else None
+    estimators = _estimator_list(args.estimators)
     for spec in estimators or ():
         registry.create(spec)
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
-    # Every case (and its checkpoint, of the case's model kind) is validated before any work
-    # starts, so a bad file fails now, naming it, not after other cases ran.
+    # Every case (and its checkpoint, of the case's model kind) is validated and sized before
+    # any work starts, so a bad file or an oversized point fails now, naming it, not after other
+    # cases ran.
     cases = [
         with_overrides(load_case(name), checkpoint=checkpoint, estimators=estimators)
         for name in args.cases or ["default"]
     ]
-    for case in cases:
-        if case.model.checkpoint is not None:
-            case_checkpoint(case)
-    for case in cases:  # an unusable device or dtype fails before any work
-        run_settings(case, device=args.device, dtype=args.dtype)
+    plans = [
+        plan_run(
+            case,
+            Path(args.out),
+            seed=args.seed,
+            quick=args.quick,
+            device=args.device,
+            dtype=args.dtype,
+            memory_budget=args.memory_budget,
+        )
+        for case in cases
+    ]
+    seen: dict[Path, str] = {}
+    for case, plan in zip(cases, plans, strict=True):
+        where = str(case.path or case.name)
+        if plan.directory in seen:
+            raise EstbenchError(
+                f"{where}: writes to {plan.directory}, as does {seen[plan.directory]} in the same "
+                f"command (cases are named after their file); run them with different --out"
+            )
+        seen[plan.directory] = where
+        check_output(plan.directory)
+    for plan in plans:
+        print(f"estbench: {plan.describe()}", file=sys.stderr)
     failed = 0
     for case in cases:
         report = run_case(
@@ -212,6 +256,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             progress=False if args.no_progress else None,
             device=args.device,
             dtype=args.dtype,
+            memory_budget=args.memory_budget,
         )
         done = f"{report.points_done} computed, {report.points_skipped} already done"
         print(f"{case.name}: {done} -> {report.directory}/results.csv")
@@ -344,8 +389,15 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors end like every other error: one ``estbench: error:`` line, exit code 1."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"estbench: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="estbench",
         description="Accuracy of gradient estimators for stochastic binary networks, "
         "measured against exact gradients.",
@@ -395,8 +447,14 @@ def build_parser() -> argparse.ArgumentParser:
         "cases", nargs="*", metavar="CASE", help="case names or .toml paths (default: default)"
     )
     p.add_argument("--out", default="out", metavar="DIR", help="results directory (default: out)")
-    p.add_argument("--seed", type=int, default=0, help="root seed of the draws (default 0)")
-    p.add_argument("--quick", action="store_true", help="few draws, for a smoke run")
+    p.add_argument(
+        "--seed", type=_seed_arg, default=0, help="root seed of the draws, >= 0 (default 0)"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="few draws, for a smoke run (written to DIR/<case>-quick, beside the full run's)",
+    )
     p.add_argument(
         "--estimators",
         metavar="LIST",
@@ -407,7 +465,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.npz",
         help="measure this network instead of the case's model and training",
     )
-    p.add_argument("--force", action="store_true", help="recompute finished case points")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="recompute finished case points, and replace the results of a run with other "
+        "settings (seed, estimators, case file, device, dtype) instead of refusing",
+    )
+    p.add_argument(
+        "--memory-budget",
+        type=_bytes_arg,
+        default=None,
+        metavar="SIZE",
+        help="refuse a point whose exact gradient or draws need more, e.g. 4GiB (default: "
+        "$ESTBENCH_MEMORY_BUDGET or 1GiB)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--device",
@@ -466,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--draws", type=int, default=20000, help="draws for the statistical checks (default 20000)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the checks (default 0)")
+    p.add_argument("--seed", type=_seed_arg, default=0, help="seed of the checks (default 0)")
     p.add_argument("-v", "--verbose", action="store_true", help="show every check")
     p.set_defaults(func=_cmd_check)
     return parser
@@ -481,11 +552,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"estbench: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("estbench: interrupted", file=sys.stderr)
+        resume = " (rerun the same command to resume: finished points are kept)"
+        print(f"estbench: interrupted{resume if args.command == 'run' else ''}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 0
+    except OSError as e:  # a file or directory that cannot be read or written
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"estbench: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 __all__ = ["main", "build_parser"]

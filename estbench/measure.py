@@ -26,6 +26,7 @@ from torch import Tensor
 
 from . import metrics as mt
 from .device import synchronize
+from .errors import EstbenchError
 from .estimators.base import Estimator, PathEstimator, Problem
 from .exact_moments import path_count, path_moments
 
@@ -109,15 +110,16 @@ def measure(
     # one-time costs -- lazy imports, first allocations -- do not land in the time per draw of
     # whichever estimator runs first (seen: 44 us instead of 1.5 us per draw).
     warm = torch.Generator(device=generator.device).manual_seed(0)
-    est.draw(draw_problem, min(opts.draws, 8), generator=warm, context=context)
+    n_warm = min(opts.draws, 8)
+    check_draws(
+        est, est.draw(draw_problem, n_warm, generator=warm, context=context), n_warm, g_flat, opts
+    )
     synchronize(problem.device)
     t0 = time.perf_counter()
     draws = est.draw(draw_problem, opts.draws, generator=generator, context=context)
     synchronize(problem.device)
     seconds = (time.perf_counter() - t0) / opts.draws
-    if not torch.isfinite(draws).all():
-        bad = int((~torch.isfinite(draws)).any(1).sum())
-        raise FloatingPointError(f"{bad} of {opts.draws} draws contain NaN or inf")
+    check_draws(est, draws, opts.draws, g_flat, opts)
     draws = draws.to(torch.float64)
     moments = _exact_moments(est, problem, context, opts)
     evals = est.evals_per_draw(problem.model)
@@ -202,6 +204,9 @@ def measure(
             ms = mt.mse_single(d, g)
             add(layer, "mse", ms.value, se=ms.se, lo=ms.ci_low, hi=ms.ci_high)
             point = ((max(B, 0.0) + T / Ms).clamp_min(0) / gn**2).sqrt()
+            sd: Tensor | None
+            lo: Tensor | None
+            hi: Tensor | None
             if opts.bootstrap > 1:
                 if boot is None:  # drawn once per estimator, shared by the layers
                     boot = mt.poisson_weights(opts.bootstrap, d.shape[0], generator)
@@ -256,6 +261,46 @@ def measure(
         add(layer, "bias_z", test.ratio)
         add(layer, "evals_per_draw", evals, method="exact")
     return Measurement(rows, seconds, moments is not None, verdicts, claimed)
+
+
+class DrawError(EstbenchError):
+    """An estimator's draws that the harness cannot use (shape, dtype, device, NaN/inf)."""
+
+
+def check_draws(est: Estimator, draws: Any, n: int, g_flat: Tensor, opts: MeasureOptions) -> None:
+    """Validate a block of draws where it enters the harness: a tensor of shape [n, P] (P the
+    problem's parameter count), the run's draw dtype, on the problem's device, all finite. A
+    plugin's [P, S] block would otherwise be read as garbage rows, or fail far from its cause."""
+    name = getattr(est, "spec", type(est).__name__)
+    expected = (n, g_flat.numel())
+    if not isinstance(draws, Tensor):
+        raise DrawError(
+            f"estimator {name!r}: draw returned {type(draws).__name__}; expected a torch.Tensor "
+            f"of shape [{n}, {expected[1]}] ([draws, parameters])"
+        )
+    if tuple(draws.shape) != expected:
+        raise DrawError(
+            f"estimator {name!r}: draw returned shape {list(draws.shape)}; expected "
+            f"{list(expected)} ([draws, parameters])"
+        )
+    if draws.dtype != opts.dtype:
+        raise DrawError(
+            f"estimator {name!r}: draw returned dtype {str(draws.dtype).removeprefix('torch.')}; "
+            f"expected {str(opts.dtype).removeprefix('torch.')} (the run's draw dtype)"
+        )
+    if draws.device.type != g_flat.device.type:
+        raise DrawError(
+            f"estimator {name!r}: draw returned a tensor on {draws.device}; expected it on "
+            f"{g_flat.device} (the problem's device)"
+        )
+    finite = torch.isfinite(draws).all(1)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        first = int((~finite).nonzero()[0, 0])
+        raise DrawError(
+            f"estimator {name!r}: {bad} of {n} draws contain NaN or inf (the first: draw "
+            f"{first}); expected finite values"
+        )
 
 
 def _exact_moments(est: Estimator, problem: Any, context: Any, opts: MeasureOptions) -> Any:

@@ -3,25 +3,34 @@
 ``results.csv`` has one row per (case point, estimator, layer, metric, M) and no timings, so the
 same case and seed reproduce it byte for byte. ``results.json`` carries ``schema_version`` and the
 metadata to reproduce and audit the run (versions, commit, seed, device, the case file and its
-hash, timings, unbiasedness verdicts). Files are written atomically (temp file + rename).
+hash, timings, unbiasedness verdicts).
+
+The two are one unit (``commit_results``): results.csv is written first, then results.json, which
+records the SHA-256, byte and row counts of the CSV it belongs to. Each file is replaced
+atomically (a unique temporary file, fsync, rename), and results.json is written last, so a crash
+between the two leaves a pair whose checksum does not match; ``load_results`` refuses such a pair
+(and a truncated or foreign CSV) instead of showing one run's numbers under the other's metadata.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import json
 import math
 import os
 import platform
 import subprocess
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .errors import EstbenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: results.json records the checksum of results.csv
 SWEEP_COLUMNS = ("depth", "width", "checkpoint", "seed", "tau")
 COLUMNS = (
     "case",
@@ -77,14 +86,37 @@ def _cell(v: Any) -> str:
 
 
 def atomic_write(path: Path, content: str | bytes) -> None:
-    """Write through a temporary file and rename, so a crash never leaves a half-written file."""
+    """Replace ``path`` atomically: a unique temporary file beside it, fsync, rename. A crash
+    leaves the old file or the new one, never a half-written one (at worst a hidden
+    ``.NAME.*.tmp``, which ``remove_stale_temporaries`` clears)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if isinstance(content, bytes):
-        tmp.write_bytes(content)
-    else:
-        tmp.write_text(content)
-    os.replace(tmp, path)
+    data = content.encode() if isinstance(content, str) else content
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have made
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Delete the temporary files of writes that a killed process left (call under the lock)."""
+    for tmp in Path(directory).glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def rows_to_csv(rows: Iterable[dict[str, Any]]) -> str:
@@ -97,13 +129,54 @@ def rows_to_csv(rows: Iterable[dict[str, Any]]) -> str:
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ResultsError(
-                f"{path}: unexpected columns {reader.fieldnames}; expected {COLUMNS}"
-            )
-        return list(reader)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != COLUMNS:
+                raise ResultsError(
+                    f"{path}: unexpected columns {reader.fieldnames}; expected {COLUMNS}"
+                )
+            return list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ResultsError(f"{path}: not a readable results.csv ({e})") from None
+
+
+def csv_digest(content: bytes) -> dict[str, Any]:
+    """What results.json records of the results.csv it belongs to."""
+    return {
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "bytes": len(content),
+        "lines": content.count(b"\n"),
+    }
+
+
+def commit_results(directory: Path, csv_text: str, payload: dict[str, Any]) -> None:
+    """Write results.csv, then results.json with the CSV's checksum (module docstring)."""
+    content = csv_text.encode()
+    atomic_write(directory / "results.csv", content)
+    write_json(directory / "results.json", {**payload, "results_csv": csv_digest(content)})
+
+
+def load_results(directory: Path) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """results.json and the rows of results.csv of a case directory, refused unless they are
+    one committed pair: the CSV's SHA-256, size and line count as results.json records them."""
+    directory = Path(directory)
+    json_path, csv_path = directory / "results.json", directory / "results.csv"
+    meta = load_json(json_path)
+    rerun = "rerun the `estbench run` command that wrote them to rebuild the pair"
+    try:
+        content = csv_path.read_bytes()
+    except FileNotFoundError:
+        raise ResultsError(f"{csv_path}: no such results file ({rerun})") from None
+    except OSError as e:
+        raise ResultsError(f"{csv_path}: cannot read: {e.strerror or e}") from None
+    recorded = meta.get("results_csv")
+    if not isinstance(recorded, dict) or csv_digest(content) != recorded:
+        raise ResultsError(
+            f"{csv_path}: does not match {json_path.name} (checksum, size or line count differ: "
+            f"a truncated file, or a pair from two runs); {rerun}"
+        )
+    return meta, read_csv_rows(csv_path)
 
 
 def git_commit() -> dict[str, Any]:
@@ -161,7 +234,7 @@ def load_json(path: Path) -> dict[str, Any]:
         payload = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such results file") from None
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ResultsError(f"{path}: not a readable results file ({e})") from None
     version = payload.get("schema_version") if isinstance(payload, dict) else None
     if version != SCHEMA_VERSION:

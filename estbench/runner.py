@@ -4,10 +4,20 @@ For each case point (the sweep's product of depth, width, checkpoint and seed) t
 the data and the network (initialised and trained, or from a checkpoint), computes the exact
 gradient once, and measures every estimator variant (``tau`` in the sweep expands the estimators
 that have a ``tau`` parameter). Each finished point is written atomically to
-``DIR/<case>/points/<point>.json``; a re-run skips finished points (``force`` recomputes), so an
-interrupted run loses at most the point in progress. An estimator that raises or returns NaN/inf
-fills the ``error`` column of its rows and the run goes on. ``results.csv`` and ``results.json``
-are assembled from the point files at the end.
+``DIR/<case>/points/<point>.json``; a re-run skips finished points, so an interrupted run loses
+at most the point in progress. An estimator that raises or returns NaN/inf (or draws of the wrong
+shape, dtype or device) fills the ``error`` column of its rows and the run goes on.
+``results.csv`` and ``results.json`` are assembled from the point files at the end and committed
+as one unit (``results.commit_results``).
+
+Finished work is never lost (``plan_run``, ``run_case``):
+
+* before any work, the whole case is planned: every point's exact reference and draws are
+  checked against the memory budget, naming the point, the estimate and ``--memory-budget``;
+* a directory records the run it belongs to (``run.json``: case hash, seed, estimators, device,
+  dtype); a run whose settings differ is refused, naming what differs, unless ``force`` replaces
+  the old results; ``--quick`` runs go to their own directory, ``<case>-quick``;
+* one run at a time per directory: a lock file (``.lock``, with the holder's pid) is taken.
 
 Randomness: every stream is seeded from (root seed, case, point, estimator spec) through
 ``numpy.random.SeedSequence``, so results do not depend on the order in which things run.
@@ -15,12 +25,16 @@ Randomness: every stream is seeded from (root seed, case, point, estimator spec)
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
+import os
+import shutil
 import sys
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,15 +48,22 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import make_dataset, targets_for_head
 from .device import device_name, dtype_name, resolve_device, resolve_dtype
 from .device import generator as make_generator
-from .errors import CheckpointError, EstbenchError
+from .errors import CheckpointError, EstbenchError, MemoryBudgetError
 from .estimators.base import Estimator, Problem
 from .estimators.registry import default_registry
-from .exact import exact_gradient
+from .exact import default_memory_budget, exact_gradient, format_bytes, plan_exact
 from .initialization import ap2_init, uniform_sbn
 from .measure import MeasureOptions, Slice, layer_slices, measure, weight_layer_slices
 from .model import SBN, random_sbn
-from .results import atomic_write, environment, point_id, rows_to_csv, write_json
-from .training import Net, train
+from .results import (
+    atomic_write,
+    commit_results,
+    environment,
+    point_id,
+    remove_stale_temporaries,
+    rows_to_csv,
+)
+from .training import train
 from .weights import (
     WeightProblem,
     WeightSBN,
@@ -50,6 +71,7 @@ from .weights import (
     random_weight_sbn,
     save_weight_checkpoint,
 )
+from .weights.exact import check_budget as check_weight_budget
 
 POINT_FORMAT = 1
 
@@ -74,6 +96,8 @@ class Variant:
 
 
 def estimator_variants(case: Case, extra: list[Estimator] | None = None) -> list[Variant]:
+    """The estimators of a run (the case's, or --estimators, plus API objects), each swept over
+    ``tau`` when it has that parameter; one listed twice is an error naming it."""
     registry = default_registry()
     base = [registry.create(s) for s in case.measure.estimators] + list(extra or [])
     for est in base:  # --estimators and API objects bypass the case file's validation
@@ -87,7 +111,19 @@ def estimator_variants(case: Case, extra: list[Estimator] | None = None) -> list
                 out.append(Variant(variant, tau))
         else:
             out.append(Variant(est))
+    seen: set[str] = set()
+    for v in out:
+        if v.label in seen:
+            raise EstbenchError(
+                f"{_where(case)}: measure.estimators: {v.label!r} is listed twice (the same "
+                f"estimator and parameters); expected each estimator once"
+            )
+        seen.add(v.label)
     return out
+
+
+def _where(case: Case) -> str:
+    return str(case.path) if case.path else f"<case {case.name}>"
 
 
 @dataclass
@@ -137,12 +173,30 @@ class CaseRunner:
     ) -> SBN:
         m = self.case.model
         g = torch.Generator().manual_seed(m.seed + seed_offset)
-        kw = {"generator": g, "coding": m.coding, "noise": m.noise, "head": m.head}
         if m.init == "ap2":
-            return ap2_init(X, widths, out_dim, **kw)
+            return ap2_init(
+                X, widths, out_dim, generator=g, coding=m.coding, noise=m.noise, head=m.head
+            )
         if m.init == "uniform":
-            return uniform_sbn(X.shape[1], widths, out_dim, **kw)
-        return random_sbn(X.shape[1], widths, out_dim, scale=m.scale, **kw)
+            return uniform_sbn(
+                X.shape[1],
+                widths,
+                out_dim,
+                generator=g,
+                coding=m.coding,
+                noise=m.noise,
+                head=m.head,
+            )
+        return random_sbn(
+            X.shape[1],
+            widths,
+            out_dim,
+            scale=m.scale,
+            generator=g,
+            coding=m.coding,
+            noise=m.noise,
+            head=m.head,
+        )
 
     def _data(
         self, seed_offset: int, out_dim: int | None = None
@@ -157,61 +211,62 @@ class CaseRunner:
             out_dim = m.outputs or (1 if m.head == "logistic" else max(classes, 2))
         return X, targets_for_head(labels, m.head, out_dim), out_dim
 
-    def problem(self, point: dict[str, Any]) -> Problem:
+    def initial(
+        self, point: dict[str, Any]
+    ) -> tuple[SBN | WeightSBN, torch.Tensor, torch.Tensor, bool]:
+        """The point's network before training (its shapes are the trained network's), its data
+        and whether it is to be trained -- cheap, so a whole case can be planned up front."""
         case, m = self.case, self.case.model
         offset = int(point.get("seed", 0))
-        if m.kind == "weights":
-            return self._weight_problem(point, offset)  # type: ignore[return-value]
         if m.checkpoint is not None:
             model, data = case_checkpoint(case)
             X, Y = data if data is not None else self._data(offset, model.out_dim)[:2]
-            return Problem.create(model, X, Y)
+            return model, X, Y, False
         widths = case.widths_at(point)
         X, Y, out_dim = self._data(offset)
-        model = self._initial(widths, X, out_dim, offset)
-        if case.training is not None:
-            epoch = int(point.get("checkpoint", max(case.training.measure_at)))
-            model = self._trained_model(model, X, Y, widths, offset, epoch)
-        return Problem.create(model, X, Y)
+        net: SBN | WeightSBN
+        if m.kind == "weights":
+            # eta ~ N(0, eta_scale^2), real W ~ N(0, scale^2 / fan-in), b ~ N(0, 0.25)
+            net = random_weight_sbn(
+                X.shape[1],
+                widths,
+                out_dim,
+                generator=torch.Generator().manual_seed(m.seed + offset),
+                kinds=m.weight_kinds(len(widths)),
+                eta_scale=m.eta_scale,
+                scale=m.scale,
+                coding=m.coding,
+                activation=m.activation_name,
+                head=m.head,
+                weight_noise=m.weight_noise,
+            )
+        else:
+            net = self._initial(widths, X, out_dim, offset)
+        return net, X, Y, case.training is not None
 
-    def _weight_problem(self, point: dict[str, Any], offset: int) -> WeightProblem:
-        """A stochastic-binary-weight network: from ``model.checkpoint``, or at initialisation
-        (``random_weight_sbn``: eta ~ N(0, eta_scale^2), real W ~ N(0, scale^2 / fan-in),
-        b ~ N(0, 0.25)) and then trained if the case has ``[training]``."""
-        m = self.case.model
-        if m.checkpoint is not None:
-            model, data = case_checkpoint(self.case)
-            X, Y = data if data is not None else self._data(offset, model.out_dim)[:2]
-            return WeightProblem.create(model, X, Y)
-        widths = self.case.widths_at(point)
-        X, Y, out_dim = self._data(offset)
-        model = random_weight_sbn(
-            X.shape[1],
-            widths,
-            out_dim,
-            generator=torch.Generator().manual_seed(m.seed + offset),
-            kinds=m.weight_kinds(len(widths)),
-            eta_scale=m.eta_scale,
-            scale=m.scale,
-            coding=m.coding,
-            activation=m.activation_name,
-            head=m.head,
-            weight_noise=m.weight_noise,
-        )
-        if self.case.training is not None:
+    def problem(self, point: dict[str, Any]) -> Problem | WeightProblem:
+        """The point's problem: the network of ``model.checkpoint``, or initialised (and trained
+        to the point's epoch if the case has ``[training]``), with its data."""
+        model, X, Y, trained = self.initial(point)
+        if trained:
+            assert self.case.training is not None
             epoch = int(point.get("checkpoint", max(self.case.training.measure_at)))
+            offset = int(point.get("seed", 0))
+            widths = self.case.widths_at(point)
             model = self._trained_model(model, X, Y, widths, offset, epoch)
-        return WeightProblem.create(model, X, Y)
+        if isinstance(model, WeightSBN):
+            return WeightProblem.create(model, X, Y)
+        return Problem.create(model, X, Y)
 
     def _trained_model(
         self,
-        init: Net,
+        init: SBN | WeightSBN,
         X: torch.Tensor,
         Y: torch.Tensor,
         widths: tuple[int, ...],
         offset: int,
         epoch: int,
-    ) -> Net:
+    ) -> SBN | WeightSBN:
         """``init`` (an SBN or a WeightSBN) trained to ``epoch``; every snapshot of the sweep is
         stored in ``checkpoints/`` and reused by a later (e.g. interrupted) run."""
         spec = self.case.training
@@ -314,24 +369,27 @@ def run_settings(
     return dev, draw_dtype
 
 
-def reference(problem: Any) -> tuple[dict[str, torch.Tensor], list[Slice], dict[str, Any]]:
+def reference(
+    problem: Any, memory_budget: int | None = None
+) -> tuple[dict[str, torch.Tensor], list[Slice], dict[str, Any]]:
     """The exact reference of a point: flat targets by parametrisation ("eta"; "mu" too for a
     weights problem), the layers measured, and the ``exact`` section of results.json."""
     from .weights import WeightProblem
     from .weights import exact_gradient as weight_exact_gradient
 
+    loss: torch.Tensor
     if not isinstance(problem, WeightProblem):
-        ex = exact_gradient(problem.model, problem.X, problem.Y)
-        g_flat = ex.flat()
+        ex = exact_gradient(problem.model, problem.X, problem.Y, memory_budget=memory_budget)
+        loss = ex.loss
         slices = layer_slices(problem)
-        targets = {"eta": g_flat}
+        targets = {"eta": ex.flat()}
     else:
-        wx = weight_exact_gradient(problem.model, problem.X, problem.Y)
+        wx = weight_exact_gradient(problem.model, problem.X, problem.Y, memory_budget=memory_budget)
+        loss = wx.loss
         targets = {"eta": wx.flat("eta"), "mu": wx.flat("mu")}
         slices = weight_layer_slices(problem, targets)
-        ex = wx
     exact = {
-        "loss": float(ex.loss),
+        "loss": float(loss),
         "grad_norm": {name: float(targets["eta"][sl].norm()) for name, sl in slices},
         "widths": list(problem.model.widths),
         "n_points": problem.n_points,
@@ -367,6 +425,260 @@ def _error_rows(slices: list[Slice] | None, message: str) -> list[dict[str, Any]
     ]
 
 
+# Peak memory of one estimator's measurement, in float64 copies of its [S, P] draws: the draws,
+# a draw-dtype copy or the chunks being concatenated, and the per-layer prefix sums of the
+# grouped metrics (the layer blocks, then "all").
+DRAW_COPIES = 4
+# Rough CPU cost of one multiply-add of a draw's forward/backward pass, from the seed benchmark
+# (ST on the 5-5-5 network: 1.5 us per draw for 200 x 65 multiply-adds), and of one element of
+# the bootstrap products; only for the time estimate printed before a run.
+SECONDS_PER_MAC = 1.2e-10
+SECONDS_PER_BOOT_ELEMENT = 2e-9
+
+
+@dataclass(frozen=True)
+class PointPlan:
+    pid: str
+    widths: tuple[int, ...]
+    n_points: int
+    n_params: int
+    exact_bytes: int
+    draw_bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run of a case will do, worked out before any work starts (``plan_run``)."""
+
+    case: Case
+    directory: Path
+    variants: list[Variant]
+    opts: MeasureOptions
+    signature: dict[str, Any]
+    points: list[dict[str, Any]]
+    estimates: list[PointPlan]
+    device: torch.device
+    memory_budget: int
+    notes: list[str] = field(default_factory=list)  # what the run leaves out, said up front
+
+    @property
+    def peak_bytes(self) -> int:
+        return max((max(e.exact_bytes, e.draw_bytes) for e in self.estimates), default=0)
+
+    @property
+    def seconds(self) -> float:
+        return sum(e.seconds for e in self.estimates)
+
+    def describe(self) -> str:
+        n, v = len(self.points), len(self.variants)
+        return (
+            f"{self.case.name}: {n} point{'s' * (n != 1)} x {v} estimator"
+            f"{'s' * (v != 1)} x {self.opts.draws:,} draws; estimated peak memory "
+            f"{format_bytes(self.peak_bytes)} (budget {format_bytes(self.memory_budget)}), "
+            f"time {_duration(self.seconds)} (rough, excluding training)"
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"about {max(seconds, 1):.0f} s"
+    if seconds < 5400:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+def case_directory(out: Path, case: Case, quick: bool) -> Path:
+    """``out/<case>``; a ``--quick`` smoke run writes beside it, to ``out/<case>-quick``, so it
+    never replaces (or is mistaken for) the full run's results."""
+    return Path(out) / (f"{case.name}-quick" if quick else case.name)
+
+
+def measure_options(case: Case, quick: bool, draw_dtype: torch.dtype) -> MeasureOptions:
+    return MeasureOptions(
+        draws=case.measure.quick_draws if quick else case.measure.draws,
+        M=case.measure.M,
+        metrics=case.measure.metrics,
+        exact_moments=case.measure.exact_moments,
+        max_paths=case.measure.max_paths,
+        bootstrap=min(case.measure.bootstrap, 50) if quick else case.measure.bootstrap,
+        dtype=draw_dtype,
+    )
+
+
+def plan_run(
+    case: Case,
+    out: Path,
+    *,
+    seed: int = 0,
+    quick: bool = False,
+    extra_estimators: list[Estimator] | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    memory_budget: int | None = None,
+) -> RunPlan:
+    """Validate and size a whole run before any work: the device and dtype, the estimators, and
+    for every point of the sweep the memory of its exact reference and of its draws against the
+    memory budget (a refusal names the point, the estimate and ``--memory-budget``)."""
+    if seed < 0:
+        raise EstbenchError(f"seed: expected an integer >= 0, got {seed}")
+    dev, draw_dtype = run_settings(case, device=device, dtype=dtype)
+    budget = default_memory_budget() if memory_budget is None else memory_budget
+    variants = estimator_variants(case, extra_estimators)
+    opts = measure_options(case, quick, draw_dtype)
+    signature = {
+        "format": POINT_FORMAT,
+        "case_sha256": case.sha256,
+        "seed": seed,
+        "quick": quick,
+        "estimators": [v.label for v in variants],
+        "device": str(dev),
+        "dtype": dtype_name(draw_dtype),
+    }
+    directory = case_directory(out, case, quick)
+    runner = CaseRunner(case, directory, progress=lambda _: None)
+    points = case.points() or [{}]
+    estimates = [_plan_point(runner, point, variants, opts, budget) for point in points]
+    return RunPlan(case, directory, variants, opts, signature, points, estimates, dev, budget)
+
+
+def _plan_point(
+    runner: CaseRunner,
+    point: dict[str, Any],
+    variants: list[Variant],
+    opts: MeasureOptions,
+    budget: int,
+) -> PointPlan:
+    pid = point_id(point)
+    where = f"{_where(runner.case)}: point {pid}"
+    model, X, _, _ = runner.initial(point)
+    n_points, n_params = int(X.shape[0]), int(sum(model.layer_sizes))
+    advice = "raise the budget with --memory-budget SIZE (or ESTBENCH_MEMORY_BUDGET)"
+    try:
+        if isinstance(model, WeightSBN):
+            exact = check_weight_budget(model, n_points, budget)
+        else:
+            exact = plan_exact(model.widths, n_points, model.out_dim, memory_budget=budget).bytes
+    except MemoryBudgetError as e:
+        raise MemoryBudgetError(f"{where}: {e}") from None
+    draw_bytes = 8 * opts.draws * (DRAW_COPIES * n_params + opts.bootstrap)
+    if draw_bytes > budget:
+        raise MemoryBudgetError(
+            f"{where}: {opts.draws:,} draws of {n_params} parameters need about "
+            f"{format_bytes(draw_bytes)} ({draw_bytes} bytes) per estimator, over the memory "
+            f"budget of {format_bytes(budget)} ({budget} bytes); use fewer measure.draws or "
+            f"{advice}"
+        )
+    fan_in = (model.input_dim, *model.widths)
+    macs = n_points * sum(
+        a * b for a, b in zip(fan_in, (*model.widths, model.out_dim), strict=True)
+    )
+    evals = 0.0
+    for v in variants:
+        evals += max(v.estimator.evals_per_draw(model), 1.0)  # type: ignore[arg-type]
+    seconds = opts.draws * (
+        SECONDS_PER_MAC * macs * evals
+        + SECONDS_PER_BOOT_ELEMENT * len(variants) * opts.bootstrap * n_params
+    )
+    return PointPlan(pid, model.widths, n_points, n_params, exact, draw_bytes, seconds)
+
+
+@contextlib.contextmanager
+def case_lock(directory: Path) -> Iterator[None]:
+    """One ``estbench run`` at a time in a case directory: an exclusive lock on ``.lock``
+    (released by the OS when the holder dies, so a killed run never leaves it stuck)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise EstbenchError(
+                f"{directory}: in use by another estbench run (pid {holder}); wait for it to "
+                f"finish, or use another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+RUN_FILE = "run.json"
+WRITTEN = ("results.csv", "results.json", "report.md", "report.html", RUN_FILE)
+
+
+def check_output(directory: Path) -> None:
+    """Fail before any work if results could not be written: ``--out`` or the case directory is
+    not a directory, or a file the run writes is in the way (e.g. a directory)."""
+    for parent in (directory.parent, directory):
+        if parent.exists() and not parent.is_dir():
+            raise EstbenchError(f"{parent}: exists and is not a directory; expected a directory")
+    for sub in ("points", "checkpoints", "figures"):
+        if (directory / sub).exists() and not (directory / sub).is_dir():
+            raise EstbenchError(
+                f"{directory / sub}: exists and is not a directory; remove it or use another --out"
+            )
+    for name in WRITTEN:
+        f = directory / name
+        if f.exists() and not f.is_file():
+            raise EstbenchError(
+                f"{f}: exists and is not a regular file; remove it or use another --out"
+            )
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    labels = {
+        "case_sha256": "the case file changed",
+        "seed": "seed {old} -> {new}",
+        "estimators": "estimators {old} -> {new}",
+        "device": "device {old} -> {new}",
+        "dtype": "dtype {old} -> {new}",
+        "format": "written by another estbench version",
+        "quick": "quick {old} -> {new}",
+    }
+    diffs = [
+        labels.get(k, k + " {old} -> {new}").format(old=old.get(k), new=new.get(k))
+        for k in new
+        if old.get(k) != new.get(k)
+    ]
+    return "; ".join(diffs) or "unknown differences"
+
+
+def _claim_directory(directory: Path, signature: dict[str, Any], force: bool) -> None:
+    """Make ``directory`` this run's (under the lock): a directory holding another run's
+    finished results is refused unless ``force``, which removes them first."""
+    found: dict[str, Any] | None = None
+    run_file = directory / RUN_FILE
+    if run_file.exists():
+        try:
+            found = json.loads(run_file.read_text()).get("signature")
+        except (OSError, ValueError, AttributeError):
+            found = {"format": None}
+    else:  # a directory from before run.json: its points and results are another run's
+        points = (
+            sorted((directory / "points").glob("*.json")) if (directory / "points").is_dir() else []
+        )
+        if points or (directory / "results.json").exists():
+            found = {"format": None}
+    if found is not None and found != signature:
+        if not force:
+            raise EstbenchError(
+                f"{directory}: holds the results of another run ({_differences(found, signature)})"
+                f"; nothing was changed. Rerun with --force to replace them, or use another --out"
+            )
+        for sub in ("points", "checkpoints"):
+            shutil.rmtree(directory / sub, ignore_errors=True)
+        for name in ("results.csv", "results.json"):
+            (directory / name).unlink(missing_ok=True)
+    elif force:  # same settings: recompute the points (training snapshots are reused)
+        shutil.rmtree(directory / "points", ignore_errors=True)
+    if found != signature:
+        atomic_write(run_file, json.dumps({"signature": signature}, sort_keys=True) + "\n")
+
+
 def run_case(
     case: Case,
     out: Path,
@@ -379,54 +691,54 @@ def run_case(
     log: Callable[[str], None] | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    memory_budget: int | None = None,
 ) -> RunReport:
-    """Run every point of ``case`` into ``out/<case.name>/`` (see module docstring).
+    """Run every point of ``case`` into ``out/<case.name>/`` (``out/<case.name>-quick/`` with
+    ``quick``; see the module docstring).
 
     ``device`` (cpu | cuda) and ``dtype`` (of the draws: float64 | float32) override the case's
-    ``measure.device`` and ``measure.dtype``.
+    ``measure.device`` and ``measure.dtype``; ``memory_budget`` (bytes) the default budget.
+    ``force`` replaces the results of a run with other settings and recomputes finished points.
     """
+    plan = plan_run(
+        case,
+        out,
+        seed=seed,
+        quick=quick,
+        extra_estimators=extra_estimators,
+        device=device,
+        dtype=dtype,
+        memory_budget=memory_budget,
+    )
+    say = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
+    check_output(plan.directory)
+    with case_lock(plan.directory):
+        remove_stale_temporaries(plan.directory)
+        remove_stale_temporaries(plan.directory / "points")
+        _claim_directory(plan.directory, plan.signature, force)
+        return _run(plan, say, progress)
 
-    dev, draw_dtype = run_settings(case, device=device, dtype=dtype)
-    directory = out / case.name
+
+def _run(plan: RunPlan, say: Callable[[str], None], progress: bool | None) -> RunReport:
+    case, directory, variants, opts = plan.case, plan.directory, plan.variants, plan.opts
+    dev, signature, seed = plan.device, plan.signature, plan.signature["seed"]
     (directory / "points").mkdir(parents=True, exist_ok=True)
     report = RunReport(case.name, directory)
-    say = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
-    variants = estimator_variants(case, extra_estimators)
-    labels = [v.label for v in variants]
-    if len(set(labels)) != len(labels):
-        raise EstbenchError(f"{case.name}: an estimator is listed twice: {labels}")
-    opts = MeasureOptions(
-        draws=case.measure.quick_draws if quick else case.measure.draws,
-        M=case.measure.M,
-        metrics=case.measure.metrics,
-        exact_moments=case.measure.exact_moments,
-        max_paths=case.measure.max_paths,
-        bootstrap=min(case.measure.bootstrap, 50) if quick else case.measure.bootstrap,
-        dtype=draw_dtype,
-    )
-    signature = {
-        "format": POINT_FORMAT,
-        "case_sha256": case.sha256,
-        "seed": seed,
-        "quick": quick,
-        "estimators": labels,
-        "device": str(dev),
-        "dtype": dtype_name(draw_dtype),
-    }
+    for note in plan.notes:
+        say(f"estbench: note: {case.name}: {note}")
     runner = CaseRunner(case, directory, progress=say, show_progress=progress)
-    points = case.points() or [{}]
     # disable=None: tqdm turns itself off when stderr is not a terminal
     bar = tqdm(
-        total=len(points) * len(variants),
+        total=len(plan.points) * len(variants),
         desc=case.name,
         unit="est",
         disable=None if progress is None else not progress,
         file=sys.stderr,
     )
-    for point in points:
+    for point in plan.points:
         pid = point_id(point)
         path = directory / "points" / f"{pid}.json"
-        if path.exists() and not force:
+        if path.exists():
             try:
                 done = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
@@ -441,7 +753,7 @@ def run_case(
         meta: dict[str, Any] = {"point": point, "signature": signature, "estimators": {}}
         # The reference is float64 on the run's device (the network was built on the CPU).
         problem = runner.problem(point).to(dtype=torch.float64, device=dev)
-        targets, slices, meta["exact"] = reference(problem)
+        targets, slices, meta["exact"] = reference(problem, plan.memory_budget)
         for variant in variants:
             gen = make_generator(dev, stream_seed(seed, case.name, pid, variant.label))
             wrt = getattr(variant.estimator, "wrt", None)
@@ -450,14 +762,21 @@ def run_case(
                 info["wrt"] = wrt
             try:
                 g_flat = targets[wrt or "eta"]
-                m = measure(variant.estimator, problem, g_flat, opts, generator=gen, slices=slices)
+                m = measure(
+                    variant.estimator,
+                    problem,  # type: ignore[arg-type]  # measure takes both kinds (issue 15)
+                    g_flat,
+                    opts,
+                    generator=gen,
+                    slices=slices,
+                )
                 new_rows = m.rows
                 info.update(
                     seconds_per_draw=m.seconds_per_draw,
                     exact=m.exact,
                     claimed_unbiased=m.claimed,
                     verdicts=m.verdicts,
-                    evals_per_draw=variant.estimator.evals_per_draw(problem.model),
+                    evals_per_draw=variant.estimator.evals_per_draw(problem.model),  # type: ignore[arg-type]
                     unbiased=variant.estimator.unbiased,
                 )
             except Exception as e:  # an estimator's failure is recorded, not fatal
@@ -485,7 +804,7 @@ def run_case(
     bar.close()
     for flag in report.flags:
         say(f"estbench: WARNING: {flag}")
-    _assemble(case, directory, points, signature, seed, quick)
+    _assemble(plan)
     return report
 
 
@@ -508,24 +827,19 @@ def _collect_flags(report: RunReport, meta: dict[str, Any]) -> None:
                 )
 
 
-def _assemble(
-    case: Case,
-    directory: Path,
-    points: list[dict[str, Any]],
-    signature: dict[str, Any],
-    seed: int,
-    quick: bool,
-) -> None:
+def _assemble(plan: RunPlan) -> None:
+    """results.csv and results.json from the point files, committed as one unit."""
+    case, directory, signature = plan.case, plan.directory, plan.signature
     rows: list[dict[str, Any]] = []
     per_point = []
-    for point in points:
+    for point in plan.points:
         path = directory / "points" / f"{point_id(point)}.json"
         meta = json.loads(path.read_text())
         rows += meta.pop("rows")
         per_point.append(meta)
-    atomic_write(directory / "results.csv", rows_to_csv(rows))
-    write_json(
-        directory / "results.json",
+    commit_results(
+        directory,
+        rows_to_csv(rows),
         {
             "case": {
                 "name": case.name,
@@ -536,14 +850,15 @@ def _assemble(
                 "checkpoint": str(case.model.checkpoint) if case.model.checkpoint else None,
             },
             "run": {
-                "seed": seed,
-                "quick": quick,
+                "seed": signature["seed"],
+                "quick": signature["quick"],
                 "device": signature["device"],
                 "device_name": device_name(torch.device(signature["device"])),
                 "dtype": signature["dtype"],
                 "exact_dtype": "float64",
                 "estimators": signature["estimators"],
             },
+            "signature": signature,
             "environment": environment(),
             "points": per_point,
         },

@@ -127,8 +127,11 @@ def test_unknown_case_lists_the_shipped_ones():
 
 
 def test_overrides_apply_before_validation():
-    case = load_case("default", overrides={"measure.draws": 123, "model.widths": [2, 2]})
+    over = {"measure.draws": 123, "measure.M": [1, 10, 100], "model.widths": [2, 2]}
+    case = load_case("default", overrides=over)
     assert case.measure.draws == 123 and case.widths_at(case.points()[0]) == (2, 2)
+    with pytest.raises(CaseError, match=r"measure.M: expected values <= measure.draws \(123\)"):
+        load_case("default", overrides={"measure.draws": 123})
     assert "# overrides:" in case.text
     with pytest.raises(CaseError, match="measure.draws: expected an integer >= 10, got 1"):
         load_case("default", overrides={"measure.draws": 1})

@@ -78,7 +78,8 @@ def test_module_entry_point_and_bad_file(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert usage.returncode == 2 and "invalid choice: 'cauchy'" in usage.stderr
+    assert usage.returncode == 1 and "invalid choice: 'cauchy'" in usage.stderr
+    assert usage.stderr.count("\n") == 1 and usage.stderr.startswith("estbench: error:")
 
 
 def _weight_checkpoint(tmp_path):

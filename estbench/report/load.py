@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..results import COLUMNS, SWEEP_COLUMNS, ResultsError, load_json, point_id, read_csv_rows
+from ..results import COLUMNS, SWEEP_COLUMNS, ResultsError, load_results, point_id
 from .style import strip_param
 
 NUMERIC = ("M", "value", "se", "ci_low", "ci_high")
@@ -123,15 +123,14 @@ class ReportData:
 
 
 def load_report_data(directory: str | Path) -> ReportData:
-    """Read ``results.csv`` and ``results.json`` of a case directory (``DIR/<case>``)."""
+    """Read ``results.csv`` and ``results.json`` of a case directory (``DIR/<case>``), refused
+    unless they are one committed pair (``results.load_results``)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ResultsError(f"{directory}: no such case directory (expected DIR/<case> of a run)")
-    meta = load_json(directory / "results.json")
+    meta, rows = load_results(directory)
     csv_path = directory / "results.csv"
-    if not csv_path.exists():
-        raise ResultsError(f"{csv_path}: no such results file")
-    frame = pd.DataFrame(read_csv_rows(csv_path), columns=list(COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
     for col in NUMERIC:
         frame[col] = pd.to_numeric(frame[col].replace("", None), errors="coerce")
     frame["tau"] = pd.to_numeric(frame["tau"].replace("", None), errors="coerce")

@@ -38,4 +38,6 @@ if __name__ == "__main__":
     )
     # Keep only what a report reads.
     shutil.rmtree(out / "report-fixture" / "points")
+    for name in ("run.json", ".lock"):
+        (out / "report-fixture" / name).unlink(missing_ok=True)
     print(sorted(p.name for p in (out / "report-fixture").iterdir()))
