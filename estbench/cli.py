@@ -35,6 +35,15 @@ def _seed_arg(text: str) -> int:
     return value
 
 
+def _duration_arg(text: str) -> float:
+    from .runner import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _bytes_arg(text: str) -> int:
     try:
         return parse_bytes(text)
@@ -230,6 +239,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             device=args.device,
             dtype=args.dtype,
             memory_budget=args.memory_budget,
+            time_budget=args.time_budget,
         )
         for case in cases
     ]
@@ -257,6 +267,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             device=args.device,
             dtype=args.dtype,
             memory_budget=args.memory_budget,
+            time_budget=args.time_budget,
         )
         done = f"{report.points_done} computed, {report.points_skipped} already done"
         print(f"{case.name}: {done} -> {report.directory}/results.csv")
@@ -479,6 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse a point whose exact gradient or draws need more, e.g. 4GiB (default: "
         "$ESTBENCH_MEMORY_BUDGET or 1GiB)",
     )
+    p.add_argument(
+        "--time-budget",
+        type=_duration_arg,
+        default=None,
+        metavar="DURATION",
+        help="refuse a run estimated to take longer, e.g. 3d (default: $ESTBENCH_TIME_BUDGET "
+        "or 24h; the estimate is rough)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--device",
@@ -558,6 +577,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 0
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        print(
+            f"estbench: error: out of memory ({' '.join(str(e).split())[:200]}); lower "
+            f"--memory-budget (the exact solver sizes its tables to it) or shrink the case",
+            file=sys.stderr,
+        )
+        return 1
     except OSError as e:  # a file or directory that cannot be read or written
         where = f"{e.filename}: " if e.filename else ""
         print(f"estbench: error: {where}{e.strerror or e}", file=sys.stderr)

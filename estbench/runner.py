@@ -434,6 +434,38 @@ DRAW_COPIES = 4
 # the bootstrap products; only for the time estimate printed before a run.
 SECONDS_PER_MAC = 1.2e-10
 SECONDS_PER_BOOT_ELEMENT = 2e-9
+# The exact gradient: one element of a layer-to-layer transition table per data point, forward
+# and backward (from the width-12 x depth-8 benchmark: 1.2 s for 100 points x 7 x 2^24).
+SECONDS_PER_TABLE_ELEMENT = 1e-10
+# One training step (a mini-batch), from the seed study's REINFORCE training (1.3 s / 20 epochs
+# of 20 batches); an upper estimate for the exact method on small networks.
+SECONDS_PER_TRAINING_STEP = 3e-3
+DEFAULT_TIME_BUDGET = 24 * 3600.0  # seconds; override with ESTBENCH_TIME_BUDGET or the argument
+
+
+def parse_duration(text: str | float) -> float:
+    """'90s', '30m', '2h', '3d' or a plain number of seconds -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    raw = str(text).strip().lower()
+    scale = units.get(raw[-1:], 1) if raw else 1
+    number = raw[:-1] if raw[-1:] in units else raw
+    try:
+        value = float(number) * scale
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"cannot read {text!r} as a duration (examples: 90s, 30m, 2h, 3d)")
+    return value
+
+
+def default_time_budget() -> float:
+    env = os.environ.get("ESTBENCH_TIME_BUDGET")
+    if not env:
+        return DEFAULT_TIME_BUDGET
+    try:
+        return parse_duration(env)
+    except ValueError as e:
+        raise EstbenchError(f"ESTBENCH_TIME_BUDGET: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -476,7 +508,7 @@ class RunPlan:
             f"{self.case.name}: {n} point{'s' * (n != 1)} x {v} estimator"
             f"{'s' * (v != 1)} x {self.opts.draws:,} draws; estimated peak memory "
             f"{format_bytes(self.peak_bytes)} (budget {format_bytes(self.memory_budget)}), "
-            f"time {_duration(self.seconds)} (rough, excluding training)"
+            f"time {_duration(self.seconds)} (rough)"
         )
 
 
@@ -496,7 +528,7 @@ def case_directory(out: Path, case: Case, quick: bool) -> Path:
 
 def measure_options(case: Case, quick: bool, draw_dtype: torch.dtype) -> MeasureOptions:
     return MeasureOptions(
-        draws=case.measure.quick_draws if quick else case.measure.draws,
+        draws=min(case.measure.quick_draws, case.measure.draws) if quick else case.measure.draws,
         M=case.measure.M,
         metrics=case.measure.metrics,
         exact_moments=case.measure.exact_moments,
@@ -516,10 +548,12 @@ def plan_run(
     device: str | None = None,
     dtype: str | None = None,
     memory_budget: int | None = None,
+    time_budget: float | None = None,
 ) -> RunPlan:
     """Validate and size a whole run before any work: the device and dtype, the estimators, and
     for every point of the sweep the memory of its exact reference and of its draws against the
-    memory budget (a refusal names the point, the estimate and ``--memory-budget``)."""
+    memory budget (a refusal names the point, the estimate and ``--memory-budget``), and the
+    estimated time of the whole run against the time budget (seconds; ``--time-budget``)."""
     if seed < 0:
         raise EstbenchError(f"seed: expected an integer >= 0, got {seed}")
     dev, draw_dtype = run_settings(case, device=device, dtype=dtype)
@@ -539,7 +573,29 @@ def plan_run(
     runner = CaseRunner(case, directory, progress=lambda _: None)
     points = case.points() or [{}]
     estimates = [_plan_point(runner, point, variants, opts, budget) for point in points]
-    return RunPlan(case, directory, variants, opts, signature, points, estimates, dev, budget)
+    plan = RunPlan(case, directory, variants, opts, signature, points, estimates, dev, budget)
+    limit = default_time_budget() if time_budget is None else time_budget
+    if plan.seconds > limit:
+        slowest = max(estimates, key=lambda e: e.seconds)
+        raise EstbenchError(
+            f"{_where(case)}: the run is estimated at {_duration(plan.seconds)} (rough; the "
+            f"slowest point, {slowest.pid}, {_duration(slowest.seconds)}), over the time budget "
+            f"of {_duration(limit)}; shrink the case, or raise the budget with --time-budget "
+            f"DURATION (or ESTBENCH_TIME_BUDGET), e.g. --time-budget 3d"
+        )
+    taus = case.sweep.get("tau")
+    if taus and all(v.tau is None for v in variants):
+        plan.notes.append(
+            f"sweep.tau = {list(taus)} is dropped: none of the estimators "
+            f"({', '.join(v.label for v in variants)}) has a tau parameter"
+        )
+    dropped = [M for M in opts.M if opts.draws // M < 2]
+    if dropped:
+        plan.notes.append(
+            f"with {opts.draws} draws, rel_rmse_grouped and cos_* (which need 2 groups of M "
+            f"draws) are left out for M = {', '.join(map(str, dropped))}; rel_rmse covers every M"
+        )
+    return plan
 
 
 def _plan_point(
@@ -580,6 +636,16 @@ def _plan_point(
         SECONDS_PER_MAC * macs * evals
         + SECONDS_PER_BOOT_ELEMENT * len(variants) * opts.bootstrap * n_params
     )
+    sizes = [2**n for n in model.widths]
+    seconds += (
+        SECONDS_PER_TABLE_ELEMENT
+        * n_points
+        * (sum(a * b for a, b in zip(sizes, sizes[1:], strict=False)) + sizes[0] * fan_in[0])
+    )
+    training = runner.case.training
+    if training is not None and "checkpoint" in point:
+        steps = int(point["checkpoint"]) * math.ceil(n_points / training.batch_size)
+        seconds += SECONDS_PER_TRAINING_STEP * steps
     return PointPlan(pid, model.widths, n_points, n_params, exact, draw_bytes, seconds)
 
 
@@ -692,6 +758,7 @@ def run_case(
     device: str | None = None,
     dtype: str | None = None,
     memory_budget: int | None = None,
+    time_budget: float | None = None,
 ) -> RunReport:
     """Run every point of ``case`` into ``out/<case.name>/`` (``out/<case.name>-quick/`` with
     ``quick``; see the module docstring).
@@ -709,6 +776,7 @@ def run_case(
         device=device,
         dtype=dtype,
         memory_budget=memory_budget,
+        time_budget=time_budget,
     )
     say = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
     check_output(plan.directory)
