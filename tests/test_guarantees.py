@@ -304,3 +304,16 @@ def test_case_files_say_what_they_cannot_do(tmp_path, capsys):
     )
     assert code == 0 and "with 500 draws, rel_rmse_grouped and cos_*" in err
     assert "left out for M = 1000" in err
+
+
+def test_report_into_unusable_paths_gives_one_line(tmp_path, capsys):
+    case, out = write_case(tmp_path), tmp_path / "o"
+    assert run_cli(capsys, "run", case, "--out", out, "--no-report")[0] == 0
+    (out / "small" / "figures").write_text("not a directory")
+    code, _, err = run_cli(capsys, "report", out / "small")
+    assert code == 1 and "figures" in one_error_line(err)
+    (out / "small" / "figures").unlink()
+    (out / "small" / "results.csv").unlink()
+    (out / "small" / "results.csv").mkdir()
+    code, _, err = run_cli(capsys, "report", out / "small")
+    assert code == 1 and "results.csv: cannot read" in one_error_line(err)
