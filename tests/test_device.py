@@ -178,8 +178,10 @@ def test_run_records_device_and_dtype(tmp_path):
     assert runs["f32"]["run"]["exact_dtype"] == "float64" and runs["f32"]["run"]["device_name"]
     # the exact reference is the same float64 computation whatever the draws' dtype
     assert runs["f32"]["points"][0]["exact"] == runs["f64"]["points"][0]["exact"]
-    # a finished point is not reused for another dtype
-    report = run_case(case, tmp_path / "f64", progress=False, dtype="float32")
+    # a finished point is not reused for another dtype: refused, or recomputed with force
+    with pytest.raises(EstbenchError, match=r"another run \(dtype float64 -> float32\)"):
+        run_case(case, tmp_path / "f64", progress=False, dtype="float32")
+    report = run_case(case, tmp_path / "f64", progress=False, dtype="float32", force=True)
     assert report.points_done == 1 and report.points_skipped == 0
 
 
