@@ -184,6 +184,15 @@ class FailsToConstruct(Reinforce):
         raise RuntimeError("needs a GPU")
 
 
+class SkipsBaseInit(Reinforce):
+    """Forgets ``super().__init__``: no ``params``, so its ``spec`` fails."""
+
+    name = "skips-base-init"
+
+    def __init__(self, **params):  # noqa: ANN003
+        self.extra = params
+
+
 @pytest.mark.parametrize(
     ("loader", "fault"),
     [
@@ -211,6 +220,20 @@ class FailsToConstruct(Reinforce):
         ),
         (lambda: Abstract, "abstract methods not implemented: _draw"),
         (lambda: FailsToConstruct, "default parameters: RuntimeError: needs a GPU"),
+        (lambda: SkipsBaseInit, "default parameters: AttributeError: "),
+        (
+            lambda: _bad_class(evals_per_draw=lambda self, model: model.no_such_thing),
+            "evals_per_draw or unbiased_layers fails on the 2-5-5-5-1 reference network: "
+            "AttributeError",
+        ),
+        (
+            lambda: _bad_class(evals_per_draw=lambda self, model: float("nan")),
+            "evals_per_draw gives nan on the reference network, expected a number >= 0",
+        ),
+        (
+            lambda: _bad_class(unbiased_layers=lambda self, model: {0, 4}),
+            "unbiased_layers gives {0, 4}, expected layer indices 0..3",
+        ),
         (lambda: Reinforce(), "<estimator reinforce> is not an estbench Estimator subclass"),
     ],
 )
@@ -250,8 +273,16 @@ def test_cli_warns_about_a_bad_plugin_and_keeps_working(monkeypatch, capsys):
         assert "family 'magic' must be one of" in err
         assert "estbench: warning: plugin 'st' from package clash-pkg 1.2" in err
         assert "reinforce" in out and "Traceback" not in err
+        with pytest.raises(SystemExit) as info:  # --version reads the registry too
+            main(["--version"])
+        assert info.value.code == 0 and "estbench " in capsys.readouterr().out
     finally:
         registry_module._default_registry.cache_clear()
+
+
+def test_a_spec_that_is_neither_a_name_nor_an_estimator_is_a_clear_error():
+    with pytest.raises(EstimatorError, match=r"or an Estimator instance, got int 3"):
+        build_registry(plugins=False).create(3)  # type: ignore[arg-type]
 
 
 def test_a_constructor_failing_on_parameters_names_the_estimator():

@@ -9,8 +9,9 @@ estimator's registry name and whose object is an ``Estimator`` subclass::
 Plugins are discovered without importing, sorted, then loaded one by one (as flake8 does): a plugin
 that fails to import, or whose class breaks the contract's metadata (not an ``Estimator``
 subclass, a badly formed ``name``, an unknown ``family`` or ``problem``, malformed
-``hyperparameters``, abstract methods left, a constructor that fails with the defaults) or takes a
-name that is already registered, is reported with its package name in ``Registry.problems`` and
+``hyperparameters``, abstract methods left, a constructor that fails with the defaults,
+``evals_per_draw`` or ``unbiased_layers`` failing on the reference network) or takes a name that
+is already registered, is reported with its package name in ``Registry.problems`` and
 skipped; everything else keeps working. Two plugins claiming one name are both skipped, so that a
 name never means a different estimator depending on what happens to be installed; a built-in
 keeps its name. ``Registry.register`` called directly raises instead (``EstimatorError``;
@@ -26,6 +27,7 @@ from __future__ import annotations
 import difflib
 import importlib.metadata
 import inspect
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -148,6 +150,11 @@ class Registry(Mapping[str, Entry]):
         """A configured estimator from 'name' or 'name(key=value, ...)'."""
         if isinstance(spec, Estimator):
             return spec
+        if not isinstance(spec, str):
+            raise EstimatorError(
+                f"an estimator is a name such as 'concrete(tau=0.1)' or an Estimator instance, "
+                f"got {type(spec).__name__} {spec!r}"
+            )
         name, params = parse_spec(spec)
         if name not in self._entries:
             raise EstimatorError(self._unknown(name))
@@ -280,10 +287,39 @@ def contract_fault(cls: object) -> str | None:
         missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
         return f"abstract methods not implemented: {missing}"
     try:
-        cls()
-    except Exception as e:  # estbench list and check build every estimator with its defaults
+        est = cls()  # estbench list, check and run build every estimator with its defaults
+        _ = est.spec
+    except Exception as e:
         return f"cannot be created with its default parameters: {type(e).__name__}: {e}"
+    model = reference_models()[problem]  # what estbench list states costs on
+    try:
+        evals = float(est.evals_per_draw(model))
+        layers = set(est.unbiased_layers(model))
+    except Exception as e:
+        return (
+            f"evals_per_draw or unbiased_layers fails on the 2-5-5-5-1 reference network: "
+            f"{type(e).__name__}: {e}"
+        )
+    if not (math.isfinite(evals) and evals >= 0):
+        return f"evals_per_draw gives {evals!r} on the reference network, expected a number >= 0"
+    if not all(isinstance(k, int) and 0 <= k <= model.depth for k in layers):
+        return f"unbiased_layers gives {layers!r}, expected layer indices 0..{model.depth}"
     return None
+
+
+@lru_cache(maxsize=1)
+def reference_models() -> dict[str, Any]:
+    """Per problem kind, the 2-5-5-5-1 network (seed 0) on which ``estbench list`` states costs
+    and ``contract_fault`` tries ``evals_per_draw`` and ``unbiased_layers``."""
+    import torch
+
+    from ..model import random_sbn
+    from ..weights import random_weight_sbn
+
+    return {
+        "sbn": random_sbn(2, (5, 5, 5), 1, generator=torch.Generator().manual_seed(0)),
+        "weights": random_weight_sbn(2, (5, 5, 5), 1, generator=torch.Generator().manual_seed(0)),
+    }
 
 
 def builtin_estimators() -> list[type[Estimator]]:
