@@ -12,6 +12,9 @@ point, so this is for small networks; the path count and memory are checked befo
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +92,11 @@ def path_moments(
     return PathMoments(mean, variance.clamp_min(0), problem)
 
 
+def _total(terms: Iterable[Tensor]) -> Tensor:
+    """The sum of a non-empty sequence of tensors, in order (``sum`` starts from the int 0)."""
+    return functools.reduce(operator.add, terms)
+
+
 def _weighted_moments(
     problem: Problem, terms: list[list[tuple[Tensor, Tensor]]], weight: Tensor
 ) -> tuple[Tensor, Tensor]:
@@ -105,18 +113,18 @@ def _weighted_moments(
             (g.expand(*shape, g.shape[-1]), inp.expand(*shape, inp.shape[-1])) for g, inp in parts
         ]
         wg = [weight[..., None] * g for g, _ in parts]
-        fW = sum(
+        fW = _total(
             torch.einsum("xnj,xni->nji", w, inp) for w, (_, inp) in zip(wg, parts, strict=True)
         )
-        fb = sum(w.sum(0) for w in wg)
-        sW = sb = 0
-        for t, (_, i1) in enumerate(parts):
-            for u, (g2, i2) in enumerate(parts):
-                if u < t:
-                    continue
-                factor = 1 if u == t else 2
-                sW = sW + factor * torch.einsum("xnj,xni->nji", wg[t] * g2, i1 * i2)
-                sb = sb + factor * (wg[t] * g2).sum(0)
-        firsts += [fW.reshape(N, -1), fb]  # type: ignore[union-attr]
-        seconds += [sW.reshape(N, -1), sb]  # type: ignore[union-attr]
+        fb = _total(w.sum(0) for w in wg)
+        pairs = [
+            (t, u, 1 if u == t else 2) for t in range(len(parts)) for u in range(t, len(parts))
+        ]
+        sW = _total(
+            f * torch.einsum("xnj,xni->nji", wg[t] * parts[u][0], parts[t][1] * parts[u][1])
+            for t, u, f in pairs
+        )
+        sb = _total(f * (wg[t] * parts[u][0]).sum(0) for t, u, f in pairs)
+        firsts += [fW.reshape(N, -1), fb]
+        seconds += [sW.reshape(N, -1), sb]
     return torch.cat(firsts, -1), torch.cat(seconds, -1)

@@ -20,9 +20,9 @@ family differently and have different parameter gradients (spec §1.1, pitfall P
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import torch
 from torch import Tensor
@@ -272,7 +272,10 @@ class MSEHead:
 HEADS: dict[str, Head] = {h.name: h for h in (LogisticHead(), SoftmaxHead(), MSEHead())}
 
 
-def _lookup(table: dict[str, object], kind: str, name: str) -> object:
+_T = TypeVar("_T")
+
+
+def _lookup(table: Mapping[str, _T], kind: str, name: str) -> _T:
     try:
         return table[name]
     except KeyError:
@@ -280,11 +283,11 @@ def _lookup(table: dict[str, object], kind: str, name: str) -> object:
 
 
 def get_noise(name: str) -> Noise:
-    return _lookup(NOISES, "noise", name)  # type: ignore[return-value]
+    return _lookup(NOISES, "noise", name)
 
 
 def get_head(name: str) -> Head:
-    return _lookup(HEADS, "head", name)  # type: ignore[return-value]
+    return _lookup(HEADS, "head", name)
 
 
 def check_coding(coding: str) -> Coding:

@@ -23,18 +23,22 @@ against the exact gradient in their own parametrisation (``estbench.weights.chec
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
-from .estimators.base import Estimator, EstimatorError, PathEstimator, Problem
+from .estimators.base import Estimator, PathEstimator, Problem, ProblemT
 from .estimators.registry import get_estimator
 from .exact import exact_gradient
 from .exact_moments import path_moments
 from .metrics import unbiasedness_test
 from .model import SBN, get_head, get_noise, random_sbn
 
+T = TypeVar("T")
 EXACT_TOL = 1e-9  # relative; exact moments of an unbiased path estimator agree to ~1e-14
 FALSE_FAIL = 2e-3  # total probability that a correct unbiased estimator fails the check
 
@@ -130,11 +134,13 @@ def layer_claims(
             passed, detail = err <= EXACT_TOL, f"relative bias {err:.2e}"
             kind, biased = "exact", err > EXACT_TOL
             finding = f"{net} layer{k} (exact relative bias {err:.2e})"
-        else:
-            test = unbiasedness_test(draws[k], g, alpha=alpha)  # type: ignore[index]
+        elif draws is not None:
+            test = unbiasedness_test(draws[k], g, alpha=alpha)
             passed, detail = test.passed, test.describe()
             kind, biased = "statistical", not test.passed
             finding = f"{net} layer{k} ({detail})"
+        else:
+            raise ValueError("layer_claims needs the path means or the draws")
         if k in claimed:
             report.add(f"unbiased ({kind}{what}) {net} layer{k}", passed, detail)
         elif biased:
@@ -153,24 +159,143 @@ def bias_detected(report: CheckReport, found: list[str], n_draws: int) -> None:
     )
 
 
-def _check_claim(
-    report: CheckReport, est: Estimator, problems: list[Problem], n_draws: int, seed: int
+def _failure(e: Exception) -> str:
+    return f"raised {type(e).__name__}: {e}"
+
+
+def _attempt(report: CheckReport, name: str, step: Callable[[], T]) -> T | None:
+    """``step()``, or None after recording check ``name`` as failed with the exception: an
+    estimator that raises fails its check, it never stops the check run."""
+    try:
+        return step()
+    except Exception as e:
+        report.add(name, False, _failure(e))
+        return None
+
+
+def _tensor(out: object) -> Tensor:
+    if not isinstance(out, Tensor):
+        raise TypeError(f"draw returned {type(out).__name__}, expected a torch.Tensor [S, P]")
+    return out
+
+
+def run_checks(
+    report: CheckReport,
+    est: Estimator[ProblemT, Any],
+    problems: Sequence[ProblemT],
+    zero_loss: Callable[[], ProblemT],
+    seed: int,
+    check_claim: Callable[[], None],
 ) -> None:
+    """The checks every estimator gets (module docstring) on ``problems[0]`` and the zero-loss
+    problem, then ``check_claim()``. Shared by the SBN and the weights checks; an exception or a
+    wrong shape, dtype or value from the estimator is a failed check, never a crash."""
+    pr = problems[0]
+
+    def draw(problem: ProblemT, n: int = 16, s: int = seed, budget: int | None = None) -> Tensor:
+        g = torch.Generator().manual_seed(s)
+        return _tensor(est.draw(problem, n, generator=g, memory_budget=budget))
+
+    a = _attempt(report, "draws", lambda: draw(pr))
+    if a is None:
+        return
+    expected = (16, pr.n_params)
+    shape_ok = tuple(a.shape) == expected
+    detail = f"got {tuple(a.shape)}, expected {expected} ([draws, parameters])"
+    report.add("shape", shape_ok, detail if shape_ok else detail + "; other checks skipped")
+    report.add("dtype", a.dtype == pr.X.dtype, f"got {a.dtype}, expected {pr.X.dtype}")
+    bad = int((~torch.isfinite(a)).sum())
+    report.add(
+        "finite", bad == 0, f"{bad} of {a.numel()} values are NaN or infinite" if bad else ""
+    )
+    if not shape_ok:
+        return
+    b = _attempt(report, "same seed, same draws", lambda: draw(pr))
+    if b is not None:
+        report.add("same seed, same draws", torch.equal(a, b), "")
+    if est.stochastic:
+        c = _attempt(report, "another seed, other draws", lambda: draw(pr, s=seed + 1))
+        if c is not None:
+            report.add("another seed, other draws", not torch.equal(a, c), "")
+    chunked = _attempt(
+        report, "chunked drawing", lambda: draw(pr, budget=3 * est.bytes_per_draw(pr))
+    )
+    if chunked is not None:
+        report.add(
+            "chunked drawing",
+            tuple(chunked.shape) == tuple(a.shape) and bool(torch.isfinite(chunked).all()),
+            "memory budget of 3 draws",
+        )
+    z = _attempt(report, "zero loss gives a zero estimate", lambda: draw(zero_loss(), 64))
+    if z is not None:
+        worst = float(z.abs().max()) if z.numel() else 0.0
+        report.add("zero loss gives a zero estimate", worst <= 1e-12, f"max |g| = {worst:.2e}")
+    evals = _attempt(report, "evals_per_draw", lambda: float(est.evals_per_draw(pr.model)))
+    if evals is not None:
+        report.add("evals_per_draw", math.isfinite(evals) and evals >= 0, f"{evals:g}")
+    check_claim()
+
+
+def check_claim(
+    report: CheckReport,
+    est: Estimator[ProblemT, Any],
+    problems: Sequence[ProblemT],
+    n_draws: int,
+    seed: int,
+    *,
+    exact: Callable[[ProblemT], list[Tensor]],
+    path_means: Callable[[ProblemT, torch.Generator], list[Tensor]] | None,
+    net: str,
+    what: str = "",
+) -> None:
+    """Every claimed layer unbiased against ``exact(problem)`` (exactly from ``path_means``, or
+    statistically from ``n_draws`` draws when it is None); a claimed-biased estimator must show
+    its bias in some unclaimed layer. A failure on one network is reported, the next is run."""
+    claims = _attempt(
+        report,
+        "unbiased_layers",
+        lambda: [frozenset(est.unbiased_layers(pr.model)) for pr in problems],
+    )
+    if claims is None:
+        return
     found: list[str] = []
-    n_tests = sum(len(est.unbiased_layers(pr.model)) for pr in problems)
-    alpha = FALSE_FAIL / 2 / max(n_tests, 1)  # unbiasedness_test fails with prob. <= 2 alpha
-    for i, pr in enumerate(problems):
-        exact = pr.split(exact_gradient(pr.model, pr.X, pr.Y).flat())
-        claimed = est.unbiased_layers(pr.model)
+    alpha = FALSE_FAIL / 2 / max(sum(map(len, claims)), 1)  # fails with prob. <= 2 alpha
+    for i, (pr, claimed) in enumerate(zip(problems, claims, strict=True)):
         gen = torch.Generator().manual_seed(seed + 1000 * i)
-        if isinstance(est, PathEstimator):
-            means = path_moments(est, pr, context=est.prepare(pr, gen)).layer_means()
-            found += layer_claims(report, f"net{i}", exact, claimed, means=means, alpha=alpha)
-        else:
-            draws = pr.split(est.draw(pr, n_draws, generator=gen))
-            found += layer_claims(report, f"net{i}", exact, claimed, draws=draws, alpha=alpha)
-    if len(est.unbiased_layers(problems[0].model)) < problems[0].model.depth + 1:
+        try:
+            g = exact(pr)
+            if path_means is not None:
+                means = path_means(pr, gen)
+                found += layer_claims(
+                    report, f"{net}{i}", g, claimed, means=means, alpha=alpha, what=what
+                )
+                continue
+            draws = _tensor(est.draw(pr, n_draws, generator=gen))
+            if tuple(draws.shape) != (n_draws, pr.n_params):
+                raise ValueError(
+                    f"draw returned shape {tuple(draws.shape)}, expected {(n_draws, pr.n_params)}"
+                )
+            found += layer_claims(
+                report, f"{net}{i}", g, claimed, draws=pr.split(draws), alpha=alpha, what=what
+            )
+        except Exception as e:
+            report.add(f"unbiased {net}{i}", False, _failure(e))
+    if len(claims[0]) < problems[0].model.depth + 1:
         bias_detected(report, found, n_draws)
+
+
+def _path_means(est: PathEstimator) -> Callable[[Problem, torch.Generator], list[Tensor]]:
+    def means(pr: Problem, gen: torch.Generator) -> list[Tensor]:
+        return path_moments(est, pr, context=est.prepare(pr, gen)).layer_means()
+
+    return means
+
+
+def _estimator_label(est: Estimator) -> str:
+    try:
+        return est.spec
+    except Exception:  # e.g. a constructor that skipped Estimator.__init__ (no params)
+        return str(getattr(type(est), "name", type(est).__qualname__))
 
 
 def check_estimator(
@@ -181,53 +306,30 @@ def check_estimator(
     raise_on_failure: bool = True,
 ) -> CheckReport:
     """Run every conformance check; see the module docstring. Returns the report, or raises
-    AssertionError with it when a check fails and ``raise_on_failure``."""
+    AssertionError with it when a check fails and ``raise_on_failure``. Whatever the estimator
+    does (raise, return a wrong shape, dtype or NaN) is a failed check in the report."""
     est = get_estimator(estimator) if isinstance(estimator, str) else estimator
-    report = CheckReport(est.spec)
+    report = CheckReport(_estimator_label(est))
     if est.problem == "weights":  # Bernoulli-weight SBNs: the same checks on weight networks
         from .weights.checks import check_weight_estimator
 
-        check_weight_estimator(report, est, n_draws, seed)  # type: ignore[arg-type]
-        if raise_on_failure and not report.passed:
-            raise AssertionError(report.format())
-        return report
-    problems = check_problems()
-    pr = problems[0]
+        check_weight_estimator(report, est, n_draws, seed)
+    else:
+        problems = check_problems()
 
-    def gen(s: int = seed) -> torch.Generator:
-        return torch.Generator().manual_seed(s)
+        def claim() -> None:
+            check_claim(
+                report,
+                est,
+                problems,
+                n_draws,
+                seed,
+                exact=lambda pr: pr.split(exact_gradient(pr.model, pr.X, pr.Y).flat()),
+                path_means=_path_means(est) if isinstance(est, PathEstimator) else None,
+                net="net",
+            )
 
-    try:
-        a = est.draw(pr, 16, generator=gen())
-    except EstimatorError as e:
-        report.add("draws", False, str(e))
-        a = None
-    if a is not None:
-        report.add(
-            "shape",
-            tuple(a.shape) == (16, pr.n_params),
-            f"got {tuple(a.shape)}, expected {(16, pr.n_params)}",
-        )
-        report.add("dtype", a.dtype == pr.X.dtype, f"got {a.dtype}, expected {pr.X.dtype}")
-        report.add("finite", bool(torch.isfinite(a).all()), "")
-        b = est.draw(pr, 16, generator=gen())
-        report.add("same seed, same draws", torch.equal(a, b), "")
-        if est.stochastic:
-            c = est.draw(pr, 16, generator=gen(seed + 1))
-            report.add("another seed, other draws", not torch.equal(a, c), "")
-        chunked = est.draw(pr, 16, generator=gen(), memory_budget=3 * est.bytes_per_draw(pr))
-        report.add(
-            "chunked drawing",
-            tuple(chunked.shape) == tuple(a.shape) and bool(torch.isfinite(chunked).all()),
-            "memory budget of 3 draws",
-        )
-        zp = zero_loss_problem()
-        z = est.draw(zp, 64, generator=gen())
-        worst = float(z.abs().max())
-        report.add("zero loss gives a zero estimate", worst <= 1e-12, f"max |g| = {worst:.2e}")
-        evals = est.evals_per_draw(pr.model)
-        report.add("evals_per_draw", evals >= 0 and evals == evals, f"{evals}")
-        _check_claim(report, est, problems, n_draws, seed)
+        run_checks(report, est, problems, zero_loss_problem, seed, claim)
     if raise_on_failure and not report.passed:
         raise AssertionError(report.format())
     return report

@@ -169,7 +169,7 @@ def train(
             idx = order[lo : lo + spec.batch_size]
             flat = grad(_problem(net, X[idx], Y[idx]), g)
             grads = []
-            for k, layer in enumerate(torch.split(flat, net.layer_sizes)):
+            for k, layer in enumerate(torch.split(flat, list(net.layer_sizes))):
                 gW, gb = unflatten_layer(layer, *params[2 * k].shape)
                 grads += [gW, gb]
             opt.step(grads)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from estbench.cli import main
 from estbench.estimators import Estimator
+from estbench.estimators import registry as registry_module
 from estbench.estimators.ops import assemble, head_grad, layer_terms, sample_path
 from estbench.estimators.score import Reinforce
 from estbench.estimators.straight_through import StraightThrough
 from estbench.testing import check_estimator
+from estbench.weights.estimators import WeightReinforce
 
 
 class STClaimingUnbiased(StraightThrough):
@@ -114,3 +117,149 @@ def test_cli_check(capsys):
     assert "st: PASS" in out and "reinforce(baseline=oracle): PASS" in out
     assert main(["check", "nonsense"]) == 1
     assert "unknown estimator 'nonsense'" in capsys.readouterr().err
+
+
+# ---- misbehaving plugins: every fault is a FAIL in the report, never a crash ------------------
+
+
+class DrawRaises(Reinforce):
+    name = "draw-raises"
+
+    def _draw(self, problem, n_draws, generator, context):  # noqa: ANN001, ANN202
+        raise RuntimeError("CUDA out of memory")
+
+
+class Transposed(Reinforce):
+    """Returns [P, S] instead of [S, P]."""
+
+    name = "transposed"
+
+    def _draw(self, problem, n_draws, generator, context):  # noqa: ANN001, ANN202
+        return super()._draw(problem, n_draws, generator, context).T
+
+
+class Float32(Reinforce):
+    name = "float32"
+
+    def _draw(self, problem, n_draws, generator, context):  # noqa: ANN001, ANN202
+        return super()._draw(problem, n_draws, generator, context).float()
+
+
+class ReturnsNaN(Reinforce):
+    name = "returns-nan"
+
+    def _draw(self, problem, n_draws, generator, context):  # noqa: ANN001, ANN202
+        out = super()._draw(problem, n_draws, generator, context)
+        out[:, 0] = float("nan")
+        return out
+
+
+class ReturnsList(Reinforce):
+    name = "returns-list"
+
+    def _draw(self, problem, n_draws, generator, context):  # noqa: ANN001, ANN202
+        return super()._draw(problem, n_draws, generator, context).tolist()
+
+
+class ClaimRaises(Reinforce):
+    """Draws well, but its ``unbiased_layers`` raises."""
+
+    name = "claim-raises"
+
+    def unbiased_layers(self, model):  # noqa: ANN001, ANN201
+        raise KeyError("depth")
+
+
+class WeightDrawRaises(WeightReinforce):
+    name = "weight-draw-raises"
+
+    def _draw(self, problem, n_draws, generator, context):  # noqa: ANN001, ANN202
+        raise ValueError("weights not supported")
+
+
+class WeightTransposed(WeightReinforce):
+    name = "weight-transposed"
+
+    def _draw(self, problem, n_draws, generator, context):  # noqa: ANN001, ANN202
+        return super()._draw(problem, n_draws, generator, context).T
+
+
+class WeightPathRaises(WeightReinforce):
+    """Draws well; its exact path moments (path_terms on enumerated paths) raise."""
+
+    name = "weight-path-raises"
+
+    def path_estimate(self, problem, path, context=None):  # noqa: ANN001, ANN201
+        raise RuntimeError("no enumeration")
+
+
+@pytest.mark.parametrize(
+    ("estimator", "failed", "detail"),
+    [
+        (DrawRaises(), "draws", "raised RuntimeError: CUDA out of memory"),
+        (Transposed(), "shape", "got (45, 16), expected (16, 45) ([draws, parameters])"),
+        (Float32(), "dtype", "got torch.float32, expected torch.float64"),
+        (ReturnsNaN(), "finite", "16 of 720 values are NaN or infinite"),
+        (ReturnsList(), "draws", "draw returned list, expected a torch.Tensor [S, P]"),
+        (ClaimRaises(), "unbiased_layers", "raised KeyError: 'depth'"),
+        (WeightDrawRaises(), "draws", "raised ValueError: weights not supported"),
+        (WeightTransposed(), "shape", "got (27, 16), expected (16, 27) ([draws, parameters])"),
+        (WeightPathRaises(), "unbiased wnet0", "raised RuntimeError: no enumeration"),
+    ],
+)
+def test_a_misbehaving_estimator_fails_its_check_without_raising(estimator, failed, detail):
+    report = check_estimator(estimator, n_draws=500, raise_on_failure=False)
+    assert not report.passed
+    results = {r.name: r for r in report.results}
+    assert failed in results and not results[failed].passed, report.format()
+    assert detail in results[failed].detail, report.format()
+    assert f"[FAIL] {failed}: " in report.format()
+
+
+def test_the_weights_check_compares_seeds_only_for_stochastic_estimators():
+    class Deterministic(WeightReinforce):
+        """Draws that ignore the generator: fine for ``stochastic = False``, caught otherwise."""
+
+        name = "weight-deterministic"
+        stochastic = False
+
+        def _draw(self, problem, n_draws, generator, context):  # noqa: ANN001, ANN202
+            return super()._draw(problem, n_draws, torch.Generator().manual_seed(5), context)
+
+    names = [r.name for r in check_estimator(Deterministic(), raise_on_failure=False).results]
+    assert "same seed, same draws" in names and "another seed, other draws" not in names
+    Deterministic.stochastic = True
+    report = check_estimator(Deterministic(), raise_on_failure=False)
+    assert [r.name for r in report.results if not r.passed] == ["another seed, other draws"]
+
+
+def test_cli_check_of_a_broken_plugin_prints_fail_and_exits_1(monkeypatch, capsys):
+    classes = {"transposed": Transposed, "draw-raises": DrawRaises, "returns-nan": ReturnsNaN}
+    monkeypatch.setattr(
+        registry_module.importlib.metadata,
+        "entry_points",
+        lambda group: (
+            [
+                SimpleNamespace(
+                    name=name,
+                    value=f"broken.mod:{cls.__name__}",
+                    dist=SimpleNamespace(name="broken-pkg", version="0.1"),
+                    load=lambda cls=cls: cls,
+                )
+                for name, cls in classes.items()
+            ]
+            if group == registry_module.GROUP
+            else []
+        ),
+    )
+    monkeypatch.delenv("ESTBENCH_DISABLE_PLUGINS", raising=False)
+    registry_module._default_registry.cache_clear()
+    try:
+        assert main(["check", "transposed,draw-raises,returns-nan", "--draws", "500"]) == 1
+    finally:
+        registry_module._default_registry.cache_clear()
+    out, err = capsys.readouterr()
+    assert "transposed: FAIL" in out and "[FAIL] shape: got (45, 16)" in out
+    assert "draw-raises: FAIL" in out and "[FAIL] draws: raised RuntimeError" in out
+    assert "returns-nan: FAIL" in out and "[FAIL] finite: " in out
+    assert "Traceback" not in out + err

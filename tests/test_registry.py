@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 
@@ -9,7 +10,9 @@ import pytest
 
 from estbench.estimators import (
     DuplicateEstimatorError,
+    Estimator,
     EstimatorError,
+    Hyper,
     Registry,
     build_registry,
     parse_spec,
@@ -122,16 +125,179 @@ def test_plugins_load_and_a_broken_one_is_reported(monkeypatch):
     )
 
 
-def test_duplicate_names_are_errors_naming_both_sources(monkeypatch):
+def test_a_plugin_taking_a_builtin_name_is_skipped_and_reported(monkeypatch):
     _with_entry_points(
         monkeypatch, [FakeEntryPoint("st", "clash.mod:Clash", "clash-pkg", lambda: Clash)]
     )
-    with pytest.raises(DuplicateEstimatorError) as info:
-        build_registry(plugins=True)
+    reg = build_registry(plugins=True)
+    assert reg["st"].source == "estbench" and reg["st"].cls is not Clash
+    (problem,) = reg.problems
+    assert "plugin 'st' from package clash-pkg 1.2 (clash.mod:Clash) is skipped" in problem
+    assert "belongs to estbench's built-in" in problem and "StraightThrough" in problem
+    with pytest.raises(DuplicateEstimatorError) as info:  # registering by hand still raises
+        reg.register(Clash, source="clash-pkg")
     msg = str(info.value)
     assert "'st' is registered twice: by estbench" in msg and "by clash-pkg" in msg
     assert "ESTBENCH_DISABLE_PLUGINS=1" in msg
-    assert "st" in build_registry(plugins=False)
+
+
+class Renamed2(Reinforce):
+    name = "my-reinforce"
+
+
+def test_two_plugins_claiming_one_name_are_both_skipped(monkeypatch):
+    _with_entry_points(
+        monkeypatch,
+        [
+            FakeEntryPoint("my-reinforce", "a.mod:Renamed", "a-pkg", lambda: Renamed),
+            FakeEntryPoint("my-reinforce", "b.mod:Renamed2", "b-pkg", lambda: Renamed2),
+            FakeEntryPoint("my-reinforce", "c.mod:Renamed", "c-pkg", lambda: Renamed),
+        ],
+    )
+    reg = build_registry(plugins=True)
+    assert "my-reinforce" not in reg and "reinforce" in reg
+    (problem,) = reg.problems
+    assert "'my-reinforce' is claimed by several plugins" in problem
+    assert all(f"{p}-pkg" in problem for p in "abc") and "none of them is loaded" in problem
+
+
+def _bad_class(**attrs):  # noqa: ANN003, ANN202
+    return type("Bad", (Reinforce,), {"name": "bad", **attrs})
+
+
+class Abstract(Estimator):
+    name = "abstract"
+    family = "score-function"
+    unbiased = "yes"
+    reference = "test"
+
+
+class NoReference(Reinforce):
+    name = "no-reference"
+    reference = None  # type: ignore[assignment]
+
+
+class FailsToConstruct(Reinforce):
+    name = "fails-to-construct"
+
+    def __init__(self, **params):  # noqa: ANN003
+        raise RuntimeError("needs a GPU")
+
+
+class SkipsBaseInit(Reinforce):
+    """Forgets ``super().__init__``: no ``params``, so its ``spec`` fails."""
+
+    name = "skips-base-init"
+
+    def __init__(self, **params):  # noqa: ANN003
+        self.extra = params
+
+
+@pytest.mark.parametrize(
+    ("loader", "fault"),
+    [
+        (lambda: _bad_class(name="Bad Name"), "name 'Bad Name' must match [a-z][a-z0-9-]*"),
+        (lambda: _bad_class(name=3), "name 3 must match"),
+        (lambda: _bad_class(family="magic"), "family 'magic' must be one of score-function"),
+        (lambda: _bad_class(problem="graphs"), "problem 'graphs' must be one of sbn, weights"),
+        (lambda: _bad_class(unbiased=True), "unbiased True must be a string"),
+        (lambda: NoReference, "reference None must be a string"),
+        (lambda: _bad_class(stochastic="yes"), "stochastic 'yes' must be True or False"),
+        (lambda: _bad_class(hyperparameters=[1.0]), "hyperparameters [1.0] must be a dict"),
+        (lambda: _bad_class(hyperparameters={"tau": 0.5}), "'tau' must be an estbench Hyper"),
+        (lambda: _bad_class(hyperparameters={"t au": Hyper(1.0)}), "must be a Python identifier"),
+        (
+            lambda: _bad_class(hyperparameters={"tau": Hyper(-1.0, minimum=0.0)}),
+            "hyperparameter 'tau': its default -1.0 is invalid (bad: parameter tau must be >= 0",
+        ),
+        (
+            lambda: _bad_class(hyperparameters={"tau": Hyper(1.0, minimum="0")}),
+            "hyperparameter 'tau': its default 1.0 is invalid",
+        ),
+        (
+            lambda: _bad_class(hyperparameters={"k": Hyper(1, kind="int")}),
+            "hyperparameter 'k': kind 'int' must be a type",
+        ),
+        (lambda: Abstract, "abstract methods not implemented: _draw"),
+        (lambda: FailsToConstruct, "default parameters: RuntimeError: needs a GPU"),
+        (lambda: SkipsBaseInit, "default parameters: AttributeError: "),
+        (
+            lambda: _bad_class(evals_per_draw=lambda self, model: model.no_such_thing),
+            "evals_per_draw or unbiased_layers fails on the 2-5-5-5-1 reference network: "
+            "AttributeError",
+        ),
+        (
+            lambda: _bad_class(evals_per_draw=lambda self, model: float("nan")),
+            "evals_per_draw gives nan on the reference network, expected a number >= 0",
+        ),
+        (
+            lambda: _bad_class(unbiased_layers=lambda self, model: {0, 4}),
+            "unbiased_layers gives {0, 4}, expected layer indices 0..3",
+        ),
+        (lambda: Reinforce(), "<estimator reinforce> is not an estbench Estimator subclass"),
+    ],
+)
+def test_a_plugin_with_bad_metadata_is_skipped_and_reported(monkeypatch, loader, fault):
+    _with_entry_points(
+        monkeypatch,
+        [
+            FakeEntryPoint("bad", "bad.mod:Bad", "bad-pkg", loader),
+            FakeEntryPoint("my-reinforce", "pkg.mod:Renamed", "good-pkg", lambda: Renamed),
+        ],
+    )
+    reg = build_registry(plugins=True)
+    assert "my-reinforce" in reg and "reinforce" in reg and "bad" not in reg
+    (problem,) = reg.problems
+    assert problem.startswith("plugin 'bad' from package bad-pkg 1.2 (bad.mod:Bad) is skipped: ")
+    assert fault in problem, problem
+    with pytest.raises(EstimatorError, match=re.escape(fault)):  # registering by hand raises
+        Registry().register(loader())
+
+
+def test_cli_warns_about_a_bad_plugin_and_keeps_working(monkeypatch, capsys):
+    from estbench.cli import main
+
+    _with_entry_points(
+        monkeypatch,
+        [
+            FakeEntryPoint("bad", "bad.mod:Bad", "bad-pkg", lambda: _bad_class(family="magic")),
+            FakeEntryPoint("st", "clash.mod:Clash", "clash-pkg", lambda: Clash),
+        ],
+    )
+    monkeypatch.delenv("ESTBENCH_DISABLE_PLUGINS", raising=False)
+    registry_module._default_registry.cache_clear()
+    try:
+        assert main(["list"]) == 0
+        out, err = capsys.readouterr()
+        assert "estbench: warning: plugin 'bad' from package bad-pkg 1.2" in err
+        assert "family 'magic' must be one of" in err
+        assert "estbench: warning: plugin 'st' from package clash-pkg 1.2" in err
+        assert "reinforce" in out and "Traceback" not in err
+        with pytest.raises(SystemExit) as info:  # --version reads the registry too
+            main(["--version"])
+        assert info.value.code == 0 and "estbench " in capsys.readouterr().out
+    finally:
+        registry_module._default_registry.cache_clear()
+
+
+def test_a_spec_that_is_neither_a_name_nor_an_estimator_is_a_clear_error():
+    with pytest.raises(EstimatorError, match=r"or an Estimator instance, got int 3"):
+        build_registry(plugins=False).create(3)  # type: ignore[arg-type]
+
+
+def test_a_constructor_failing_on_parameters_names_the_estimator():
+    class Picky(Reinforce):
+        name = "picky"
+
+        def __init__(self, **params):  # noqa: ANN003
+            if params:
+                raise ValueError("no parameters today")
+            super().__init__()
+
+    reg = Registry()
+    reg.register(Picky, source="picky-pkg")
+    with pytest.raises(EstimatorError, match=r"picky \(from picky-pkg\): creating it with "):
+        reg.create("picky(baseline=oracle)")
 
 
 def test_disable_plugins_env(monkeypatch):

@@ -42,7 +42,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import torch
 from torch import Tensor
@@ -58,6 +58,41 @@ FAMILIES = ("score-function", "relaxation", "straight-through", "path-analytic",
 # What an estimator's ``draw`` receives: "sbn" (a ``Problem``: the core SBN, real weights) or
 # "weights" (an ``estbench.weights.WeightProblem``: Bernoulli weights).
 PROBLEM_KINDS = ("sbn", "weights")
+
+
+class ModelLike(Protocol):
+    """What the base class reads of a problem's network (``SBN`` and ``WeightSBN`` have it)."""
+
+    @property
+    def depth(self) -> int: ...
+    @property
+    def input_dim(self) -> int: ...
+    @property
+    def widths(self) -> tuple[int, ...]: ...
+    @property
+    def out_dim(self) -> int: ...
+    @property
+    def layer_sizes(self) -> tuple[int, ...]: ...
+
+
+class ProblemLike(Protocol):
+    """What the base class reads of a problem (``Problem`` and ``WeightProblem`` have it)."""
+
+    @property
+    def model(self) -> ModelLike: ...
+    @property
+    def X(self) -> Tensor: ...
+    @property
+    def n_points(self) -> int: ...
+    @property
+    def n_params(self) -> int: ...
+    def split(self, flat: Tensor) -> list[Tensor]: ...
+
+
+# The problem an estimator's ``draw`` receives and the network in it: (Problem, SBN) for
+# ``problem = "sbn"``, (WeightProblem, WeightSBN) for ``problem = "weights"``.
+ProblemT = TypeVar("ProblemT", bound=ProblemLike)
+ModelT = TypeVar("ModelT", bound=ModelLike)
 
 
 class EstimatorError(EstbenchError):
@@ -110,7 +145,7 @@ class Problem:
 
     def split(self, flat: Tensor) -> list[Tensor]:
         """[..., P] -> [layer0 [..., P_0], ..., layerL [..., P_L]]."""
-        return list(torch.split(flat, self.model.layer_sizes, dim=-1))
+        return list(torch.split(flat, list(self.model.layer_sizes), dim=-1))
 
 
 @dataclass(frozen=True)
@@ -139,7 +174,11 @@ class Hyper:
                 f"{', '.join(map(str, self.choices))}; got {value!r}"
             )
         low = self.minimum
-        if low is not None and (value <= low if self.exclusive else value < low):
+        if (
+            low is not None
+            and isinstance(value, int | float)
+            and (value <= low if self.exclusive else value < low)
+        ):
             rel = ">" if self.exclusive else ">="
             raise EstimatorError(
                 f"{estimator}: parameter {name} must be {rel} {low}, got {value!r}"
@@ -149,8 +188,10 @@ class Hyper:
         return value
 
 
-class Estimator(ABC):
-    """Base class of all estimators; see the module docstring for the contract."""
+class Estimator(ABC, Generic[ProblemT, ModelT]):
+    """Base class of all estimators; see the module docstring for the contract. Generic over the
+    problem ``draw`` receives and its network: ``Estimator[Problem, SBN]`` (``problem = "sbn"``)
+    or ``Estimator[WeightProblem, WeightSBN]`` (``"weights"``); a bare ``Estimator`` is either."""
 
     name: ClassVar[str]
     family: ClassVar[str]
@@ -185,15 +226,15 @@ class Estimator(ABC):
     def __repr__(self) -> str:
         return f"<estimator {self.spec}>"
 
-    def unbiased_layers(self, model: SBN) -> frozenset[int]:
+    def unbiased_layers(self, model: ModelT) -> frozenset[int]:
         """Indices of the layers (0..L, L = head) whose gradient the estimator claims unbiased."""
         return frozenset(range(model.depth + 1)) if self.unbiased == "yes" else frozenset()
 
-    def evals_per_draw(self, model: SBN) -> float:
+    def evals_per_draw(self, model: ModelT) -> float:
         """Evaluations of the loss on a complete path per draw (cost, spec §0 "FE")."""
         return 1.0
 
-    def bytes_per_draw(self, problem: Problem) -> int:
+    def bytes_per_draw(self, problem: ProblemT) -> int:
         """Working memory of one draw; the base class sizes chunks from it. Override if larger."""
         m = problem.model
         per_point = 16 * (sum(m.widths) + m.input_dim + m.out_dim) + 4 * problem.n_params
@@ -203,7 +244,7 @@ class Estimator(ABC):
 
     def draw(
         self,
-        problem: Problem,
+        problem: ProblemT,
         n_draws: int,
         *,
         generator: torch.Generator,
@@ -226,7 +267,7 @@ class Estimator(ABC):
         ]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def chunk_size(self, problem: Problem, n_draws: int, memory_budget: int | None = None) -> int:
+    def chunk_size(self, problem: ProblemT, n_draws: int, memory_budget: int | None = None) -> int:
         """Draws per chunk: what fits in CHUNK_BYTES of working memory (chunks that fit in cache
         run 1.3-2x faster than one huge batch on the seed network), but at least MIN_CHUNK_DRAWS
         (smaller chunks pay the per-chunk Python overhead again and again, and their tensors are
@@ -240,19 +281,19 @@ class Estimator(ABC):
         chunk = max(target // per_draw, MIN_CHUNK_DRAWS)
         return max(1, min(n_draws, chunk, budget // per_draw))
 
-    def prepare(self, problem: Problem, generator: torch.Generator) -> Any:
+    def prepare(self, problem: ProblemT, generator: torch.Generator) -> Any:
         """Work done once per ``draw`` call and shared by its draws (e.g. a frozen baseline
         estimated from independent samples). The result is passed to ``_draw`` as ``context``."""
         return None
 
     @abstractmethod
     def _draw(
-        self, problem: Problem, n_draws: int, generator: torch.Generator, context: Any
+        self, problem: ProblemT, n_draws: int, generator: torch.Generator, context: Any
     ) -> Tensor:
         """[n_draws, P] estimates; the chunking is done by ``draw``."""
 
 
-class PathEstimator(Estimator):
+class PathEstimator(Estimator[Problem, SBN]):
     """An estimator whose only randomness is the sampled binary path x_1..x_L.
 
     Subclasses implement ``path_terms``: the gradient contributions (see ``ops.assemble``) along a

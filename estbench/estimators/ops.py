@@ -67,6 +67,7 @@ def _walk(problem: Problem, batch: tuple[int, ...], next_bits) -> Path:  # noqa:
     m = problem.model
     a0 = first_preactivation(problem)
     a = a0.expand(*batch, *a0.shape)
+    xs: list[Tensor]
     bits, xs, As, ps = [], [], [], []
     for k in range(m.depth):
         if k > 0:

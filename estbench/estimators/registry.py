@@ -7,8 +7,15 @@ estimator's registry name and whose object is an ``Estimator`` subclass::
     my-estimator = "my_package.module:MyEstimator"
 
 Plugins are discovered without importing, sorted, then loaded one by one (as flake8 does): a plugin
-that fails to import is reported with its package name and everything else keeps working; a
-duplicate name is an error naming both sources. ``ESTBENCH_DISABLE_PLUGINS=1`` turns plugins off.
+that fails to import, or whose class breaks the contract's metadata (not an ``Estimator``
+subclass, a badly formed ``name``, an unknown ``family`` or ``problem``, malformed
+``hyperparameters``, abstract methods left, a constructor that fails with the defaults,
+``evals_per_draw`` or ``unbiased_layers`` failing on the reference network) or takes a name that
+is already registered, is reported with its package name in ``Registry.problems`` and
+skipped; everything else keeps working. Two plugins claiming one name are both skipped, so that a
+name never means a different estimator depending on what happens to be installed; a built-in
+keeps its name. ``Registry.register`` called directly raises instead (``EstimatorError``;
+``DuplicateEstimatorError`` for a taken name). ``ESTBENCH_DISABLE_PLUGINS=1`` turns plugins off.
 
 Users spell an estimator as ``name`` or ``name(key=value, ...)``, e.g. ``concrete(tau=0.1)``,
 ``rloo(k=4)``, ``reinforce(baseline=frozen)``; lists are comma-separated:
@@ -19,6 +26,8 @@ from __future__ import annotations
 
 import difflib
 import importlib.metadata
+import inspect
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -27,7 +36,7 @@ from functools import lru_cache
 from typing import Any
 
 from .._version import __version__
-from .base import FAMILIES, PROBLEM_KINDS, Estimator, EstimatorError
+from .base import FAMILIES, PROBLEM_KINDS, Estimator, EstimatorError, Hyper
 
 GROUP = "estbench.estimators"
 NAME = re.compile(r"[a-z][a-z0-9-]*")
@@ -61,7 +70,9 @@ def _parse_value(text: str) -> Any:
 
 def split_specs(text: str) -> list[str]:
     """'st,psa,concrete(tau=0.1)' -> ['st', 'psa', 'concrete(tau=0.1)'] (commas inside () kept)."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for ch in text:
         depth += ch == "("
         depth -= ch == ")"
@@ -115,29 +126,19 @@ class Registry(Mapping[str, Entry]):
     def register(
         self, cls: type[Estimator], *, source: str = "estbench", version: str = __version__
     ) -> type[Estimator]:
-        name = getattr(cls, "name", None)
-        if not isinstance(name, str) or not NAME.fullmatch(name):
-            raise EstimatorError(
-                f"estimator {cls.__qualname__} from {source}: name {name!r} must match "
-                f"{NAME.pattern}"
-            )
+        """Add ``cls`` under its ``name``; raises ``EstimatorError`` naming the class, its source
+        and the faulty attribute when the class breaks the contract's metadata, and
+        ``DuplicateEstimatorError`` when the name is taken."""
+        fault = contract_fault(cls)
+        if fault is not None:
+            raise EstimatorError(f"estimator {_describe(cls)} from {source}: {fault}")
+        name = cls.name
         if name in self._entries:
             other = self._entries[name]
             raise DuplicateEstimatorError(
                 f"estimator name {name!r} is registered twice: by {other.source} "
-                f"({other.cls.__module__}.{other.cls.__qualname__}) and by {source} "
-                f"({cls.__module__}.{cls.__qualname__}); uninstall one, or set "
-                f"ESTBENCH_DISABLE_PLUGINS=1"
-            )
-        if getattr(cls, "family", None) not in FAMILIES:
-            raise EstimatorError(
-                f"estimator {name!r} from {source}: family {getattr(cls, 'family', None)!r} "
-                f"must be one of {', '.join(FAMILIES)}"
-            )
-        if getattr(cls, "problem", None) not in PROBLEM_KINDS:
-            raise EstimatorError(
-                f"estimator {name!r} from {source}: problem {getattr(cls, 'problem', None)!r} "
-                f"must be one of {', '.join(PROBLEM_KINDS)}"
+                f"({_describe(other.cls)}) and by {source} ({_describe(cls)}); uninstall one, "
+                f"or set ESTBENCH_DISABLE_PLUGINS=1"
             )
         self._entries[name] = Entry(cls, source, version)
         return cls
@@ -149,10 +150,16 @@ class Registry(Mapping[str, Entry]):
         """A configured estimator from 'name' or 'name(key=value, ...)'."""
         if isinstance(spec, Estimator):
             return spec
+        if not isinstance(spec, str):
+            raise EstimatorError(
+                f"an estimator is a name such as 'concrete(tau=0.1)' or an Estimator instance, "
+                f"got {type(spec).__name__} {spec!r}"
+            )
         name, params = parse_spec(spec)
         if name not in self._entries:
             raise EstimatorError(self._unknown(name))
-        cls = self._entries[name].cls
+        entry = self._entries[name]
+        cls = entry.cls
         unknown = [k for k in params if k not in cls.hyperparameters]
         if unknown:
             close = difflib.get_close_matches(unknown[0], list(cls.hyperparameters), n=2)
@@ -161,13 +168,23 @@ class Registry(Mapping[str, Entry]):
             raise EstimatorError(
                 f"{name}: unknown parameter {unknown[0]!r}{hint} (parameters: {allowed or 'none'})"
             )
-        return cls(**params)
+        try:
+            return cls(**params)
+        except EstimatorError:
+            raise
+        except Exception as e:  # the estimator's own constructor failed: say whose it is
+            raise EstimatorError(
+                f"{name} (from {entry.source}): creating it with {params or 'the defaults'} "
+                f"failed: {type(e).__name__}: {e}"
+            ) from e
 
     def create_all(self, specs: str) -> list[Estimator]:
         return [self.create(s) for s in split_specs(specs)]
 
     def load_plugins(self, group: str = GROUP) -> None:
-        """Register every entry point of ``group``; import failures go to ``self.problems``."""
+        """Register every entry point of ``group``; a plugin that fails to import, breaks the
+        contract's metadata or takes a registered name goes to ``self.problems`` (module
+        docstring) and is skipped."""
         seen: set[tuple[str, str]] = set()
         found = []
         for ep in importlib.metadata.entry_points(group=group):
@@ -176,29 +193,133 @@ class Registry(Mapping[str, Entry]):
                 continue
             seen.add((dist, ep.name))
             found.append((dist, ep))
+        contested: dict[str, list[str]] = {}  # name -> the plugins that claimed it, skipped
         for dist, ep in sorted(found, key=lambda item: (item[0], item[1].name)):
             version = ep.dist.version if ep.dist is not None else "?"
+            plugin = f"plugin {ep.name!r} from package {dist} {version}"
             try:
                 obj = ep.load()
             except Exception as e:  # any failure inside a plugin's import is the plugin's
                 self.problems.append(
-                    f"plugin {ep.name!r} from package {dist} {version} failed to import "
-                    f"({ep.value}): {type(e).__name__}: {e}"
+                    f"{plugin} failed to import ({ep.value}): {type(e).__name__}: {e}"
                 )
                 continue
-            if not (isinstance(obj, type) and issubclass(obj, Estimator)):
-                self.problems.append(
-                    f"plugin {ep.name!r} from package {dist} {version}: {ep.value} is not an "
-                    f"estbench Estimator subclass"
-                )
+            plugin += f" ({ep.value})"
+            fault = contract_fault(obj)
+            if fault is None and getattr(obj, "name", None) != ep.name:
+                fault = f"the entry point name differs from the estimator's name {obj.name!r}"
+            if fault is not None:
+                self.problems.append(f"{plugin} is skipped: {fault}")
                 continue
-            if obj.name != ep.name:
-                self.problems.append(
-                    f"plugin {ep.name!r} from package {dist} {version}: the entry point name "
-                    f"differs from the estimator's name {obj.name!r}"
-                )
+            if ep.name in contested:
+                contested[ep.name].append(plugin)
+                continue
+            if ep.name in self._entries:
+                other = self._entries[ep.name]
+                if other.source == "estbench":
+                    self.problems.append(
+                        f"{plugin} is skipped: the name {ep.name!r} belongs to estbench's "
+                        f"built-in {_describe(other.cls)}; rename the plugin's estimator"
+                    )
+                    continue
+                self.unregister(ep.name)
+                contested[ep.name] = [f"package {other.source} {other.version}", plugin]
                 continue
             self.register(obj, source=dist, version=version)
+        for name, claims in contested.items():
+            self.problems.append(
+                f"estimator name {name!r} is claimed by several plugins ({'; '.join(claims)}); "
+                f"none of them is loaded; uninstall all but one"
+            )
+
+
+def _describe(obj: object) -> str:
+    """module.QualName of a class (or the repr of anything else), for messages."""
+    if isinstance(obj, type):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    return repr(obj)
+
+
+def _hyper_fault(key: object, spec: object, name: str) -> str | None:
+    if not isinstance(key, str) or not key.isidentifier():
+        return f"hyperparameter name {key!r} must be a Python identifier"
+    if not isinstance(spec, Hyper):
+        return f"hyperparameter {key!r} must be an estbench Hyper, got {spec!r}"
+    if not isinstance(spec.kind, type):
+        return f"hyperparameter {key!r}: kind {spec.kind!r} must be a type"
+    if spec.choices is not None and not isinstance(spec.choices, tuple | list):
+        return f"hyperparameter {key!r}: choices {spec.choices!r} must be a tuple"
+    try:
+        spec.check(name, key, spec.default)
+    except Exception as e:  # an EstimatorError, or a TypeError from e.g. a str minimum
+        return f"hyperparameter {key!r}: its default {spec.default!r} is invalid ({e})"
+    return None
+
+
+def contract_fault(cls: object) -> str | None:
+    """What is wrong with ``cls`` as an estimator class (first fault found), or None. Checks
+    the metadata every command relies on; drawing is left to ``estbench check``."""
+    if not (isinstance(cls, type) and issubclass(cls, Estimator)):
+        return f"{_describe(cls)} is not an estbench Estimator subclass"
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        return f"name {name!r} must match {NAME.pattern}"
+    family = getattr(cls, "family", None)
+    if family not in FAMILIES:
+        return f"family {family!r} must be one of {', '.join(FAMILIES)}"
+    problem = getattr(cls, "problem", None)
+    if problem not in PROBLEM_KINDS:
+        return f"problem {problem!r} must be one of {', '.join(PROBLEM_KINDS)}"
+    for attr in ("unbiased", "reference"):
+        value = getattr(cls, attr, None)
+        if not isinstance(value, str):
+            return f"{attr} {value!r} must be a string"
+    if not isinstance(getattr(cls, "stochastic", None), bool):
+        return f"stochastic {getattr(cls, 'stochastic', None)!r} must be True or False"
+    hypers = getattr(cls, "hyperparameters", None)
+    if not isinstance(hypers, Mapping):
+        return f"hyperparameters {hypers!r} must be a dict of name -> Hyper"
+    for key, spec in hypers.items():
+        fault = _hyper_fault(key, spec, name)
+        if fault is not None:
+            return fault
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        return f"abstract methods not implemented: {missing}"
+    try:
+        est = cls()  # estbench list, check and run build every estimator with its defaults
+        _ = est.spec
+    except Exception as e:
+        return f"cannot be created with its default parameters: {type(e).__name__}: {e}"
+    model = reference_models()[problem]  # what estbench list states costs on
+    try:
+        evals = float(est.evals_per_draw(model))
+        layers = set(est.unbiased_layers(model))
+    except Exception as e:
+        return (
+            f"evals_per_draw or unbiased_layers fails on the 2-5-5-5-1 reference network: "
+            f"{type(e).__name__}: {e}"
+        )
+    if not (math.isfinite(evals) and evals >= 0):
+        return f"evals_per_draw gives {evals!r} on the reference network, expected a number >= 0"
+    if not all(isinstance(k, int) and 0 <= k <= model.depth for k in layers):
+        return f"unbiased_layers gives {layers!r}, expected layer indices 0..{model.depth}"
+    return None
+
+
+@lru_cache(maxsize=1)
+def reference_models() -> dict[str, Any]:
+    """Per problem kind, the 2-5-5-5-1 network (seed 0) on which ``estbench list`` states costs
+    and ``contract_fault`` tries ``evals_per_draw`` and ``unbiased_layers``."""
+    import torch
+
+    from ..model import random_sbn
+    from ..weights import random_weight_sbn
+
+    return {
+        "sbn": random_sbn(2, (5, 5, 5), 1, generator=torch.Generator().manual_seed(0)),
+        "weights": random_weight_sbn(2, (5, 5, 5), 1, generator=torch.Generator().manual_seed(0)),
+    }
 
 
 def builtin_estimators() -> list[type[Estimator]]:

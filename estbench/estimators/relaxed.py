@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..model import Noise
+from ..model import SBN, Noise
 from .base import Estimator, Hyper, Problem
 from .ops import assemble, backprop, first_preactivation, head_grad, preactivation, uniforms
 from .straight_through import coding_scale
@@ -58,7 +58,7 @@ def relaxed_argument(noise: Noise, a: Tensor, u: Tensor, tau: float) -> Tensor:
     return y.neg_().add_(a).div_(tau)
 
 
-class Concrete(Estimator):
+class Concrete(Estimator[Problem, SBN]):
     """Binary Concrete / Gumbel-Softmax, fully relaxed: the pathwise gradient of E[f(x~_L)].
 
     Every binary layer is relaxed, x~_k = S((a_k(x~_{k-1}) + L_k) / tau) ({0,1}) or
@@ -113,7 +113,7 @@ class Concrete(Estimator):
         return assemble(problem, terms, per_point=False)
 
 
-class _HardRelaxedBase(Estimator):
+class _HardRelaxedBase(Estimator[Problem, SBN]):
     """Hard forward pass (the SBN's own path) with a relaxed Jacobian in the §1.4 recursion."""
 
     family = "relaxation"

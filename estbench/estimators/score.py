@@ -70,6 +70,7 @@ def _uniform_path(problem: Problem, us: Sequence[Tensor]) -> Path:
     """The path along uniforms ``us[k]`` [*B, N, n_{k+1}]: unit on iff u < F(a) (as sample_path)."""
     m = problem.model
     a = first_preactivation(problem).expand(us[0].shape)
+    xs: list[Tensor]
     bits, xs, As, ps = [], [], [], []
     for k in range(m.depth):
         if k > 0:
@@ -386,7 +387,7 @@ class LocalExpectation(PathEstimator):
 # ------------------------------------------------------------------------------------------------
 
 
-class NoiseEstimator(Estimator):
+class NoiseEstimator(Estimator[Problem, SBN]):
     """An estimator that is a deterministic function of U(0, 1) noise.
 
     ``noise_shapes(problem)`` lists the per-draw shapes of the uniform tensors; ``sample_noise``
@@ -683,6 +684,7 @@ class ARMS(NoiseEstimator):
         # Base path along sample 0 of every layer. With low = min(p, 1-p): for p < 1/2,
         # b = 1[v < p]; for p >= 1/2, u = 1 - v and b = 1[1 - v < p] = not 1[v < 1 - p].
         a = first_preactivation(problem).expand(copula[0][:, 0].shape)
+        xs: list[Tensor]
         bits, xs, As, ps, lows, samples, base_u = [], [], [], [], [], [], []
         for k in range(L):
             if k > 0:
@@ -836,6 +838,7 @@ class REBAR(NoiseEstimator):
             x = s if m.coding == "01" else 2 * s - 1
             return x, step * s * (1 - s) / tau  # value and d x / d y
 
+        xs: list[Tensor]
         bits, xs, As, ps, scores, deps = [], [], [], [], [], []
         soft_x, soft_D, cond_x, cond_D = [], [], [], []
         a = first_preactivation(problem).expand(us[0].shape)

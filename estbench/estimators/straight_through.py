@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..model import SBN
 from .base import Estimator, Hyper, PathEstimator, Problem
 from .ops import Contribution, Path, assemble, backprop, head_grad, layer_terms
 
@@ -213,7 +214,7 @@ class Darn(StraightThroughBase):
         return [(c * (b - 0.5)) * s for b, s in zip(path.bits, path.scores(problem), strict=True)]
 
 
-class MeanField(Estimator):
+class MeanField(Estimator[Problem, SBN]):
     """Deterministic mean-field ("tanh", AP1): the gradient of f at the mean-propagated network.
 
     Each binary layer is replaced by its conditional mean given the mean of the layer below,

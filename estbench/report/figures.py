@@ -230,8 +230,8 @@ def bias_variance_map(data: ReportData, point: Point) -> Figure | None:
         hi = max(max(max(b, s) for b, s in pts.values()) * 2, 10 * BIAS_FLOOR)
         for r in 10.0 ** np.arange(-3, 3):
             if BIAS_FLOOR < r < hi:
-                s = np.geomspace(BIAS_FLOOR, r * (1 - 1e-9), 200)
-                ax.plot(s, np.sqrt(r**2 - s**2), color="0.75", lw=0.7, zorder=0)
+                sd = np.geomspace(BIAS_FLOOR, r * (1 - 1e-9), 200)
+                ax.plot(sd, np.sqrt(r**2 - sd**2), color="0.75", lw=0.7, zorder=0)
                 ax.annotate(f"{r:g}", (r / 1.6, r / 1.35), fontsize=6, color="0.5")
         for e, (b, s) in pts.items():
             st = estimator_style(e)

@@ -13,7 +13,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 from matplotlib.figure import Figure
@@ -26,10 +26,13 @@ from .findings import findings
 from .load import Point, ReportData, load_report_data
 from .tables import exact_reference, leaderboard, per_layer
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 DPI = 100
 SWEEP_DIMS = ("depth", "width", "checkpoint")
 MAX_POINT_FIGURES = 4
-RC: dict[Any, Any] = {"svg.hashsalt": "estbench", "svg.fonttype": "path", "font.size": 9}
+RC: dict[RcKeyType, Any] = {"svg.hashsalt": "estbench", "svg.fonttype": "path", "font.size": 9}
 PNG_COLORS = 256  # palette size of the saved PNGs
 
 

@@ -2,8 +2,9 @@
 
 ``estbench.testing.check_estimator`` dispatches here: the core checks feed an SBN ``Problem``,
 which a weight estimator cannot read. The checks mirror the core ones on three tiny weight
-networks (``check_problems``; the third has the hard-sigmoid weight noise): shape, dtype, finite
-values, the same draws under the same seed and other draws under another, chunked drawing, a
+networks (``check_problems``; the third has the hard-sigmoid weight noise), with the same code
+(``estbench.testing.run_checks``, ``check_claim``): shape, dtype, finite values, the same draws
+under the same seed and, for stochastic estimators, other draws under another, chunked drawing, a
 zero estimate for an identically zero loss, and the unbiasedness claim against
 ``estbench.weights.exact_gradient`` in the estimator's own parametrisation
 (``result.flat(est.wrt)``, eta or mu). Path estimators are decided exactly
@@ -14,11 +15,15 @@ false-fail rate 2e-3 split over the layer tests; the seeds are fixed.
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Callable
 
+import torch
+from torch import Tensor
+
+from ..estimators.base import Estimator
 from ..model import get_head
-from ..testing import FALSE_FAIL, CheckReport, bias_detected, layer_claims
-from .estimators import WeightEstimator, WeightPathEstimator
+from ..testing import CheckReport, check_claim, run_checks
+from .estimators import WeightPathEstimator
 from .exact import exact_gradient
 from .model import WeightProblem, WeightSBN, get_activation, random_weight_sbn
 from .paths import path_moments
@@ -90,66 +95,34 @@ def zero_loss_problem() -> WeightProblem:
 
 
 def check_weight_estimator(
-    report: CheckReport, est: WeightEstimator, n_draws: int, seed: int
+    report: CheckReport, est: Estimator[WeightProblem, WeightSBN], n_draws: int, seed: int
 ) -> None:
-    """Add every check of a weight estimator to ``report`` (module docstring)."""
+    """Add every check of a weight estimator to ``report`` (module docstring): the core checks
+    (``estbench.testing.run_checks``) on weight networks; whatever the estimator does is a failed
+    check, never a crash."""
     problems = check_problems()
-    pr = problems[0]
+    wrt = getattr(est, "wrt", "eta")  # WeightEstimator's; "eta" for any other weights estimator
 
-    def gen(s: int = seed) -> torch.Generator:
-        return torch.Generator().manual_seed(s)
+    def claim() -> None:
+        check_claim(
+            report,
+            est,
+            problems,
+            n_draws,
+            seed,
+            exact=lambda pr: exact_gradient(pr.model, pr.X, pr.Y).layer_vectors(wrt),
+            path_means=_path_means(est) if isinstance(est, WeightPathEstimator) else None,
+            net="wnet",
+            what=f", wrt {wrt}",
+        )
 
-    a = est.draw(pr, 16, generator=gen())
-    report.add(
-        "shape",
-        tuple(a.shape) == (16, pr.n_params),
-        f"got {tuple(a.shape)}, expected {(16, pr.n_params)}",
-    )
-    report.add("dtype", a.dtype == pr.X.dtype, f"got {a.dtype}, expected {pr.X.dtype}")
-    report.add("finite", bool(torch.isfinite(a).all()), "")
-    report.add("same seed, same draws", torch.equal(a, est.draw(pr, 16, generator=gen())), "")
-    report.add(
-        "another seed, other draws", not torch.equal(a, est.draw(pr, 16, generator=gen(seed + 1)))
-    )
-    chunked = est.draw(pr, 16, generator=gen(), memory_budget=3 * est.bytes_per_draw(pr))
-    report.add(
-        "chunked drawing",
-        tuple(chunked.shape) == tuple(a.shape) and bool(torch.isfinite(chunked).all()),
-        "memory budget of 3 draws",
-    )
-    worst = float(est.draw(zero_loss_problem(), 64, generator=gen()).abs().max())
-    report.add("zero loss gives a zero estimate", worst <= 1e-12, f"max |g| = {worst:.2e}")
-    evals = est.evals_per_draw(pr.model)
-    report.add("evals_per_draw", evals >= 0 and evals == evals, f"{evals}")
-    _check_claim(report, est, problems, n_draws, seed)
+    run_checks(report, est, problems, zero_loss_problem, seed, claim)
 
 
-def _check_claim(
-    report: CheckReport,
-    est: WeightEstimator,
-    problems: list[WeightProblem],
-    n_draws: int,
-    seed: int,
-) -> None:
-    """Every claimed layer unbiased against the exact gradient wrt ``est.wrt``; a claimed-biased
-    estimator must show its bias in some unclaimed layer."""
-    found: list[str] = []
-    n_tests = sum(len(est.unbiased_layers(p.model)) for p in problems)
-    alpha = FALSE_FAIL / 2 / max(n_tests, 1)  # unbiasedness_test fails with prob. <= 2 alpha
-    what = f", wrt {est.wrt}"
-    for i, pr in enumerate(problems):
-        exact = exact_gradient(pr.model, pr.X, pr.Y).layer_vectors(est.wrt)
-        claimed = est.unbiased_layers(pr.model)
-        gen = torch.Generator().manual_seed(seed + 1000 * i)
-        if isinstance(est, WeightPathEstimator):
-            means = path_moments(est, pr, context=est.prepare(pr, gen)).layer_means()
-            found += layer_claims(
-                report, f"wnet{i}", exact, claimed, means=means, alpha=alpha, what=what
-            )
-        else:
-            draws = pr.split(est.draw(pr, n_draws, generator=gen))
-            found += layer_claims(
-                report, f"wnet{i}", exact, claimed, draws=draws, alpha=alpha, what=what
-            )
-    if len(est.unbiased_layers(problems[0].model)) < problems[0].model.depth + 1:
-        bias_detected(report, found, n_draws)
+def _path_means(
+    est: WeightPathEstimator,
+) -> Callable[[WeightProblem, torch.Generator], list[Tensor]]:
+    def means(pr: WeightProblem, gen: torch.Generator) -> list[Tensor]:
+        return path_moments(est, pr, context=est.prepare(pr, gen)).layer_means()
+
+    return means

@@ -49,7 +49,7 @@ from .paths import (
     path_from_uniforms,
 )
 
-WEIGHTS_MODE = Hyper(
+WEIGHTS_MODE: Hyper = Hyper(
     "shared",
     str,
     choices=("shared", "per-point"),
@@ -109,7 +109,7 @@ def head_grad(problem: WeightProblem, path: WeightPath, keep: bool) -> LayerGrad
 # ---- base classes ------------------------------------------------------------------------------
 
 
-class WeightEstimator(Estimator):
+class WeightEstimator(Estimator[WeightProblem, WeightSBN]):
     """Base of the weight estimators: the ``weights`` mode and what ``wrt`` the estimate is."""
 
     default_wrt: ClassVar[str] = "eta"
@@ -125,7 +125,7 @@ class WeightEstimator(Estimator):
     def per_point(self) -> bool:
         return self.params["weights"] == "per-point"
 
-    def bytes_per_draw(self, problem: WeightProblem) -> int:  # type: ignore[override]
+    def bytes_per_draw(self, problem: WeightProblem) -> int:
         m, N = problem.model, problem.n_points
         weights = sum(W.numel() for W in m.params) * (N if self.per_point else 1)
         units = N * (sum(m.widths) + m.input_dim + m.out_dim)
@@ -308,7 +308,7 @@ def straight_through(
     return pairs[::-1]
 
 
-SIGN_PROXY = Hyper(
+SIGN_PROXY: Hyper = Hyper(
     "hardtanh",
     str,
     choices=("hardtanh", "identity", "tanh", "approxsign"),
@@ -367,7 +367,7 @@ class WeightStraightThrough(WeightPathEstimator):
         "sign_proxy": SIGN_PROXY,
     }
 
-    def unbiased_layers(self, model: WeightSBN) -> frozenset[int]:  # type: ignore[override]
+    def unbiased_layers(self, model: WeightSBN) -> frozenset[int]:
         return frozenset({model.depth})
 
     def path_terms(
@@ -442,7 +442,7 @@ class BinaryConnect(WeightPathEstimator):
         ),
     }
 
-    def unbiased_layers(self, model: WeightSBN) -> frozenset[int]:  # type: ignore[override]
+    def unbiased_layers(self, model: WeightSBN) -> frozenset[int]:
         return frozenset({model.depth}) if self.params["forward"] == "sample" else frozenset()
 
     def fixed_weights(self, problem: WeightProblem) -> list[Tensor | None] | None:
@@ -494,10 +494,10 @@ class _PairEstimator(WeightEstimator):
     family = "score-function"
     pair_rule: ClassVar[PairRule] = staticmethod(antithetic)  # type: ignore[assignment]
 
-    def bytes_per_draw(self, problem: WeightProblem) -> int:  # type: ignore[override]
+    def bytes_per_draw(self, problem: WeightProblem) -> int:
         return 3 * super().bytes_per_draw(problem)  # the base path, one branch, accumulators
 
-    def evals_per_draw(self, model: WeightSBN) -> float:  # type: ignore[override]
+    def evals_per_draw(self, model: WeightSBN) -> float:
         stochastic_layers = 0 if model.noise is None else model.depth
         return 1.0 + len(model.bernoulli_layers) + stochastic_layers
 

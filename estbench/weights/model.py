@@ -404,4 +404,4 @@ class WeightProblem:
 
     def split(self, flat: Tensor) -> list[Tensor]:
         """[..., P] -> [layer0 [..., P_0], ..., layerL [..., P_L]]."""
-        return list(torch.split(flat, self.model.layer_sizes, dim=-1))
+        return list(torch.split(flat, list(self.model.layer_sizes), dim=-1))

@@ -89,6 +89,11 @@ def walk(
     m = problem.model
     weights = [W if wb is None else 2 * wb - 1 for W, wb in zip(m.params, wbits, strict=True)]
     x: Tensor = problem.X
+    bits: list[Tensor]
+    xs: list[Tensor]
+    As: list[Tensor]
+    ons: list[Tensor]
+    offs: list[Tensor]
     inputs, bits, xs, As, ons, offs = [x], [], [], [], [], []
     for k in range(m.depth):
         a = apply_weights(weights[k], x, per_point) + m.biases[k]

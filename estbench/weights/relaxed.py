@@ -151,7 +151,7 @@ class _WeightRelaxedBase(WeightEstimator):
             return c * torch.sigmoid(y) * torch.sigmoid(-y)
         return c * model.weight_noise.pdf(y)
 
-    def bytes_per_draw(self, problem: WeightProblem) -> int:  # type: ignore[override]
+    def bytes_per_draw(self, problem: WeightProblem) -> int:
         # Beyond the base: the uniforms, y, the relaxed weights and dW/deta per weight, and the
         # per-point outer product of the backward pass.
         m = problem.model
@@ -282,7 +282,7 @@ class WeightStraightThroughGumbelSoftmax(_WeightRelaxedBase):
     unbiased = "head only"
     reference = "Jang, Gu & Poole, arXiv 1611.01144 (ICLR 2017)"
 
-    def unbiased_layers(self, model: WeightSBN) -> frozenset[int]:  # type: ignore[override]
+    def unbiased_layers(self, model: WeightSBN) -> frozenset[int]:
         return frozenset({model.depth})  # hard states and weights: the head is pathwise
 
     def extra_kernels(self) -> int:
@@ -357,7 +357,7 @@ class WeightGumbelRao(WeightStraightThroughGumbelSoftmax):
     def extra_kernels(self) -> int:
         return self.params["k"] - 1
 
-    def bytes_per_draw(self, problem: WeightProblem) -> int:  # type: ignore[override]
+    def bytes_per_draw(self, problem: WeightProblem) -> int:
         m = problem.model
         weights = sum(W.numel() for W in m.params) * (problem.n_points if self.per_point else 1)
         return super().bytes_per_draw(problem) + 8 * 4 * weights  # mass, side, q, kernel sum
