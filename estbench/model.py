@@ -293,7 +293,7 @@ def get_head(name: str) -> Head:
 def check_coding(coding: str) -> Coding:
     if coding not in CODINGS:
         raise ModelError(f"unknown coding {coding!r}; expected one of {', '.join(CODINGS)}")
-    return coding  # type: ignore[return-value]
+    return coding
 
 
 # --------------------------------------------------------------------------------------------
@@ -413,7 +413,7 @@ class SBN:
     def replace(self, **changes: object) -> SBN:
         fields = {f: getattr(self, f) for f in ("weights", "biases", "coding", "noise", "head")}
         fields.update(changes)
-        return SBN(**fields)  # type: ignore[arg-type]
+        return SBN(**fields)
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> SBN:
         return self.replace(

@@ -631,7 +631,7 @@ def _plan_point(
     )
     evals = 0.0
     for v in variants:
-        evals += max(v.estimator.evals_per_draw(model), 1.0)  # type: ignore[arg-type]
+        evals += max(v.estimator.evals_per_draw(model), 1.0)
     seconds = opts.draws * (
         SECONDS_PER_MAC * macs * evals
         + SECONDS_PER_BOOT_ELEMENT * len(variants) * opts.bootstrap * n_params
@@ -844,7 +844,7 @@ def _run(plan: RunPlan, say: Callable[[str], None], progress: bool | None) -> Ru
                     exact=m.exact,
                     claimed_unbiased=m.claimed,
                     verdicts=m.verdicts,
-                    evals_per_draw=variant.estimator.evals_per_draw(problem.model),  # type: ignore[arg-type]
+                    evals_per_draw=variant.estimator.evals_per_draw(problem.model),
                     unbiased=variant.estimator.unbiased,
                 )
             except Exception as e:  # an estimator's failure is recorded, not fatal

@@ -492,7 +492,7 @@ class _PairEstimator(WeightEstimator):
 
     unbiased = "yes"
     family = "score-function"
-    pair_rule: ClassVar[PairRule] = staticmethod(antithetic)  # type: ignore[assignment]
+    pair_rule: ClassVar[PairRule] = staticmethod(antithetic)
 
     def bytes_per_draw(self, problem: WeightProblem) -> int:
         return 3 * super().bytes_per_draw(problem)  # the base path, one branch, accumulators

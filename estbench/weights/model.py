@@ -271,7 +271,7 @@ class WeightSBN:
             for f in ("params", "biases", "kinds", "coding", "noise", "head", "weight_noise")
         }
         fields.update(changes)
-        return WeightSBN(**fields)  # type: ignore[arg-type]
+        return WeightSBN(**fields)
 
     def to(
         self, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
