@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from estbench.cli import main
-from estbench.estimators.base import Estimator
+from estbench.estimators.base import Estimator, Problem
 from estbench.report.load import load_report_data
 from estbench.results import ResultsError, load_results
 from estbench.runner import case_lock, run_case
 
+from .conftest import random_problem
 from .test_runner import TINY, tiny_case
 
 # Two points, two cheap estimators, no tau sweep: a run takes about a second.
@@ -317,3 +318,26 @@ def test_report_into_unusable_paths_gives_one_line(tmp_path, capsys):
     (out / "small" / "results.csv").mkdir()
     code, _, err = run_cli(capsys, "report", out / "small")
     assert code == 1 and "results.csv: cannot read" in one_error_line(err)
+
+
+class TransposedChunks(Transposed):
+    """The same bug in ``_draw``: the base class's chunks are checked before they are joined."""
+
+    name = "transposed-chunks"
+    draw = Estimator.draw
+
+    def _draw(self, problem, n_draws, generator, context):  # noqa: ANN001, ANN202
+        return torch.zeros(problem.n_params, n_draws, dtype=torch.float64)
+
+
+def test_a_wrong_chunk_is_named_not_a_size_mismatch(tmp_path):
+    from estbench.errors import EstbenchError
+
+    case = tiny_case(SMALL.replace("draws = 200", "draws = 20000"))
+    report = run_case(case, tmp_path, extra_estimators=[TransposedChunks()], progress=False)
+    _, rows = load_results(report.directory)
+    bad = next(r for r in rows if r["estimator"] == "transposed-chunks")
+    assert "_draw returned [9, 8] for 8 draws; expected shape [8, 9]" in bad["error"]
+    problem = Problem.create(*random_problem((3, 3), seed=0))
+    with pytest.raises(EstbenchError, match=r"_draw returned \[\d+, \d+\] for \d+ draws"):
+        TransposedChunks().draw(problem, 20000, generator=torch.Generator().manual_seed(0))

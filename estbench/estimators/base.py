@@ -261,10 +261,19 @@ class Estimator(ABC, Generic[ProblemT, ModelT]):
         chunk = self.chunk_size(problem, n_draws, memory_budget)
         if context is None:
             context = self.prepare(problem, generator)
-        parts = [
-            self._draw(problem, min(chunk, n_draws - start), generator, context)
-            for start in range(0, n_draws, chunk)
-        ]
+        parts = []
+        for start in range(0, n_draws, chunk):
+            n = min(chunk, n_draws - start)
+            part = self._draw(problem, n, generator, context)
+            # Checked per chunk, so a wrong block is named here rather than failing in cat.
+            expected = (n, problem.n_params)
+            if not isinstance(part, Tensor) or tuple(part.shape) != expected:
+                got = list(part.shape) if isinstance(part, Tensor) else type(part).__name__
+                raise EstimatorError(
+                    f"estimator {self.spec!r}: _draw returned {got} for {n} draws; expected "
+                    f"shape {list(expected)} ([draws, parameters])"
+                )
+            parts.append(part)
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def chunk_size(self, problem: ProblemT, n_draws: int, memory_budget: int | None = None) -> int:
