@@ -235,7 +235,7 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub: allow_pickle: bool
     tmp.replace(path)
 
 
@@ -293,7 +293,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             f"{path}: needs at least one binary layer and a head (W0, b0, W1, b1)"
         )
 
-    weights, biases = [], []
+    weights: list[np.ndarray] = []
+    biases: list[np.ndarray] = []
     for k in range(depth + 1):
         W, b = params[("W", k)], params[("b", k)]
         check_pair(path, k, f"W{k}", W, b, (f"W{k - 1}", weights[-1].shape[0]) if k else None)
