@@ -137,6 +137,25 @@ estimators = ["st"]
         case_checkpoint(parse_case(text.format("seed:nope"), name="c", path=tmp_path / "c.toml"))
 
 
+def test_a_case_data_set_by_seed_name(tmp_path):
+    from estbench.data import load_dataset
+
+    text = 'schema_version = 1\n[data]\nkind = "npz"\npath = "seed:chk-1"\n[model]\nwidths = [2]\n'
+    case = parse_case(text + '[measure]\nestimators = ["st"]\n', name="c", path=tmp_path / "c.toml")
+    assert case.data.path == Path("seed:chk-1")
+    X, Y = load_dataset(case.data.path)
+    assert X.shape == (200, 2) and set(Y.flatten().tolist()) == {-1.0, 1.0}
+
+
+def test_run_with_an_unknown_seed_name_is_one_line(tmp_path, capsys):
+    argv = ["run", "psa-5-5-5", "--checkpoint", "seed:chk-2", "--out", str(tmp_path)]
+    err = _one_error(capsys, argv)
+    assert (
+        "unknown shipped checkpoint 'seed:chk-2'; expected one of seed:chk-1, seed:chk-100" in err
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_run_on_a_seed_name_is_named_after_the_file():
     case = with_overrides(load_case("psa-5-5-5"), checkpoint=Path("seed:chk-100"))
     assert case.name == "psa-5-5-5@psa_5-5-5_chk-100"
