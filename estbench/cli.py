@@ -378,8 +378,15 @@ def _cmd_cases(args: argparse.Namespace) -> int:
         print(f"run it with: estbench run {written[0]}")
         return 0
     if args.dest is not None:
-        raise EstbenchError(f"{args.dest}: a destination needs --copy NAME")
+        raise EstbenchError(
+            f"cases: unexpected argument {args.dest!r}; expected none (to list the cases) or "
+            "--copy NAME [DEST] (to copy one)"
+        )
     cases = shipped_cases()
+    if not cases:
+        from .shipped import cases_dir
+
+        raise EstbenchError(f"{cases_dir()}: no shipped case files; expected *.toml files there")
     width = max(len(c.name) for c in cases)
     for c in cases:
         print(f"{c.name.ljust(width)}  {_shorten(c.summary, max(100 - width - 2, 40))}".rstrip())

@@ -232,4 +232,7 @@ def test_copy_never_overwrites(tmp_path, capsys):
 def test_copy_and_cases_errors(tmp_path, capsys):
     err = _one_error(capsys, ["cases", "--copy", "nope", str(tmp_path)])
     assert "unknown case 'nope'; shipped cases: bernoulli-toy, default," in err
-    assert "a destination needs --copy NAME" in _one_error(capsys, ["cases", str(tmp_path)])
+    err = _one_error(capsys, ["cases", "default"])
+    assert (
+        "cases: unexpected argument 'default'; expected none (to list the cases) or --copy" in err
+    )
