@@ -37,7 +37,7 @@ bootstrap = 0
 
 
 def _measure() -> dict[str, dict[str, float]]:
-    problem, _ = seed_problem()
+    problem = seed_problem()
     n = 20 if smoke() else problem.n_points
     with tempfile.TemporaryDirectory(prefix="estbench-asv-") as tmp:
         save_checkpoint(Path(tmp) / "net.npz", problem.model, problem.X[:n], problem.Y[:n])
@@ -58,10 +58,8 @@ def _measure() -> dict[str, dict[str, float]]:
     return out
 
 
-def _stored_gradient_error() -> float | None:
+def _stored_gradient_error() -> float:
     """max over layers of ||g - g_stored|| / ||g_stored|| against the seed authors' exact_grad."""
-    if not SEED_NET.exists():
-        return None
     import numpy as np
 
     from estbench import load_checkpoint
@@ -102,17 +100,13 @@ class EstimatorAccuracy:
 
 
 class ExactAccuracy:
-    """The exact gradient against the seed authors' stored exact gradient (skipped without
-    ../shared/seed-nets)."""
+    """The exact gradient against the seed authors' stored exact gradient (of the shipped
+    network ``seed:chk-100``)."""
 
     timeout = 120
 
-    def setup_cache(self) -> float | None:
+    def setup_cache(self) -> float:
         return _stored_gradient_error()
-
-    def setup(self, cache: float | None) -> None:
-        if cache is None:
-            raise NotImplementedError("the seed network is not available")
 
     def track_exact_vs_stored(self, cache: float) -> float:
         return cache

@@ -8,14 +8,13 @@ never sets it.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
 from estbench import Problem, load_checkpoint, random_sbn
 
-# ../shared/seed-nets/ next to the repository, as in README.md
-SEED_NET = Path(__file__).resolve().parents[2] / "shared" / "seed-nets" / "psa_5-5-5_chk-100.npz"
+# The seed authors' network, shipped with estbench (`estbench checkpoints`)
+SEED_NET = "seed:chk-100"
 SEED_STUDY = ("reinforce", "arm", "concrete(tau=0.1)", "concrete(tau=1)", "mean-field", "st", "psa")
 
 
@@ -33,15 +32,8 @@ def random_problem(width: int, depth: int, n_points: int = 100) -> Problem:
     return Problem.create(model, X, Y)
 
 
-def seed_problem() -> tuple[Problem, bool]:
-    """The seed study's trained 2-5-5-5-1 network with its 200 points ({0,1} coding), and
-    whether it is the real one: without ../shared a random 5-5-5 network of the same size stands
-    in, so that the suite still runs (its numbers are then not comparable)."""
-    if SEED_NET.exists():
-        ckpt = load_checkpoint(SEED_NET)
-        return Problem.create(ckpt.model(coding="01"), *ckpt.data()), True
-    g = torch.Generator().manual_seed(100)
-    model = random_sbn(2, [5, 5, 5], 1, generator=g, scale=1.5, coding="01")
-    X = torch.randn(200, 2, generator=g, dtype=torch.float64)
-    Y = torch.where(X[:, 0] * X[:, 1] > 0, 1.0, -1.0)
-    return Problem.create(model, X, Y), False
+def seed_problem() -> Problem:
+    """The seed study's trained 2-5-5-5-1 network with its 200 points ({0,1} coding), shipped
+    with estbench, so every benchmark on it measures the same network on every machine."""
+    ckpt = load_checkpoint(SEED_NET)
+    return Problem.create(ckpt.model(coding="01"), *ckpt.data())

@@ -44,7 +44,7 @@ class EstimatorDraws:
     warmup_time = 0.0  # setup() already drew once
 
     def setup(self, spec: str) -> None:
-        self.problem, _ = seed_problem()
+        self.problem = seed_problem()
         self.estimator = get_estimator(spec)
         self.estimator.draw(self.problem, 10, generator=torch.Generator().manual_seed(1))
 
@@ -70,7 +70,7 @@ class SeedStudyDraws:
     warmup_time = 0.0  # setup() already drew once
 
     def setup(self, dtype: str) -> None:
-        problem, _ = seed_problem()
+        problem = seed_problem()
         self.problem = problem.to(dtype=getattr(torch, dtype))
         self.estimators = [get_estimator(s) for s in SEED_STUDY]
         for est in self.estimators:  # warm-up

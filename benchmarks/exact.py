@@ -32,7 +32,7 @@ class ExactGradientSeedNet:
     """The seed study's 2-5-5-5-1 network with its 200 points."""
 
     def setup(self) -> None:
-        self.problem, _ = seed_problem()
+        self.problem = seed_problem()
 
     def time_exact_gradient(self) -> None:
         p = self.problem

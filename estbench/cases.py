@@ -20,9 +20,11 @@ from typing import Any
 
 from .device import DEVICES, DTYPES
 from .errors import EstbenchError
+from .shipped import cases_dir, checkpoint_stem, is_shipped_name, shipped_case_path
 
 SCHEMA_VERSION = 1
-CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
+# The installed case files (estbench.shipped.cases_dir: importlib.resources, so a wheel finds them).
+CASES_DIR = cases_dir()
 SWEEP_KEYS = ("depth", "width", "checkpoint", "tau", "seed")
 DEFAULT_M = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 SEED_STUDY_M = tuple(
@@ -240,9 +242,14 @@ def _all(pred: Callable[[Any], bool]) -> Callable[[list[Any]], bool]:
 
 
 def _resolve(base: Path | None, value: str | None) -> Path | None:
+    """A file named in a case, relative to the case file; a shipped network's ``seed:`` name is
+    kept as it is (the loaders resolve it to the installed file), never joined to the case's
+    folder."""
     if value is None:
         return None
     p = Path(value)
+    if is_shipped_name(value):
+        return p
     return p if p.is_absolute() or base is None else (base / p)
 
 
@@ -572,20 +579,17 @@ def _check_weights_model(file: str, model: ModelSpec, raw: dict[str, Any]) -> No
 
 
 def find_case(name_or_path: str) -> Path:
-    """A case by file path, or by name among the shipped cases."""
+    """A case by file path, or by name among the shipped cases (those of the installed package,
+    found with importlib.resources; ``estbench cases`` lists them)."""
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists():
         if not p.exists():
             raise CaseError(f"{p}: no such case file")
         return p
-    shipped = CASES_DIR / f"{name_or_path}.toml"
-    if shipped.exists():
-        return shipped
-    names = sorted(f.stem for f in CASES_DIR.glob("*.toml"))
-    raise CaseError(
-        f"unknown case {name_or_path!r}; shipped cases: {', '.join(names)} "
-        f"(or give a path to a .toml file)"
-    )
+    try:
+        return shipped_case_path(name_or_path)
+    except EstbenchError as e:
+        raise CaseError(str(e)) from None
 
 
 def load_case(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Case:
@@ -603,14 +607,15 @@ def with_overrides(
     """The case with the CLI's --checkpoint and --estimators applied.
 
     A checkpoint override renames the case ``<case>@<checkpoint stem>``, so its results go to
-    their own directory and never mix with (or resume from) the case's own network.
+    their own directory and never mix with (or resume from) the case's own network; a ``seed:``
+    name gives its file's stem (``seed:chk-100`` -> ``psa_5-5-5_chk-100``).
     """
     if checkpoint is not None:
         # The stored network fixes the architecture: no depth, width or training sweep is left.
         sweep = {k: v for k, v in case.sweep.items() if k not in ("checkpoint", "depth", "width")}
         case = replace(
             case,
-            name=f"{case.name}@{Path(checkpoint).stem}",
+            name=f"{case.name}@{checkpoint_stem(checkpoint)}",
             model=replace(case.model, checkpoint=checkpoint),
             training=None,
             sweep=sweep,

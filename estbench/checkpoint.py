@@ -16,6 +16,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from torch import Tensor
 
 from .errors import CheckpointError, ModelError
 from .model import SBN, check_coding, get_head, get_noise
+from .shipped import is_shipped_name, resolve_checkpoint
 
 _PARAM = re.compile(r"([Wb])(\d+)")
 _PARAM_LIKE = re.compile(r"(w|b|weight|bias|weights|biases)_?\d+", re.IGNORECASE)
@@ -76,18 +78,44 @@ def _shape(a: np.ndarray) -> str:
     return str(list(a.shape))
 
 
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file; a CheckpointError naming the file if it is unreadable."""
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an .npz is a zip archive (empty: end record)
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file; a CheckpointError naming the file if it is unreadable.
+
+    The first bytes are checked before numpy sees the file: given a ``.npy`` array numpy returns
+    an array instead of an archive, and given any other file (text, a pickle) it suggests loading
+    pickles unsafely, which is advice a user must never get from estbench. A ``seed:`` name is
+    read from the installed seed networks (``estbench.shipped``).
+    """
+    path = resolve_checkpoint(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        with open(path, "rb") as f:
+            head = f.read(6)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint file") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read: {e.strerror or e}") from None
+    if head.startswith(_NPY_MAGIC):
+        raise CheckpointError(
+            f"{path}: a .npy file (one array); expected an .npz archive of named arrays "
+            "(np.savez(path, W0=..., b0=..., X=..., Y=...))"
+        )
+    if not head.startswith(_ZIP_MAGIC):
+        raise CheckpointError(
+            f"{path}: not a readable .npz file (it does not start like a zip archive); expected "
+            "an .npz archive of named arrays written by np.savez"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise CheckpointError(f"{path}: not a readable .npz file ({e})") from None
-    if not isinstance(arrays, dict):  # pragma: no cover - np.load of a .npy gives an array
-        raise CheckpointError(f"{path}: expected an .npz archive")
-    return arrays
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "allow_pickle" in str(e):  # an object array inside the archive
+            first = "it holds an object (pickled) array; expected numeric arrays only"
+        raise CheckpointError(f"{path}: not a readable .npz file ({first})") from None
 
 
 def string_value(path: Path, arrays: dict[str, np.ndarray], key: str) -> str:
@@ -112,8 +140,9 @@ def checkpoint_kind_of(path: Path, arrays: dict[str, np.ndarray]) -> str:
 
 
 def checkpoint_kind(path: str | Path) -> str:
-    """The problem kind of a checkpoint file: "sbn" or "weights" (``ModelSpec.kind``)."""
-    return checkpoint_kind_of(Path(path), read_npz(Path(path)))
+    """The problem kind of a checkpoint file (or ``seed:`` name): "sbn" or "weights"
+    (``ModelSpec.kind``)."""
+    return checkpoint_kind_of(resolve_checkpoint(path), read_npz(path))
 
 
 def check_pair(
@@ -131,32 +160,82 @@ def check_pair(
     if b.shape != (W.shape[0],):
         raise CheckpointError(f"{path}: key b{k} has shape {_shape(b)}, expected [{W.shape[0]}]")
     for name, a in ((key, W), (f"b{k}", b)):
-        if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
-            raise CheckpointError(f"{path}: key {name} must hold finite numbers")
+        if not np.issubdtype(a.dtype, np.number):
+            raise CheckpointError(f"{path}: key {name} must hold finite numbers, got {a.dtype}")
+        if not np.all(np.isfinite(a)):
+            raise CheckpointError(
+                f"{path}: key {name} must hold finite numbers, found {_first_bad(a)}"
+            )
+
+
+def _first_bad(a: np.ndarray) -> str:
+    """The first non-finite value of ``a`` and its index, e.g. ``nan at index [3, 1]``."""
+    index = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+    return f"{a[index]} at index {list(index)}"
+
+
+def check_finite(path: Path | str, key: str, a: np.ndarray) -> None:
+    """Numbers only, all finite: a NaN or inf in the data makes every exact value NaN, so it is
+    refused at load, naming the file, the key and the first bad index."""
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+        raise CheckpointError(f"{path}: key {key}: expected numbers, got dtype {a.dtype}")
+    if np.issubdtype(a.dtype, np.number) and not np.all(np.isfinite(a)):
+        raise CheckpointError(f"{path}: key {key}: expected finite numbers, found {_first_bad(a)}")
+
+
+def check_xy(path: Path | str, X: np.ndarray, Y: np.ndarray, d: int | None = None) -> None:
+    """Data X [N, d] and Y [N] or [N, k] with N >= 1 and finite values (``d`` None: any)."""
+    if X.ndim != 2 or (d is not None and X.shape[1] != d):
+        raise CheckpointError(
+            f"{path}: key X has shape {_shape(X)}, expected [N, {'d' if d is None else d}]"
+        )
+    if Y.ndim not in (1, 2) or Y.shape[0] != X.shape[0]:
+        raise CheckpointError(
+            f"{path}: key Y has shape {_shape(Y)}, expected [{X.shape[0]}] or [{X.shape[0]}, k]"
+        )
+    if X.shape[0] == 0:
+        raise CheckpointError(
+            f"{path}: keys X, Y hold 0 data points (X has shape {_shape(X)}); expected at least 1"
+        )
+    check_finite(path, "X", X)
+    check_finite(path, "Y", Y)
 
 
 def check_data(path: Path, X: np.ndarray | None, Y: np.ndarray | None, d: int) -> None:
-    """Optional data: both X [N, d] and Y [N] or [N, k], or neither."""
+    """Optional data: both X [N, d] and Y [N] or [N, k] (N >= 1, finite), or neither."""
     if (X is None) != (Y is None):
         raise CheckpointError(
             f"{path}: has {'X' if Y is None else 'Y'} without "
             f"{'Y' if Y is None else 'X'}; data needs both keys"
         )
     if X is not None and Y is not None:
-        if X.ndim != 2 or X.shape[1] != d:
-            raise CheckpointError(f"{path}: key X has shape {_shape(X)}, expected [N, {d}]")
-        if Y.ndim not in (1, 2) or Y.shape[0] != X.shape[0]:
-            raise CheckpointError(
-                f"{path}: key Y has shape {_shape(Y)}, expected [{X.shape[0]}] or [{X.shape[0]}, k]"
-            )
+        check_xy(path, X, Y, d)
+
+
+def fit_data(source: str | Path, model: Any, X: Tensor, Y: Tensor) -> None:
+    """Data read from ``source`` must fit ``model`` (an SBN or a WeightSBN): X [N, input_dim] and
+    targets its head accepts. The head's own message (e.g. labels outside {-1, +1}) is prefixed
+    with the file and the key, so the user knows which array of which file to fix."""
+    if X.shape[1] != model.input_dim:
+        raise CheckpointError(
+            f"{source}: key X has shape {list(X.shape)}, expected [N, {model.input_dim}] "
+            "(the network's input width)"
+        )
+    try:
+        model.head.targets(torch.as_tensor(Y, dtype=model.dtype), model.out_dim)
+    except ModelError as e:
+        raise CheckpointError(f"{source}: key Y: {e}") from None
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Atomic: a temporary file, then a rename, so an interruption never leaves half a file."""
+    """Atomic: a temporary file, then a rename, so an interruption never leaves half a file.
+    A ``seed:`` name is refused: it names an installed file, never a place to write."""
+    if is_shipped_name(path):
+        raise CheckpointError(f"{path}: a shipped checkpoint's name; expected a file path to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub: allow_pickle: bool
     tmp.replace(path)
 
 
@@ -172,9 +251,10 @@ def data_arrays(X: object, Y: object) -> dict[str, np.ndarray]:
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read and validate a checkpoint; every problem is a CheckpointError naming file and key."""
-    path = Path(path)
+    """Read and validate a checkpoint (a path, or a shipped network's ``seed:`` name); every
+    problem is a CheckpointError naming file and key."""
     arrays = read_npz(path)
+    path = resolve_checkpoint(path)
     kind = checkpoint_kind_of(path, arrays)
     if kind != "sbn":
         raise CheckpointError(
@@ -213,7 +293,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             f"{path}: needs at least one binary layer and a head (W0, b0, W1, b1)"
         )
 
-    weights, biases = [], []
+    weights: list[np.ndarray] = []
+    biases: list[np.ndarray] = []
     for k in range(depth + 1):
         W, b = params[("W", k)], params[("b", k)]
         check_pair(path, k, f"W{k}", W, b, (f"W{k - 1}", weights[-1].shape[0]) if k else None)
@@ -226,22 +307,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def load_data(path: str | Path) -> tuple[Tensor, Tensor]:
-    """X, Y from an ``.npz`` file (a checkpoint or a data-only file with keys X and Y)."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "X" not in z.files or "Y" not in z.files:
-                raise CheckpointError(f"{path}: needs keys X and Y, found {sorted(z.files)}")
-            X, Y = z["X"], z["Y"]
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such data file") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise CheckpointError(f"{path}: not a readable .npz file ({e})") from None
-    if X.ndim != 2 or Y.ndim not in (1, 2) or Y.shape[0] != X.shape[0]:
-        raise CheckpointError(
-            f"{path}: key X has shape {_shape(X)} and Y {_shape(Y)}; "
-            f"expected [N, d] and [N] or [N, k]"
-        )
+    """X, Y from an ``.npz`` file (a checkpoint or a data-only file with keys X and Y; a
+    ``seed:`` name reads a shipped network's data), refused with the file, the key and the first
+    bad index when it has no points or a NaN or inf."""
+    arrays = read_npz(path)
+    path = resolve_checkpoint(path)
+    if "X" not in arrays or "Y" not in arrays:
+        raise CheckpointError(f"{path}: needs keys X and Y, found {sorted(arrays)}")
+    X, Y = arrays["X"], arrays["Y"]
+    check_xy(path, X, Y)
     return torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(Y, dtype=torch.float64)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from torch import Tensor
 
 from ._version import __version__
-from .checkpoint import checkpoint_kind, load_data, model_from_checkpoint
+from .checkpoint import checkpoint_kind, fit_data, load_data, model_from_checkpoint
 from .device import DEVICES, DTYPES, resolve_device
 from .errors import EstbenchError, ModelError
 from .estimators.base import PathEstimator
@@ -90,7 +90,16 @@ def _print_exact(
     the JSON "grad" and the printed norm) and the labelled blocks printed as arrays."""
     if as_json:
         grad = {n: v.tolist() for n, v in zip(names, vectors, strict=True)}
-        json.dump({"loss": loss, "grad": grad, **(extra_json or {})}, sys.stdout)
+        # allow_nan=False: a NaN would be written as the bare token NaN, which is not JSON; the
+        # loaders refuse non-finite data, so this only fires on a numerical failure, as an error.
+        try:
+            text = json.dumps({"loss": loss, "grad": grad, **(extra_json or {})}, allow_nan=False)
+        except ValueError:
+            raise EstbenchError(
+                "the exact objective or gradient is not finite (NaN or inf); expected finite "
+                "numbers, which JSON can hold"
+            ) from None
+        sys.stdout.write(text)
         sys.stdout.write("\n")
         return 0
     print(header)
@@ -115,6 +124,7 @@ def _cmd_exact(args: argparse.Namespace) -> int:
         head=args.head or "logistic",
     )
     X, Y = load_data(args.data) if args.data else ckpt.data()
+    fit_data(args.data or args.checkpoint, model, X, Y)  # errors name the file and key X or Y
     model = model.to(device=resolve_device(args.device))  # float64 on every device
     try:
         result = exact_gradient(model, X, Y, memory_budget=args.memory_budget)
@@ -143,6 +153,7 @@ def _exact_weights(args: argparse.Namespace) -> int:
             )
     model = ckpt.model()
     X, Y = load_data(args.data) if args.data else ckpt.data()
+    fit_data(args.data or args.checkpoint, model, X, Y)  # errors name the file and key X or Y
     model = model.to(device=resolve_device(args.device))
     try:
         result = weight_exact_gradient(model, X, Y, memory_budget=args.memory_budget)
@@ -384,6 +395,64 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_checkpoints(args: argparse.Namespace) -> int:
+    """``estbench checkpoints``: the shipped networks a ``seed:`` name can address."""
+    from .shipped import SEED_CHECKPOINTS
+
+    rows = [
+        {
+            "name": c.name,
+            "file": c.file,
+            "path": str(c.path),
+            "architecture": c.architecture,
+            "description": c.description,
+        }
+        for c in SEED_CHECKPOINTS
+    ]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    for r in rows:
+        print(f"{r['name']}  {r['file']}\n  {r['architecture']}\n  {r['description']}")
+    print(
+        "\nUse a name wherever a checkpoint is accepted: estbench exact --checkpoint "
+        "seed:chk-100, estbench run psa-5-5-5 --checkpoint seed:chk-100, or "
+        'model.checkpoint = "seed:chk-100" in a case file.'
+    )
+    return 0
+
+
+def _cmd_cases(args: argparse.Namespace) -> int:
+    """``estbench cases``: the shipped cases; ``--copy NAME [DEST]`` copies one out to edit."""
+    from .shipped import copy_case, shipped_cases
+
+    if args.copy is not None:
+        written = copy_case(args.copy, args.dest)
+        for path in written:
+            print(f"wrote {path}")
+        print(f"run it with: estbench run {written[0]}")
+        return 0
+    if args.dest is not None:
+        raise EstbenchError(
+            f"cases: unexpected argument {args.dest!r}; expected none (to list the cases) or "
+            "--copy NAME [DEST] (to copy one)"
+        )
+    cases = shipped_cases()
+    if not cases:
+        from .shipped import cases_dir
+
+        raise EstbenchError(f"{cases_dir()}: no shipped case files; expected *.toml files there")
+    width = max(len(c.name) for c in cases)
+    for c in cases:
+        print(f"{c.name.ljust(width)}  {_shorten(c.summary, max(100 - width - 2, 40))}".rstrip())
+    print(
+        f"\n{len(cases)} shipped cases in {cases[0].path.parent}; run one with `estbench run "
+        "NAME`, copy one to edit with `estbench cases --copy NAME [DEST]`."
+    )
+    return 0
+
+
 class _VersionAction(argparse.Action):
     def __init__(self, option_strings, dest, **kwargs):  # noqa: ANN001
         super().__init__(option_strings, dest, nargs=0, help="show versions and exit")
@@ -425,11 +494,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint",
         required=True,
-        metavar="FILE.npz",
-        help="network as keys W0, b0, ..., WL, bL (+ X, Y), or a stochastic-weight checkpoint",
+        metavar="FILE.npz|seed:NAME",
+        help="network as keys W0, b0, ..., WL, bL (+ X, Y), or a stochastic-weight checkpoint, "
+        "or a shipped network by name: seed:chk-1, seed:chk-100 (`estbench checkpoints`)",
     )
     p.add_argument(
-        "--data", metavar="FILE.npz", help="take X, Y from this file instead of the checkpoint"
+        "--data",
+        metavar="FILE.npz|seed:NAME",
+        help="take X, Y from this file (or shipped network) instead of the checkpoint",
     )
     _add_model_options(p)
     p.add_argument(
@@ -473,8 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--checkpoint",
-        metavar="FILE.npz",
-        help="measure this network instead of the case's model and training",
+        metavar="FILE.npz|seed:NAME",
+        help="measure this network instead of the case's model and training: a file, or a "
+        "shipped network by name, e.g. seed:chk-100 (`estbench checkpoints`)",
     )
     p.add_argument(
         "--force",
@@ -559,6 +632,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed_arg, default=0, help="seed of the checks (default 0)")
     p.add_argument("-v", "--verbose", action="store_true", help="show every check")
     p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser(
+        "checkpoints",
+        help="the shipped networks (seed:chk-1, seed:chk-100)",
+        description="List the networks shipped with estbench: the name to give wherever a "
+        "checkpoint is accepted, the file, the architecture and what it is.",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=_cmd_checkpoints)
+
+    p = sub.add_parser(
+        "cases",
+        help="list the shipped cases, or copy one out to edit",
+        description="List the shipped case files (name and the first line of the description), "
+        "or with --copy NAME copy one (and a data file it refers to) to DEST (a folder or a "
+        ".toml path; default: the working directory). Existing files are never overwritten.",
+    )
+    p.add_argument("--copy", metavar="NAME", help="copy this shipped case")
+    p.add_argument("dest", nargs="?", metavar="DEST", help="where --copy writes (default: .)")
+    p.set_defaults(func=_cmd_cases)
     return parser
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 
 from estbench import Problem, default_registry, load_checkpoint
 
-SEED_NET = Path(__file__).resolve().parents[2] / "shared" / "seed-nets" / "psa_5-5-5_chk-100.npz"
+SEED_NET = "seed:chk-100"  # the seed authors' network, shipped with estbench
 SEED_STUDY = ["reinforce", "arm", "concrete(tau=0.1)", "concrete(tau=1)", "mean-field", "st", "psa"]
 
 

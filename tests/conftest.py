@@ -1,4 +1,5 @@
-"""Shared fixtures: the seed networks (read from ../shared/seed-nets/) and random problems."""
+"""Shared fixtures: the seed networks (shipped with estbench: ``estbench.shipped``) and random
+problems."""
 
 from __future__ import annotations
 
@@ -8,16 +9,19 @@ import pytest
 import torch
 
 from estbench.model import SBN, random_sbn
+from estbench.shipped import SEED_CHECKPOINTS as SHIPPED
+from estbench.shipped import seed_nets_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-SEED_NETS = ROOT.parent / "shared" / "seed-nets"
-SEED_CHECKPOINTS = ("psa_5-5-5_chk-1.npz", "psa_5-5-5_chk-100.npz")
+SEED_NETS = seed_nets_dir()  # the installed package data, never a folder outside the repository
+SEED_CHECKPOINTS = tuple(c.file for c in SHIPPED)  # file names, e.g. "psa_5-5-5_chk-100.npz"
 
 
 def seed_net_path(name: str) -> Path:
+    """A shipped seed network's file by its file name; a missing file is an error, not a skip."""
     path = SEED_NETS / name
-    if not path.exists():  # CI has ../shared; a missing copy is an error, not a skip
-        raise FileNotFoundError(f"seed network {path} not found (tests read ../shared/seed-nets/)")
+    if not path.exists():
+        raise FileNotFoundError(f"seed network {path} not found (shipped in estbench/seed_nets/)")
     return path
 
 

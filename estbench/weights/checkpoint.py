@@ -44,6 +44,7 @@ from ..checkpoint import (
 )
 from ..errors import CheckpointError, ModelError
 from ..model import CODINGS, HEADS
+from ..shipped import resolve_checkpoint
 from .model import ACTIVATIONS, WEIGHT_NOISES, WeightSBN
 
 _PARAM = re.compile(r"(W|eta|b)(\d+)")
@@ -107,9 +108,10 @@ def save_weight_checkpoint(
 
 def load_weight_checkpoint(path: str | Path) -> WeightCheckpoint:
     """Read and validate a weight checkpoint; every problem is a CheckpointError naming the file
-    and the key."""
-    path = Path(path)
+    and the key. ``path`` may be a ``seed:`` name (the shipped networks are SBN checkpoints, so
+    the weight loader refuses them, naming the file)."""
     arrays = read_npz(path)
+    path = resolve_checkpoint(path)
     if checkpoint_kind_of(path, arrays) != "weights":
         raise CheckpointError(
             f"{path}: not a stochastic-binary-weight checkpoint (no key {MODEL_KEY} = "
