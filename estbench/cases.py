@@ -532,7 +532,7 @@ def parse_case(
         )
     if model.kind == "weights" and model.first_layer == "real" and model.checkpoint is None:
         depths = sweep.get("depth") or ((len(model.widths),) if model.widths else (model.depth,))
-        if min(int(d) for d in depths if d is not None) < 2:  # type: ignore[arg-type]
+        if min(int(d) for d in depths if d is not None) < 2:
             raise CaseError(
                 f"{file}: model.depth: with a real first layer a weights model needs depth >= 2 "
                 '(a Bernoulli hidden pair), got depth 1; or set model.first_layer = "bernoulli"'

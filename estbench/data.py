@@ -71,7 +71,7 @@ def make_dataset(kind: str, n: int, seed: int, **params: float) -> tuple[Tensor,
     makers = {"two-class": two_class, "moons": moons, "xor": xor, "blobs": blobs}
     if kind not in makers:
         raise ModelError(f"unknown data set {kind!r}; expected one of {', '.join(makers)}")
-    return makers[kind](n, g, **params)  # type: ignore[operator]
+    return makers[kind](n, g, **params)
 
 
 def load_dataset(path: str | Path) -> tuple[Tensor, Tensor]:

@@ -18,7 +18,6 @@ SCANNED = ("estbench", "tests", "cases", "benchmarks", "scripts")
 FORBIDDEN = re.compile(r"\.\./shared|shared/seed-nets")
 # Owned by another session, which moves it to seed: names; when it no longer matches, remove it
 # from this set (test_pending_exemptions_are_still_needed fails until then).
-PENDING = {"scripts/make_reports.sh"}
 
 
 def _scanned_files() -> list[Path]:
@@ -50,7 +49,7 @@ def _offenders() -> dict[str, list[int]]:
 def test_nothing_reads_the_shared_folder():
     """CI runs in a fresh clone where ../shared may exist read-only: only this test, not luck,
     keeps the package, its tests, cases, benchmarks, scripts and README from depending on it."""
-    offenders = {k: v for k, v in _offenders().items() if k not in PENDING}
+    offenders = _offenders()
     assert offenders == {}, f"files that refer to ../shared (file: lines): {offenders}"
 
 
@@ -62,11 +61,6 @@ def test_the_scan_sees_a_reference(tmp_path, monkeypatch):
         (tmp_path / folder).mkdir()
     (tmp_path / "benchmarks" / "x.py").write_text('P = "a"\nQ = "../shared/seed-nets/n.npz"\n')
     assert _offenders() == {"benchmarks/x.py": [2]}
-
-
-def test_pending_exemptions_are_still_needed():
-    stale = PENDING - set(_offenders())
-    assert not stale, f"{stale} no longer refer to ../shared: remove them from PENDING"
 
 
 def _pyproject() -> dict:
