@@ -12,6 +12,7 @@ loader refuses a file without the marker), naming it, so neither kind is misread
 
 from __future__ import annotations
 
+import io
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -232,11 +233,11 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     A ``seed:`` name is refused: it names an installed file, never a place to write."""
     if is_shipped_name(path):
         raise CheckpointError(f"{path}: a shipped checkpoint's name; expected a file path to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub: allow_pickle: bool
-    tmp.replace(path)
+    from .results import atomic_write
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub: allow_pickle: bool
+    atomic_write(Path(path), buf.getvalue())
 
 
 def data_arrays(X: object, Y: object) -> dict[str, np.ndarray]:

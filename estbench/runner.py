@@ -44,7 +44,7 @@ import torch
 from tqdm import tqdm
 
 from .cases import Case, check_problem_kind
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import fit_data, load_checkpoint, save_checkpoint
 from .data import make_dataset, targets_for_head
 from .device import device_name, dtype_name, resolve_device, resolve_dtype
 from .device import generator as make_generator
@@ -221,6 +221,9 @@ class CaseRunner:
         if m.checkpoint is not None:
             model, data = case_checkpoint(case)
             X, Y = data if data is not None else self._data(offset, model.out_dim)[:2]
+            # errors name the file and the key X or Y
+            source = m.checkpoint if data is not None else case.data.path
+            fit_data(source or f"{_where(case)}: data", model, X, Y)
             return model, X, Y, False
         widths = case.widths_at(point)
         X, Y, out_dim = self._data(offset)
@@ -242,6 +245,9 @@ class CaseRunner:
             )
         else:
             net = self._initial(widths, X, out_dim, offset)
+        if case.data.kind == "npz":
+            # the stored targets must fit the head; errors name the file and the key
+            fit_data(case.data.path or _where(case), net, X, Y)
         return net, X, Y, case.training is not None
 
     def problem(self, point: dict[str, Any]) -> Problem | WeightProblem:

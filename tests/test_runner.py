@@ -139,13 +139,15 @@ def test_a_failing_estimator_is_recorded_and_the_run_goes_on(tmp_path):
 
 def test_cli_run_exit_codes(tmp_path, capsys):
     case = tmp_path / "tiny.toml"
-    case.write_text(TINY.replace('"reinforce", "concrete"', '"reinforce"'))
+    case.write_text(
+        TINY.replace('"reinforce", "concrete"', '"reinforce"').replace("tau = [0.5, 1.0]\n", "")
+    )
     assert main(["run", str(case), "--out", str(tmp_path / "o"), "--no-progress"]) == 0
     assert "tiny: 2 computed, 0 already done" in capsys.readouterr().out
     assert main(["run", str(case), "--out", str(tmp_path / "o"), "--no-progress"]) == 0
     assert "tiny: 0 computed, 2 already done" in capsys.readouterr().out
     bad = tmp_path / "bad.toml"
-    bad.write_text(TINY.replace("draws = 300", "draws = 'x'"))
+    bad.write_text(case.read_text().replace("draws = 300", "draws = 'x'"))
     assert main(["run", str(case), str(bad), "--out", str(tmp_path / "p")]) == 1
     assert "bad.toml: measure.draws: expected an integer >= 10" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()  # validated before any work started

@@ -5,6 +5,7 @@ training snapshots."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -16,7 +17,7 @@ import estbench.training as training_module
 from estbench.cases import CaseError, TrainingSpec, load_case, parse_case, with_overrides
 from estbench.checkpoint import checkpoint_kind, load_checkpoint, save_checkpoint
 from estbench.data import make_dataset, targets_for_head
-from estbench.errors import CheckpointError
+from estbench.errors import CheckpointError, EstbenchError
 from estbench.estimators.registry import get_estimator
 from estbench.runner import run_case
 from estbench.training import TrainingError, mirror_step, train
@@ -343,8 +344,15 @@ def test_runner_trains_weight_models_to_checkpoints_and_reuses_them(tmp_path, mo
     assert again.points_done == 3 and not again.errors
     assert (directory / "results.csv").read_text() == csv
     assert _exact_sections(directory) == exact
-    # A snapshot left by another version of the case is refused, naming the file.
+    # Another version of the case is refused: the directory belongs to this one (run.json).
     edited = parse_case(CASE.replace('coding = "pm1"', 'coding = "01"'), name="t")
+    with pytest.raises(EstbenchError, match=r"another run \(the case file changed\)"):
+        run_case(edited, tmp_path, progress=False)
+    # Without the record (only snapshots left), a snapshot of another network is refused too,
+    # naming the file.
+    shutil.rmtree(directory / "points")
+    for name in ("run.json", "results.json", "results.csv"):
+        (directory / name).unlink()
     with pytest.raises(CheckpointError, match="a stored training snapshot of another network"):
         run_case(edited, tmp_path, progress=False)
 
@@ -394,7 +402,7 @@ def test_cli_runs_a_weights_case_on_a_weight_checkpoint(tmp_path, capsys):
     out = tmp_path / "out"
     args = ["run", str(case_path), "--checkpoint", str(path), "--out", str(out), "--no-report"]
     assert main([*args, "--quick", "--no-progress"]) == 0
-    point = json.loads((out / "sw@net" / "results.json").read_text())["points"][0]
+    point = json.loads((out / "sw@net-quick" / "results.json").read_text())["points"][0]
     assert point["point"] == {} and point["exact"]["loss"] == float(exact_loss(model, X, Y))
     # An SBN case refuses it before any work, naming the file.
     sbn = tmp_path / "sbn.toml"
