@@ -197,13 +197,18 @@ class WeightPathRaises(WeightReinforce):
     ("estimator", "failed", "detail"),
     [
         (DrawRaises(), "draws", "raised RuntimeError: CUDA out of memory"),
-        (Transposed(), "shape", "got (45, 16), expected (16, 45) ([draws, parameters])"),
+        # a wrong block from _draw is named by the base class's chunk check
+        (Transposed(), "draws", "_draw returned [45, 16] for 16 draws; expected shape [16, 45]"),
         (Float32(), "dtype", "got torch.float32, expected torch.float64"),
         (ReturnsNaN(), "finite", "16 of 720 values are NaN or infinite"),
-        (ReturnsList(), "draws", "draw returned list, expected a torch.Tensor [S, P]"),
+        (ReturnsList(), "draws", "_draw returned list for 16 draws; expected shape [16, 45]"),
         (ClaimRaises(), "unbiased_layers", "raised KeyError: 'depth'"),
         (WeightDrawRaises(), "draws", "raised ValueError: weights not supported"),
-        (WeightTransposed(), "shape", "got (27, 16), expected (16, 27) ([draws, parameters])"),
+        (
+            WeightTransposed(),
+            "draws",
+            "_draw returned [27, 16] for 16 draws; expected shape [16, 27]",
+        ),
         (WeightPathRaises(), "unbiased wnet0", "raised RuntimeError: no enumeration"),
     ],
 )
@@ -259,7 +264,8 @@ def test_cli_check_of_a_broken_plugin_prints_fail_and_exits_1(monkeypatch, capsy
     finally:
         registry_module._default_registry.cache_clear()
     out, err = capsys.readouterr()
-    assert "transposed: FAIL" in out and "[FAIL] shape: got (45, 16)" in out
+    assert "transposed: FAIL" in out and "[FAIL] draws: raised EstimatorError" in out
+    assert "_draw returned [45, 16] for 16 draws; expected shape [16, 45]" in out
     assert "draw-raises: FAIL" in out and "[FAIL] draws: raised RuntimeError" in out
     assert "returns-nan: FAIL" in out and "[FAIL] finite: " in out
     assert "Traceback" not in out + err
