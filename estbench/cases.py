@@ -224,9 +224,18 @@ class _Table:
         unknown = sorted(set(self.raw) - self.used)
         if unknown:
             allowed = ", ".join(sorted(self.used))
-            raise CaseError(
-                f"{self.file}: {self.key(unknown[0])}: unknown key (allowed here: {allowed})"
-            )
+            name = self.key(unknown[0])
+            name = name if name.isprintable() else repr(name)  # e.g. a key with a newline
+            raise CaseError(f"{self.file}: {name}: unknown key (allowed here: {allowed})")
+
+
+# Seeds feed torch.Generator.manual_seed (a 64-bit seed) after a sweep's seed is added to the
+# data, model and training seeds: each is kept below 2^62 so their sums stay in range.
+SEED_RANGE = "integer in 0..2^62"
+
+
+def _seed(v: Any) -> bool:
+    return 0 <= v < 2**62
 
 
 def _positive(v: Any) -> bool:
@@ -302,7 +311,7 @@ def parse_case(
     data = DataSpec(
         kind=kind,
         n=d.get("n", "int", 200, check=lambda v: v >= 2, expected="an integer >= 2"),
-        seed=d.get("seed", "int", 0),
+        seed=d.get("seed", "int", 0, check=_seed, expected=SEED_RANGE),
         path=_resolve(
             base,
             d.get(
@@ -342,7 +351,7 @@ def parse_case(
         outputs=m.get("outputs", "int", None, check=_positive, expected="a positive integer"),
         init=m.choice("init", ("ap2", "random", "uniform"), "ap2"),
         scale=m.get("scale", "float", 1.0, check=_positive, expected="a number > 0"),
-        seed=m.get("seed", "int", 0),
+        seed=m.get("seed", "int", 0, check=_seed, expected=SEED_RANGE),
         checkpoint=_resolve(base, m.get("checkpoint", "str")),
         weights=m.choice("weights", ("bernoulli",), None),  # type: ignore[arg-type]
         first_layer=m.choice("first_layer", ("real", "bernoulli"), "real"),
@@ -396,7 +405,7 @@ def parse_case(
                     expected=f"a list of epochs in 0..{epochs}",
                 )
             ),
-            seed=t.get("seed", "int", 0),
+            seed=t.get("seed", "int", 0, check=_seed, expected=SEED_RANGE),
         )
         t.done()
 
@@ -435,7 +444,9 @@ def parse_case(
     )
     if taus is not None:
         sweep["tau"] = tuple(float(v) for v in taus)
-    seeds = s.get("seed", "int-list", None, expected="a non-empty list of integers")
+    seeds = s.get(
+        "seed", "int-list", None, check=_all(_seed), expected=f"a non-empty list of {SEED_RANGE}s"
+    )
     if seeds is not None:
         sweep["seed"] = tuple(seeds)
     s.done()

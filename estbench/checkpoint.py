@@ -161,8 +161,10 @@ def check_pair(
     if b.shape != (W.shape[0],):
         raise CheckpointError(f"{path}: key b{k} has shape {_shape(b)}, expected [{W.shape[0]}]")
     for name, a in ((key, W), (f"b{k}", b)):
-        if not np.issubdtype(a.dtype, np.number):
-            raise CheckpointError(f"{path}: key {name} must hold finite numbers, got {a.dtype}")
+        if not _real(a):
+            raise CheckpointError(
+                f"{path}: key {name} must hold finite real numbers, got dtype {a.dtype}"
+            )
         if not np.all(np.isfinite(a)):
             raise CheckpointError(
                 f"{path}: key {name} must hold finite numbers, found {_first_bad(a)}"
@@ -175,12 +177,18 @@ def _first_bad(a: np.ndarray) -> str:
     return f"{a[index]} at index {list(index)}"
 
 
+def _real(a: np.ndarray) -> bool:
+    """Real numbers (integers or floats): a complex array would lose its imaginary part,
+    silently, when converted to a float64 tensor."""
+    return bool(np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating))
+
+
 def check_finite(path: Path | str, key: str, a: np.ndarray) -> None:
-    """Numbers only, all finite: a NaN or inf in the data makes every exact value NaN, so it is
-    refused at load, naming the file, the key and the first bad index."""
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-        raise CheckpointError(f"{path}: key {key}: expected numbers, got dtype {a.dtype}")
-    if np.issubdtype(a.dtype, np.number) and not np.all(np.isfinite(a)):
+    """Real numbers only, all finite: a NaN or inf in the data makes every exact value NaN, so it
+    is refused at load, naming the file, the key and the first bad index."""
+    if not (_real(a) or a.dtype == np.bool_):
+        raise CheckpointError(f"{path}: key {key}: expected real numbers, got dtype {a.dtype}")
+    if _real(a) and not np.all(np.isfinite(a)):
         raise CheckpointError(f"{path}: key {key}: expected finite numbers, found {_first_bad(a)}")
 
 

@@ -10,7 +10,8 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 import numpy as np
 from torch import Tensor
@@ -224,8 +225,6 @@ def _estimator_list(text: str | None) -> tuple[str, ...] | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .cases import load_case, with_overrides
     from .runner import check_output, plan_run, run_case
 
@@ -283,9 +282,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         done = f"{report.points_done} computed, {report.points_skipped} already done"
         print(f"{case.name}: {done} -> {report.directory}/results.csv")
         if not args.no_report:
-            from .report import render_report
-
-            files = render_report(report.directory)
+            files = _render(report.directory)
             print(f"{case.name}: report -> {files.markdown}, {files.html}")
         if report.errors:
             failed += 1
@@ -297,13 +294,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def _cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _render(directory: Path, **options: Any) -> Any:
+    """Render a case directory's report under its lock (a run writing there is waited for by
+    refusal, not raced), after clearing what a killed render left (temporary files)."""
+    from .report import render_report
+    from .results import remove_stale_temporaries
+    from .runner import case_lock
 
-    from .report import MAX_POINT_FIGURES, render_report
+    if not directory.is_dir():  # render_report names the problem; no lock file is created
+        return render_report(directory, **options)
+    with case_lock(directory):
+        remove_stale_temporaries(directory)
+        return render_report(directory, **options)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import MAX_POINT_FIGURES
 
     for directory in args.directories:
-        files = render_report(
+        files = _render(
             Path(directory), max_point_figures=None if args.all_figures else MAX_POINT_FIGURES
         )
         print(
@@ -661,7 +670,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except EstbenchError as e:
-        print(f"estbench: error: {e}", file=sys.stderr)
+        # One line, whatever the message holds (e.g. a key or a file name with a newline).
+        print(f"estbench: error: {' '.join(str(e).splitlines())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         resume = " (rerun the same command to resume: finished points are kept)"

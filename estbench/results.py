@@ -113,8 +113,10 @@ def _umask() -> int:
 
 
 def remove_stale_temporaries(directory: Path) -> None:
-    """Delete the temporary files of writes that a killed process left (call under the lock)."""
-    for tmp in Path(directory).glob(".*.tmp"):
+    """Delete the temporary files of writes that a killed process left in ``directory`` and its
+    subfolders (points/, checkpoints/, figures/). Call it under the case lock only: a running
+    writer's temporary file must not be removed."""
+    for tmp in Path(directory).rglob(".*.tmp"):
         with contextlib.suppress(OSError):
             tmp.unlink()
 

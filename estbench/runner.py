@@ -613,9 +613,17 @@ def _plan_point(
 ) -> PointPlan:
     pid = point_id(point)
     where = f"{_where(runner.case)}: point {pid}"
+    advice = "raise the budget with --memory-budget SIZE (or ESTBENCH_MEMORY_BUDGET)"
+    floor = _size_floor(runner.case, point)
+    if floor > budget:  # before anything of that size is built
+        raise MemoryBudgetError(
+            f"{where}: its data, network and exact reference need at least "
+            f"{format_bytes(floor)}, over the memory budget of {format_bytes(budget)} "
+            f"({budget} bytes); shrink the case (data.n, model.width, model.depth, "
+            f"model.outputs) or {advice}"
+        )
     model, X, _, _ = runner.initial(point)
     n_points, n_params = int(X.shape[0]), int(sum(model.layer_sizes))
-    advice = "raise the budget with --memory-budget SIZE (or ESTBENCH_MEMORY_BUDGET)"
     try:
         if isinstance(model, WeightSBN):
             exact = check_weight_budget(model, n_points, budget)
@@ -653,6 +661,29 @@ def _plan_point(
         steps = int(point["checkpoint"]) * math.ceil(n_points / training.batch_size)
         seconds += SECONDS_PER_TRAINING_STEP * steps
     return PointPlan(pid, model.widths, n_points, n_params, exact, draw_bytes, seconds)
+
+
+def _size_floor(case: Case, point: dict[str, Any]) -> int:
+    """A lower bound, in bytes, on what a point of a synthetic-data case needs (its data, its
+    parameters, and one layer's marginals over 2^width states per data point), from the case's
+    numbers alone -- exact integers, so a size of 10^30 cannot overflow -- so that a huge size
+    is refused before anything of that size is allocated. Checkpoints and npz data sets are
+    bounded by their files (0 here)."""
+    m, d = case.model, case.data
+    if m.checkpoint is not None or d.kind == "npz":
+        return 0
+    if "depth" in point or "width" in point or m.widths is None:
+        width = int(point.get("width", m.width or 0))
+        depth = int(point.get("depth", m.depth or 0))
+        widths: tuple[int, ...] = (width,)
+    else:
+        widths, depth = m.widths, len(m.widths)
+    dim = d.dim if d.kind == "blobs" else 2
+    outputs = m.outputs or (d.classes if d.kind == "blobs" else 2)
+    widest = max(widths)
+    params = depth * widest * widest + widest * (dim + outputs)
+    states = 2 ** min(widest, 64)  # past 2^64 states the bound is over any budget anyway
+    return 8 * (d.n * (dim + outputs + states) + params)
 
 
 @contextlib.contextmanager
@@ -788,7 +819,6 @@ def run_case(
     check_output(plan.directory)
     with case_lock(plan.directory):
         remove_stale_temporaries(plan.directory)
-        remove_stale_temporaries(plan.directory / "points")
         _claim_directory(plan.directory, plan.signature, force)
         return _run(plan, say, progress)
 

@@ -246,8 +246,6 @@ class Kill:
     pristine: Path  # a copy of --out as the killed run left it
 
 
-# Folders whose stray temporary files are known defects (test_a_rerun_removes_the_temporary_...)
-UNCHECKED = ("checkpoints",)
 # (scenario, k, before|after) -> the kill
 Kills = dict[tuple[str, int, str], Kill]
 SCENARIOS = {  # scenario: the command's extra options (run_args)
@@ -343,12 +341,10 @@ def rerun_after_kills(
     scenario: str,
     runs: tuple[Results, ...],
     capsys,  # noqa: ANN001
-    *,
-    unchecked: tuple[str, ...] = (),
 ) -> None:
     """For each kill of ``scenario``: it died by SIGKILL, what it left is whole or refused
     (``check_killed_state``), and the rerun of its command gives the uninterrupted run's
-    bytes. Temporary files left in the folders ``unchecked`` are known defects (xfail below)."""
+    bytes, leaving no temporary file anywhere."""
     renames = baseline.report_renames if scenario == "report" else baseline.renames
     checked = 0
     for (name, k, when), kill in kills.items():
@@ -370,7 +366,7 @@ def rerun_after_kills(
         assert load_results(directory)[0]["run"]["seed"] == 0, label
         if "--report" in kill.extra:
             assert (directory / "report.html").read_text().endswith("</html>\n"), label
-        stray = sorted(p.name for p in kill.out.rglob("*.tmp") if p.parent.name not in unchecked)
+        stray = sorted(p.name for p in kill.out.rglob("*.tmp"))
         assert not stray, f"{label}: temporary files left after the rerun: {stray}"
         checked += 1
     assert checked >= 2
@@ -378,7 +374,7 @@ def rerun_after_kills(
 
 def test_a_run_killed_at_any_write_boundary_is_finished_by_its_rerun(baseline, kills, capsys):
     """Into an empty directory, killed just before each rename and just after the last."""
-    rerun_after_kills(baseline, kills, "fresh", (baseline.new,), capsys, unchecked=UNCHECKED)
+    rerun_after_kills(baseline, kills, "fresh", (baseline.new,), capsys)
 
 
 def test_a_run_replacing_another_runs_results_never_leaves_a_mixed_pair(baseline, kills, capsys):
@@ -386,17 +382,17 @@ def test_a_run_replacing_another_runs_results_never_leaves_a_mixed_pair(baseline
     before each rename and after the last: what is left reads as one run's pair or not at all, and
     the rerun gives the uninterrupted run's bytes."""
     runs = (baseline.new, baseline.old)
-    rerun_after_kills(baseline, kills, "force", runs, capsys, unchecked=UNCHECKED)
+    rerun_after_kills(baseline, kills, "force", runs, capsys)
 
 
 def test_a_run_killed_while_writing_its_report_keeps_its_results(baseline, kills, capsys):
     """Killed before the report's first rename (a figure) and before its last (report.html):
     the results pair is complete, and the rerun writes the report."""
-    rerun_after_kills(baseline, kills, "report", (baseline.new,), capsys, unchecked=("figures",))
+    rerun_after_kills(baseline, kills, "report", (baseline.new,), capsys)
 
 
 class StrayTemporaries(AssertionError):
-    """The expected failure of the xfail tests below (and no other)."""
+    """Temporary files that a rerun left behind."""
 
 
 @pytest.mark.parametrize(
@@ -405,30 +401,11 @@ class StrayTemporaries(AssertionError):
         pytest.param(
             "fresh",
             "checkpoints/",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=StrayTemporaries,
-                reason="training snapshots are written with results.atomic_write (via "
-                "checkpoint.write_npz, since 6c207d4), whose temporary file has a unique name "
-                "(.w2_seed0_epoch1.npz.XXXX.tmp): a run killed before a snapshot's rename leaves "
-                "it in DIR/<case>/checkpoints/, and no rerun removes it -- run_case calls "
-                "remove_stale_temporaries on DIR/<case> and points/ only (before, the fixed name "
-                "NAME.npz.tmp was overwritten by the rerun)",
-            ),
             id="training-snapshot",
         ),
         pytest.param(
             "report",
             "figures/",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=StrayTemporaries,
-                reason="a run killed while writing the report leaves its temporary file in "
-                "DIR/<case>/figures/ (.NAME.XXXX.tmp from results.atomic_write via "
-                "report.render.save_figure), and no rerun removes it: run_case calls "
-                "remove_stale_temporaries on DIR/<case> and points/ only, and render_report "
-                "(estbench report) not at all",
-            ),
             id="report-figure",
         ),
     ],

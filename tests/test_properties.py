@@ -9,9 +9,10 @@ and run with ``estbench run`` in-process; a checkpoint is mutated as the arrays 
 must be refused before any work, with the budget low (``--memory-budget 64MiB``) so that a
 refusal is cheap.
 
-Tracebacks already known (each with an xfail test below, naming the exact input) are tolerated
-by the property tests by their signature (``KNOWN``), so that the property tests keep checking
-everything else; remove an entry with the fix of its defect.
+Any traceback fails. ``KNOWN`` can hold the signature of a traceback whose defect is open (with
+an xfail test naming its input), so that the property tests keep checking everything else while
+it is fixed; it is empty: the defects these tests found (sizes built before the budget check,
+seeds out of range, a key with a newline, complex arrays) are fixed and tested below.
 """
 
 from __future__ import annotations
@@ -130,33 +131,7 @@ class Known:
         )
 
 
-KNOWN = (  # the strict and non-strict xfail tests below show each with its input
-    # runner._plan_point builds a point's data and network (CaseRunner.initial) before checking
-    # the memory budget; sizes of 2^63 and more overflow there (RuntimeError "Storage size
-    # calculation overflowed" or TypeError from torch.randn, OverflowError from
-    # cases.Case.widths_at) -- smaller ones are allocated, or fail as "out of memory".
-    Known(
-        "sizes-before-budget",
-        (RuntimeError, TypeError, OverflowError),
-        "overflow|Overflow|cannot fit",
-        ("runner.py:initial",),
-    ),
-    # Seeds are not range-checked: torch's manual_seed refuses one outside [-2^63, 2^64).
-    Known(
-        "seed-range",
-        (ValueError, RuntimeError),
-        "Overflow when unpacking long",
-        ("runner.py:initial", "runner.py:problem", "training.py:train"),
-    ),
-    # Checkpoints (estbench/checkpoint.py): complex X, Y or W pass as numbers and lose their
-    # imaginary part in torch (a UserWarning, once per process; an error under pytest).
-    Known(
-        "complex-arrays",
-        (UserWarning,),
-        "Casting complex values to real",
-        ("checkpoint.py:stored_data", "checkpoint.py:data", "model.py:from_arrays"),
-    ),
-)
+KNOWN: tuple[Known, ...] = ()  # tracebacks still tolerated (none: each was fixed)
 
 
 @dataclass
@@ -465,17 +440,6 @@ def test_a_case_over_the_memory_budget_is_refused_before_any_work(key, value):
     assert "computed" not in outcome.out  # refused by the plan, before any point ran
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="runner._plan_point builds each point's data and network (CaseRunner.initial: "
-    "data.make_dataset, model.random_sbn, cases.Case.widths_at) BEFORE it checks the memory "
-    "budget, and cases.parse_case puts no upper bound on sizes: data.n, model.width, "
-    "model.outputs or model.depth = 10^15 fail as 'out of memory' (the allocation is tried; a "
-    "smaller one such as data.n = 10^8 is made, 1.6 GB, then refused), and 2^63 - 1, 2^64 or "
-    "10^30 raise a traceback: RuntimeError 'Storage size calculation overflowed' / TypeError "
-    "from torch.randn at model.py random_sbn, OverflowError at cases.py Case.widths_at",
-)
 @pytest.mark.parametrize(
     "key, value",
     [
@@ -496,15 +460,6 @@ def test_a_huge_size_is_refused_by_the_memory_budget_before_anything_is_built(ke
     assert "over the memory budget of 64.00 MiB" in outcome.err.splitlines()[-1], outcome.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="cases.parse_case accepts any integer seed; torch.Generator.manual_seed raises "
-    "ValueError 'Overflow when unpacking long long' outside [-2^63, 2^64), as a traceback: "
-    "data.seed and sweep.seed at data.py make_dataset and model.seed at runner.py _initial "
-    "(while planning), training.seed at training.py train -- after the run started and wrote "
-    "run.json",
-)
 @pytest.mark.parametrize(
     "key, value",
     [
@@ -521,13 +476,6 @@ def test_a_seed_out_of_range_is_one_error_line(key, value):
     assert outcome.code == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="cases._Table.done (and _Table.fail) put a key's name into the message unquoted, so "
-    'an unknown key with a newline (TOML: "a\\nb" = 1) makes a two-line error: '
-    "'estbench: error: FILE: data.a' then 'b: unknown key (allowed here: ...)'",
-)
 def test_an_unknown_key_with_a_newline_is_one_error_line():
     outcome = run_case_text(toml_dumps({**CASE, "data": {**CASE["data"], "a\nb": 1}}))
     assert outcome.code == 1
@@ -725,15 +673,6 @@ def test_a_checkpoint_with_bad_data_is_refused_in_one_line(tmp_path, change, req
     check_refused_or_finite(mutated_checkpoint(tmp_path, change), what, refused=True)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    raises=AssertionError,
-    reason="complex arrays pass checkpoint.check_pair (np.issubdtype(complex128, np.number) is "
-    "True) and the data checks, and torch.as_tensor(..., dtype=float64) drops the imaginary "
-    "part: exit 0 with the real part's gradient (a UserWarning 'Casting complex values to real "
-    "discards the imaginary part' once per process, at model.SBN.from_arrays for W, "
-    "checkpoint.stored_data for X). In estbench/checkpoint.py, which another session hardens",
-)
 @pytest.mark.parametrize(
     "change",
     [
