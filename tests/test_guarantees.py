@@ -191,7 +191,9 @@ def test_an_oversized_point_is_refused_before_any_point_runs(tmp_path, capsys):
     sweep = sweep.replace("n = 6", "n = 200")
     code, _, err = run_cli(capsys, "run", write_case(tmp_path, sweep), "--out", tmp_path / "o")
     line = one_error_line(err)
-    assert code == 1 and "point depth=2_width=20: exact gradient for widths [20, 20]" in line
+    assert (
+        code == 1 and "point depth=2_width=20: its data, network and exact reference need" in line
+    )
     assert "--memory-budget" in line and not (tmp_path / "o").exists()
     # Within memory but not within time (2^44 table elements per point): the time budget.
     code, _, err = run_cli(
