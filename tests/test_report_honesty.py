@@ -10,7 +10,10 @@ ranked it by that number would call the unbiased estimator the most biased one.
 
 from __future__ import annotations
 
+import io
 import math
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +218,16 @@ def test_per_m_figures_share_axes_and_put_no_panel_alone(data):
         for ax in panels[1:]:
             assert panels[0].get_shared_y_axes().joined(panels[0], ax)
             assert panels[0].get_shared_x_axes().joined(panels[0], ax)
+
+
+def test_a_point_where_every_bias_is_a_bound_still_renders(data):
+    """Seaborn's own colour range is all-NaN there; the heat map passes its range explicitly."""
+    keep = ("arm", NOISY)
+    only = replace(data, frame=data.frame[data.frame["estimator"].isin(keep)], estimators=keep)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        heat = F.bias_heatmap(only, only.points[0])
+        heat.savefig(io.BytesIO(), format="png")
+    assert len(_artists(heat.axes[0], "_bound:arm:layer0")) == 1
+    fig = F.sweep_figure(only, "depth", list(only.points))
+    assert _artists(fig.axes[0], "_bound:arm") and not _artists(fig.axes[0], "_measured:arm")

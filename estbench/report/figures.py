@@ -493,13 +493,15 @@ def bias_heatmap(data: ReportData, point: Point) -> Figure | None:
     )
     ax = fig.subplots()
     shown_values = table.clip(lower=BIAS_FLOOR)
+    known = shown_values.values[np.isfinite(shown_values.values)]
+    vmax = max(float(known.max(initial=0.0)), 1.0)
     sns.heatmap(
         shown_values,
         ax=ax,
         cmap="cividis",
-        norm=LogNorm(
-            vmin=BIAS_FLOOR, vmax=max(float(np.nanmax(shown_values.values, initial=0)), 1.0)
-        ),
+        norm=LogNorm(vmin=BIAS_FLOOR, vmax=vmax),
+        vmin=BIAS_FLOOR,  # seaborn's own nanmin/nanmax warn when every cell is a bound
+        vmax=vmax,
         annot=notes,
         fmt="",
         annot_kws={"fontsize": 6.5},
