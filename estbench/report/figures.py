@@ -5,8 +5,8 @@ The library never touches pyplot or the backend: figures are constructed directl
 
 1. relative RMSE of the M-draw mean versus M, one log-log panel per layer, CI bands;
 2. E cos(mean of M draws, g) versus M per layer with the 15 %-85 % band;
-3. relative bias and relative standard deviation versus a swept dimension (depth, width,
-   training checkpoint), per estimator;
+3. relative bias, relative standard deviation and relative RMSE (smallest M) versus a swept
+   dimension (depth, width, training checkpoint), per estimator;
 4. the same versus temperature for the relaxation family (estimators swept over tau);
 5. the bias-variance map at M = 1 with iso-RMSE curves;
 6. a heat map of relative bias, estimators x layers.
