@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 
+from .intervals import from_row
 from .load import Point, ReportData
-from .tables import claimed_measured, cost_budget, num
+from .tables import claimed_measured, cost_budget, num, reading_text
 
 LEVEL_OFF = 1.1**2 - 1
 TOP = 6  # estimators named in a ranking before "..."
@@ -43,6 +44,43 @@ def _ranking(data: ReportData, point: Point, layer: str, metric: str, M: int | N
     vals = sorted((v, e) for v, e in vals if math.isfinite(v))
     text = " < ".join(f"`{e}` {approx(v) if v >= 100 else num(v, 2)}" for v, e in vals[:TOP])
     return text + (" < …" if len(vals) > TOP else "")
+
+
+def bias_ranking(data: ReportData, point: Point, layer: str) -> str:
+    """Estimators by relative bias, smallest first, without ordering noise.
+
+    Only values that are known -- exact, or Monte Carlo with a 95 % interval that excludes 0 --
+    are ranked. Exact zeros are named together; Monte Carlo biases whose interval includes 0 are
+    named together as "consistent with 0", in the run's order with their upper bounds, not
+    sorted: their point estimates are noise, and sorting by them (or by the bounds, which grow
+    with the variance) would rank the noisiest unbiased estimator as the most biased."""
+    zero, unresolved, ranked, bare = [], [], [], []
+    for e in _ok(data, point):
+        r = from_row(data.row(point, e, layer, "rel_bias"))
+        if r is None:
+            continue
+        if r.exact_zero:
+            zero.append(f"`{e}`")
+        elif r.kind == "bound":
+            unresolved.append(f"`{e}` ≤ {num(r.high, 2)}")
+        elif r.kind == "bare":
+            bare.append(f"`{e}` {num(r.value, 2)}")
+        else:
+            ranked.append((r.value, e, reading_text(r)))
+    parts = []
+    if zero:
+        parts.append("0 (exact): " + ", ".join(zero))
+    if unresolved:
+        parts.append(
+            "consistent with 0 (95 % interval includes 0, not ranked): " + ", ".join(unresolved)
+        )
+    if ranked:
+        ranked.sort(key=lambda t: (t[0], t[1]))
+        text = " < ".join(f"`{e}` {t}" for _, e, t in ranked[:TOP])
+        parts.append("known, smallest first: " + text + (" < …" if len(ranked) > TOP else ""))
+    if bare:
+        parts.append("no interval (not ranked): " + ", ".join(bare))
+    return "; ".join(parts) if parts else "—"
 
 
 def reference_estimator(data: ReportData, point: Point, layer: str = "all") -> str | None:
@@ -111,6 +149,7 @@ def findings(data: ReportData, point: Point) -> tuple[list[str], list[str]]:
             head.append(
                 f"Lowest relative RMSE at equal cost ({budget} loss evaluations): `{e}`, {num(v)}."
             )
+    head.append(f"Relative bias (all binary layers): {bias_ranking(data, point, 'all')}.")
     mismatches = [e for e in ok if claimed_measured(data, point, e)[2]]
     if mismatches:
         for e in mismatches:
@@ -134,16 +173,22 @@ def findings(data: ReportData, point: Point) -> tuple[list[str], list[str]]:
             + _ranking(data, point, layer, "rel_rmse", m_max)
             + "."
         )
+        per_layer.append(f"{name}: relative bias: {bias_ranking(data, point, layer)}.")
     for e in ok:
         parts = []
         for layer in layers:
             if _unbiased(point, e, layer):
                 continue
             B, T = _B_T(data, point, e, layer)
-            if B > 0 and math.isfinite(T):
+            rb = from_row(data.row(point, e, layer, "rel_bias"))
+            # A level is stated only where the bias is known: exact, or an interval excluding 0
+            # (a noisy B^ gives a noisy level and a noisy M_off).
+            if B > 0 and math.isfinite(T) and rb is not None and rb.kind in ("exact", "measured"):
                 M_off = T / (LEVEL_OFF * B)
-                rb = data.value(point, e, layer, "rel_bias")
-                level = approx(rb) if rb >= 100 else num(rb, 2)
+                level = approx(rb.value) if rb.value >= 100 else num(rb.value, 2)
+                level += (
+                    " (exact)" if rb.kind == "exact" else f" [{num(rb.low, 2)}, {num(rb.high, 2)}]"
+                )
                 parts.append(f"{layer} at {level} from M ≈ {approx(max(M_off, 1.0))}")
         if parts:
             per_layer.append(f"`{e}` levels off at its relative bias: " + "; ".join(parts) + ".")

@@ -183,13 +183,13 @@ def render_report(
             sweeps += figure(
                 F.sweep_figure(data, dim, group),
                 f"vs_{dim}" + (f"-{rest}" if rest else ""),
-                f"Relative bias and relative sd of one draw vs {dim}.",
+                f"Relative bias, sd and RMSE of one draw vs {dim}; open triangles: upper bounds.",
             )
     for p in data.points:
         sweeps += figure(
             F.sweep_figure(data, "tau", [p]),
             f"vs_temperature-{p.pid}",
-            f"Relaxations: relative bias and relative sd vs temperature ({p.title}).",
+            f"Relaxations: relative bias, sd and RMSE vs temperature ({p.title}).",
         )
     if sweeps:
         doc += [Heading(2, "Sweeps"), *sweeps]

@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 
 from .document import Table
+from .intervals import Reading, from_row
 from .load import Point, ReportData
+
+BIAS_NOTE = (
+    "Biases: exact from path enumeration, [low, high] a Monte Carlo 95 % interval, "
+    '"≤ x (consistent with 0)" a Monte Carlo estimate whose interval includes 0 (only its '
+    "upper end x is known)."
+)
 
 
 def num(v: float, digits: int = 3) -> str:
@@ -22,15 +29,23 @@ def seconds(v: float | None) -> str:
     return f"{v * 1e6:.3g} µs" if v < 1e-3 else f"{v * 1e3:.3g} ms"
 
 
-def rel_bias_cell(data: ReportData, point: Point, e: str, layer: str) -> str:
-    r = data.row(point, e, layer, "rel_bias")
+def reading_text(r: Reading | None) -> str:
+    """A number as what it is: "0.12 (exact)", "0.12 [0.1, 0.14]" (Monte Carlo, 95 % interval),
+    "≤ 0.16 (consistent with 0)" (Monte Carlo whose interval includes 0: the point estimate is
+    noise and is not printed), "0.12 (no interval)"."""
     if r is None:
         return "—"
-    if r["method"] == "exact":
-        return f"{num(r['value'])} (exact)"
-    if math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"]):
-        return f"{num(r['value'])} [{num(r['ci_low'])}, {num(r['ci_high'])}]"
-    return num(r["value"])
+    if r.kind == "exact":
+        return f"{num(r.value)} (exact)"
+    if r.kind == "bound":
+        return f"≤ {num(r.high, 2)} (consistent with 0)"
+    if r.kind == "measured":
+        return f"{num(r.value)} [{num(r.low)}, {num(r.high)}]"
+    return f"{num(r.value)} (no interval)"
+
+
+def rel_bias_cell(data: ReportData, point: Point, e: str, layer: str) -> str:
+    return reading_text(from_row(data.row(point, e, layer, "rel_bias")))
 
 
 def cost_budget(data: ReportData, point: Point) -> int | None:
@@ -108,7 +123,7 @@ def leaderboard(data: ReportData, point: Point, layer: str = "all") -> Table:
     rows += [[f"`{e}`", f"failed: {msg}", *["—"] * (len(header) - 2)] for e, msg in failed.items()]
     caption = (
         f"Layer: {layer if layer != 'all' else 'all binary layers pooled'}. Sorted by relative "
-        f"RMSE at equal cost ({budget} loss evaluations per estimate)."
+        f"RMSE at equal cost ({budget} loss evaluations per estimate). {BIAS_NOTE}"
     )
     return Table(header, rows, caption)
 
@@ -125,12 +140,15 @@ def per_layer(data: ReportData, point: Point) -> Table:
             rows.append([f"`{e}`", *["failed"] * len(point.layers)])
             continue
         cells = [
-            f"{num(data.value(point, e, layer, 'rel_bias'))} / "
+            f"{rel_bias_cell(data, point, e, layer)} / "
             f"{num(data.value(point, e, layer, 'rel_rmse', m1))}"
             for layer in point.layers
         ]
         rows.append([f"`{e}`", *cells])
-    caption = f"Relative bias / relative RMSE at M = {m1}, per layer (layer{point.depth} = head)."
+    caption = (
+        f"Relative bias / relative RMSE at M = {m1}, per layer (layer{point.depth} = head). "
+        + BIAS_NOTE
+    )
     return Table(header, rows, caption)
 
 

@@ -3,7 +3,11 @@
     python tests/data/make_report_fixture.py
 
 The fixture is stored, not recomputed by the tests, so the report tests check rendering alone.
-It holds a failing estimator ("exploding") so the report's failure path is rendered too.
+It holds a failing estimator ("exploding") so the report's failure path is rendered too, and an
+unbiased estimator of very high variance ("noisy-reinforce": REINFORCE plus zero-mean Gaussian
+noise, measured by Monte Carlo since it is not a path estimator) whose relative-bias point
+estimate is large while its 95 % interval includes 0 -- the case a report must not draw or rank
+as a measured bias.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import torch
+
 from estbench.api import run
 from estbench.estimators.base import Estimator
+from estbench.estimators.score import Reinforce
 
 HERE = Path(__file__).parent
 
@@ -27,12 +34,28 @@ class Exploding(Estimator):
         raise RuntimeError("boom")
 
 
+class NoisyReinforce(Estimator):
+    """REINFORCE + N(0, SD^2) on every coordinate: unbiased, with a variance that 400 draws
+    cannot resolve a bias against."""
+
+    name = "noisy-reinforce"
+    family = "score-function"
+    unbiased = "yes"
+    reference = "test fixture"
+    SD = 0.5
+
+    def _draw(self, problem, n_draws, generator, context):  # noqa: ANN001, ANN202
+        clean = Reinforce()._draw(problem, n_draws, generator, context)
+        noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype)
+        return clean + self.SD * noise
+
+
 if __name__ == "__main__":
     out = HERE / "report-fixture"
     shutil.rmtree(out, ignore_errors=True)
     run(
         HERE / "report-fixture.toml",
-        estimators=["reinforce", "arm", "st", "psa", "concrete", Exploding()],
+        estimators=["reinforce", "arm", "st", "psa", "concrete", NoisyReinforce(), Exploding()],
         out=out,
         progress=False,
     )
