@@ -739,9 +739,11 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
         "estimators": "estimators {old} -> {new}",
         "device": "device {old} -> {new}",
         "dtype": "dtype {old} -> {new}",
-        "format": "written by another estbench version",
+        "format": "written by another estbench version, or before run.json was kept",
         "quick": "quick {old} -> {new}",
     }
+    if old.get("format") != new.get("format"):  # nothing else can be compared
+        return labels["format"]
     diffs = [
         labels.get(k, k + " {old} -> {new}").format(old=old.get(k), new=new.get(k))
         for k in new
