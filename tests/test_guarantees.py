@@ -343,3 +343,14 @@ def test_a_wrong_chunk_is_named_not_a_size_mismatch(tmp_path):
     problem = Problem.create(*random_problem((3, 3), seed=0))
     with pytest.raises(EstbenchError, match=r"_draw returned \[\d+, \d+\] for \d+ draws"):
         TransposedChunks().draw(problem, 20000, generator=torch.Generator().manual_seed(0))
+
+
+def test_a_directory_from_before_run_json_is_not_overwritten(tmp_path, capsys):
+    case, out = write_case(tmp_path), tmp_path / "o"
+    old = out / "small" / "points" / "depth=1.json"
+    old.parent.mkdir(parents=True)
+    old.write_text('{"signature": {"format": 0}, "rows": []}\n')
+    code, _, err = run_cli(capsys, "run", case, "--out", out)
+    line = one_error_line(err)
+    assert code == 1 and "or before run.json was kept" in line and "--force" in line
+    assert old.read_text() == '{"signature": {"format": 0}, "rows": []}\n'
