@@ -10,19 +10,22 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
-
-import numpy as np
-from torch import Tensor
+from typing import TYPE_CHECKING, NoReturn
 
 from ._version import __version__
-from .checkpoint import checkpoint_kind, fit_data, load_data, model_from_checkpoint
-from .device import DEVICES, DTYPES, resolve_device
 from .errors import EstbenchError, ModelError
-from .estimators.base import PathEstimator
-from .estimators.registry import split_specs
-from .exact import exact_gradient, parse_bytes
-from .model import CODINGS, HEADS, NOISES
+
+# Only what the parser needs is imported here, none of it torch: `estbench --help`, `cases` and
+# `checkpoints` never import torch, the other commands import it where they use it.
+from .options import CODING_NAMES as CODINGS
+from .options import DEVICE_NAMES as DEVICES
+from .options import DTYPE_NAMES as DTYPES
+from .options import HEAD_NAMES as HEADS
+from .options import NOISE_NAMES as NOISES
+from .options import parse_bytes, split_specs
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def _seed_arg(text: str) -> int:
@@ -74,7 +77,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-Block = tuple[str, Tensor]  # (label, gradient block) of one layer, e.g. ("dW", ...)
+Block = tuple[str, "Tensor"]  # (label, gradient block) of one layer, e.g. ("dW", ...)
 
 
 def _print_exact(
@@ -102,6 +105,8 @@ def _print_exact(
         sys.stdout.write(text)
         sys.stdout.write("\n")
         return 0
+    import numpy as np
+
     print(header)
     print(f"exact objective  {loss:.17g}")
     with np.printoptions(precision=10, linewidth=100, floatmode="maxprec_equal"):
@@ -115,6 +120,10 @@ def _print_exact(
 
 
 def _cmd_exact(args: argparse.Namespace) -> int:
+    from .checkpoint import checkpoint_kind, fit_data, load_data, model_from_checkpoint
+    from .device import resolve_device
+    from .exact import exact_gradient
+
     if checkpoint_kind(args.checkpoint) == "weights":
         return _exact_weights(args)
     model, ckpt = model_from_checkpoint(
@@ -140,6 +149,8 @@ def _cmd_exact(args: argparse.Namespace) -> int:
 def _exact_weights(args: argparse.Namespace) -> int:
     """``estbench exact`` for a stochastic-weight checkpoint: its stored coding, activation and
     head are used (an option that contradicts them is an error); gradients wrt eta and mu."""
+    from .checkpoint import fit_data, load_data
+    from .device import resolve_device
     from .weights import exact_gradient as weight_exact_gradient
     from .weights import load_weight_checkpoint
 
@@ -314,6 +325,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from .estimators.base import PathEstimator
+
     registry = _registry()
     models = {"sbn": _reference_model(), "weights": _reference_weight_model()}
     rows = []

@@ -26,7 +26,6 @@ never held: fresh allocations of 128 MiB tables cost more in page faults than re
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
 import torch
@@ -34,43 +33,9 @@ from torch import Tensor
 
 from .errors import MemoryBudgetError
 from .model import SBN, encode, flatten_layers, state_bits
+from .options import format_bytes, parse_bytes
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes; override with ESTBENCH_MEMORY_BUDGET or the argument
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1 << 10,
-    "kb": 1000,
-    "kib": 1 << 10,
-    "m": 1 << 20,
-    "mb": 10**6,
-    "mib": 1 << 20,
-    "g": 1 << 30,
-    "gb": 10**9,
-    "gib": 1 << 30,
-    "t": 1 << 40,
-    "tib": 1 << 40,
-}
-
-
-def parse_bytes(text: str | int) -> int:
-    """'512MiB', '2GiB', '1.5G' or a plain integer -> bytes."""
-    if isinstance(text, int):
-        return text
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
-    if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(
-            f"cannot read {text!r} as a size in bytes (examples: 2GiB, 512MiB, 1000000)"
-        )
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    raise AssertionError  # pragma: no cover
 
 
 def default_memory_budget() -> int:
