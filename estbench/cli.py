@@ -296,7 +296,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if not args.no_report:
             from .report import render_report
 
-            files = render_report(report.directory)
+            files = render_report(report.directory, svg=args.svg)
             print(f"{case.name}: report -> {files.markdown}, {files.html}")
         if report.errors:
             failed += 1
@@ -315,11 +315,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     for directory in args.directories:
         files = render_report(
-            Path(directory), max_point_figures=None if args.all_figures else MAX_POINT_FIGURES
+            Path(directory),
+            max_point_figures=None if args.all_figures else MAX_POINT_FIGURES,
+            svg=args.svg,
         )
         print(
             f"{directory}: {files.markdown}, {files.html}, {len(files.figures)} figures "
-            f"(PNG + SVG) in {files.markdown.parent / 'figures'}"
+            f"({'PNG + SVG' if args.svg else 'PNG'}) in {files.markdown.parent / 'figures'}"
         )
     return 0
 
@@ -466,6 +468,9 @@ def _cmd_cases(args: argparse.Namespace) -> int:
     return 0
 
 
+_SVG_HELP = "an SVG twin of every PNG figure (about doubles the report's rendering time)"
+
+
 class _VersionAction(argparse.Action):
     def __init__(self, option_strings, dest, **kwargs):  # noqa: ANN001
         super().__init__(option_strings, dest, nargs=0, help="show versions and exit")
@@ -602,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-report", action="store_true", help="results files only, no report.md/report.html"
     )
+    p.add_argument("--svg", action="store_true", help=_SVG_HELP)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
@@ -616,6 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="per-point figures for every point of a sweep (default: at most 4 points)",
     )
+    p.add_argument("--svg", action="store_true", help=_SVG_HELP)
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -82,31 +83,54 @@ class ReportData:
         except tomllib.TOMLDecodeError:
             return {}
 
-    def select(self, point: Point, metric: str, layer: str | None = None) -> pd.DataFrame:
+    def _groups(self, keys: tuple[str, ...]) -> dict[tuple, pd.DataFrame]:
+        """The frame's rows grouped by ``keys`` (each group in file order), built once: a report
+        looks up about a thousand numbers, and a boolean mask over the whole frame per look-up
+        was most of its rendering time."""
         f = self.frame
-        mask = (f["point"] == point.pid) & (f["metric"] == metric)
-        if layer is not None:
-            mask &= f["layer"] == layer
-        return f[mask]
+        groups = f.groupby(list(keys), sort=False, dropna=False).indices
+        return {k: f.iloc[rows] for k, rows in groups.items()}
+
+    @cached_property
+    def _by_metric(self) -> dict[tuple, pd.DataFrame]:
+        return self._groups(("point", "metric"))
+
+    @cached_property
+    def _by_layer(self) -> dict[tuple, pd.DataFrame]:
+        return self._groups(("point", "metric", "layer"))
+
+    @cached_property
+    def _by_estimator(self) -> dict[tuple, pd.DataFrame]:
+        return self._groups(("point", "metric", "layer", "estimator"))
+
+    def select(self, point: Point, metric: str, layer: str | None = None) -> pd.DataFrame:
+        """The rows of one point and metric (and layer), in file order; do not modify them."""
+        if layer is None:
+            f = self._by_metric.get((point.pid, metric))
+        else:
+            f = self._by_layer.get((point.pid, metric, layer))
+        return self.frame.iloc[:0] if f is None else f
+
+    def _rows(
+        self, point: Point, estimator: str, layer: str, metric: str, M: int | None
+    ) -> pd.DataFrame | None:
+        f = self._by_estimator.get((point.pid, metric, layer, estimator))
+        if f is not None and M is not None:
+            f = f[f["M"] == M]
+        return f if f is not None and len(f) else None
 
     def value(
         self, point: Point, estimator: str, layer: str, metric: str, M: int | None = None
     ) -> float:
         """One number, or NaN when the run did not record it."""
-        f = self.select(point, metric, layer)
-        f = f[f["estimator"] == estimator]
-        if M is not None:
-            f = f[f["M"] == M]
-        return float(f["value"].iloc[0]) if len(f) else math.nan
+        f = self._rows(point, estimator, layer, metric, M)
+        return math.nan if f is None else float(f["value"].iloc[0])
 
     def row(
         self, point: Point, estimator: str, layer: str, metric: str, M: int | None = None
     ) -> pd.Series | None:
-        f = self.select(point, metric, layer)
-        f = f[f["estimator"] == estimator]
-        if M is not None:
-            f = f[f["M"] == M]
-        return f.iloc[0] if len(f) else None
+        f = self._rows(point, estimator, layer, metric, M)
+        return None if f is None else f.iloc[0]
 
     def Ms(self, metric: str = "rel_rmse") -> list[int]:
         m = self.frame.loc[self.frame["metric"] == metric, "M"].dropna().unique()
