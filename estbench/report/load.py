@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..results import COLUMNS, SWEEP_COLUMNS, ResultsError, load_results, point_id
@@ -83,54 +84,57 @@ class ReportData:
         except tomllib.TOMLDecodeError:
             return {}
 
-    def _groups(self, keys: tuple[str, ...]) -> dict[tuple, pd.DataFrame]:
-        """The frame's rows grouped by ``keys`` (each group in file order), built once: a report
-        looks up about a thousand numbers, and a boolean mask over the whole frame per look-up
-        was most of its rendering time."""
-        f = self.frame
-        groups = f.groupby(list(keys), sort=False, dropna=False).indices
-        return {k: f.iloc[rows] for k, rows in groups.items()}
+    def _groups(self, keys: tuple[str, ...]) -> dict[tuple, np.ndarray]:
+        """Row positions of the frame grouped by ``keys`` (file order within a group), built
+        once: a report looks up about a thousand numbers, and a boolean mask over the whole frame
+        per look-up was most of its rendering time."""
+        return self.frame.groupby(list(keys), sort=False, dropna=False).indices
 
     @cached_property
-    def _by_metric(self) -> dict[tuple, pd.DataFrame]:
+    def _by_metric(self) -> dict[tuple, np.ndarray]:
         return self._groups(("point", "metric"))
 
     @cached_property
-    def _by_layer(self) -> dict[tuple, pd.DataFrame]:
+    def _by_layer(self) -> dict[tuple, np.ndarray]:
         return self._groups(("point", "metric", "layer"))
 
     @cached_property
-    def _by_estimator(self) -> dict[tuple, pd.DataFrame]:
+    def _by_estimator(self) -> dict[tuple, np.ndarray]:
         return self._groups(("point", "metric", "layer", "estimator"))
 
-    def select(self, point: Point, metric: str, layer: str | None = None) -> pd.DataFrame:
-        """The rows of one point and metric (and layer), in file order; do not modify them."""
-        if layer is None:
-            f = self._by_metric.get((point.pid, metric))
-        else:
-            f = self._by_layer.get((point.pid, metric, layer))
-        return self.frame.iloc[:0] if f is None else f
+    @cached_property
+    def _M_value(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.frame["M"].to_numpy(), self.frame["value"].to_numpy()
 
-    def _rows(
+    def select(self, point: Point, metric: str, layer: str | None = None) -> pd.DataFrame:
+        """The rows of one point and metric (and layer), in file order."""
+        if layer is None:
+            rows = self._by_metric.get((point.pid, metric))
+        else:
+            rows = self._by_layer.get((point.pid, metric, layer))
+        return self.frame.iloc[rows if rows is not None else []]
+
+    def _first(
         self, point: Point, estimator: str, layer: str, metric: str, M: int | None
-    ) -> pd.DataFrame | None:
-        f = self._by_estimator.get((point.pid, metric, layer, estimator))
-        if f is not None and M is not None:
-            f = f[f["M"] == M]
-        return f if f is not None and len(f) else None
+    ) -> int | None:
+        """Position of the first matching row, or None."""
+        rows = self._by_estimator.get((point.pid, metric, layer, estimator))
+        if rows is not None and M is not None:
+            rows = rows[self._M_value[0][rows] == M]
+        return int(rows[0]) if rows is not None and len(rows) else None
 
     def value(
         self, point: Point, estimator: str, layer: str, metric: str, M: int | None = None
     ) -> float:
         """One number, or NaN when the run did not record it."""
-        f = self._rows(point, estimator, layer, metric, M)
-        return math.nan if f is None else float(f["value"].iloc[0])
+        i = self._first(point, estimator, layer, metric, M)
+        return math.nan if i is None else float(self._M_value[1][i])
 
     def row(
         self, point: Point, estimator: str, layer: str, metric: str, M: int | None = None
     ) -> pd.Series | None:
-        f = self._rows(point, estimator, layer, metric, M)
-        return None if f is None else f.iloc[0]
+        i = self._first(point, estimator, layer, metric, M)
+        return None if i is None else self.frame.iloc[i]
 
     def Ms(self, metric: str = "rel_rmse") -> list[int]:
         m = self.frame.loc[self.frame["metric"] == metric, "M"].dropna().unique()
