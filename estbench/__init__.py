@@ -1,24 +1,72 @@
 """estbench: how accurate are gradient estimators for stochastic binary networks?
 
 The public API; everything else is importable but not promised to stay.
+
+Names are imported on first use (PEP 562), so ``import estbench`` and the command line's
+``--help``, ``cases`` and ``checkpoints`` do not import torch.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .errors import CheckpointError, EstbenchError, MemoryBudgetError, ModelError
-from .estimators import Estimator, Problem, default_registry, get_estimator
-from .exact import ExactResult, exact_gradient, exact_loss, plan_exact
-from .model import (
-    HEADS,
-    NOISES,
-    SBN,
-    convert_coding,
-    flatten_layer,
-    flatten_layers,
-    random_sbn,
-    state_bits,
-    unflatten_layer,
-)
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+    from .estimators import Estimator, Problem, default_registry, get_estimator
+    from .exact import ExactResult, exact_gradient, exact_loss, plan_exact
+    from .model import (
+        HEADS,
+        NOISES,
+        SBN,
+        convert_coding,
+        flatten_layer,
+        flatten_layers,
+        random_sbn,
+        state_bits,
+        unflatten_layer,
+    )
+
+_LAZY = {
+    "Checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "model_from_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "Estimator": "estimators",
+    "Problem": "estimators",
+    "default_registry": "estimators",
+    "get_estimator": "estimators",
+    "ExactResult": "exact",
+    "exact_gradient": "exact",
+    "exact_loss": "exact",
+    "plan_exact": "exact",
+    "HEADS": "model",
+    "NOISES": "model",
+    "SBN": "model",
+    "convert_coding": "model",
+    "flatten_layer": "model",
+    "flatten_layers": "model",
+    "random_sbn": "model",
+    "state_bits": "model",
+    "unflatten_layer": "model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "HEADS",

@@ -11,19 +11,22 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
-
-import numpy as np
-from torch import Tensor
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._version import __version__
-from .checkpoint import checkpoint_kind, fit_data, load_data, model_from_checkpoint
-from .device import DEVICES, DTYPES, resolve_device
 from .errors import EstbenchError, ModelError
-from .estimators.base import PathEstimator
-from .estimators.registry import split_specs
-from .exact import exact_gradient, parse_bytes
-from .model import CODINGS, HEADS, NOISES
+
+# Only what the parser needs is imported here, none of it torch: `estbench --help`, `cases` and
+# `checkpoints` never import torch, the other commands import it where they use it.
+from .options import CODING_NAMES as CODINGS
+from .options import DEVICE_NAMES as DEVICES
+from .options import DTYPE_NAMES as DTYPES
+from .options import HEAD_NAMES as HEADS
+from .options import NOISE_NAMES as NOISES
+from .options import parse_bytes, split_specs
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def _seed_arg(text: str) -> int:
@@ -75,7 +78,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-Block = tuple[str, Tensor]  # (label, gradient block) of one layer, e.g. ("dW", ...)
+Block = tuple[str, "Tensor"]  # (label, gradient block) of one layer, e.g. ("dW", ...)
 
 
 def _print_exact(
@@ -103,6 +106,8 @@ def _print_exact(
         sys.stdout.write(text)
         sys.stdout.write("\n")
         return 0
+    import numpy as np
+
     print(header)
     print(f"exact objective  {loss:.17g}")
     with np.printoptions(precision=10, linewidth=100, floatmode="maxprec_equal"):
@@ -116,6 +121,10 @@ def _print_exact(
 
 
 def _cmd_exact(args: argparse.Namespace) -> int:
+    from .checkpoint import checkpoint_kind, fit_data, load_data, model_from_checkpoint
+    from .device import resolve_device
+    from .exact import exact_gradient
+
     if checkpoint_kind(args.checkpoint) == "weights":
         return _exact_weights(args)
     model, ckpt = model_from_checkpoint(
@@ -141,6 +150,8 @@ def _cmd_exact(args: argparse.Namespace) -> int:
 def _exact_weights(args: argparse.Namespace) -> int:
     """``estbench exact`` for a stochastic-weight checkpoint: its stored coding, activation and
     head are used (an option that contradicts them is an error); gradients wrt eta and mu."""
+    from .checkpoint import fit_data, load_data
+    from .device import resolve_device
     from .weights import exact_gradient as weight_exact_gradient
     from .weights import load_weight_checkpoint
 
@@ -282,7 +293,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         done = f"{report.points_done} computed, {report.points_skipped} already done"
         print(f"{case.name}: {done} -> {report.directory}/results.csv")
         if not args.no_report:
-            files = _render(report.directory)
+            files = _render(report.directory, svg=args.svg)
             print(f"{case.name}: report -> {files.markdown}, {files.html}")
         if report.errors:
             failed += 1
@@ -313,16 +324,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     for directory in args.directories:
         files = _render(
-            Path(directory), max_point_figures=None if args.all_figures else MAX_POINT_FIGURES
+            Path(directory),
+            max_point_figures=None if args.all_figures else MAX_POINT_FIGURES,
+            svg=args.svg,
         )
         print(
             f"{directory}: {files.markdown}, {files.html}, {len(files.figures)} figures "
-            f"(PNG + SVG) in {files.markdown.parent / 'figures'}"
+            f"({'PNG + SVG' if args.svg else 'PNG'}) in {files.markdown.parent / 'figures'}"
         )
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from .estimators.base import PathEstimator
+
     registry = _registry()
     models = {"sbn": _reference_model(), "weights": _reference_weight_model()}
     rows = []
@@ -462,6 +477,9 @@ def _cmd_cases(args: argparse.Namespace) -> int:
     return 0
 
 
+_SVG_HELP = "an SVG twin of every PNG figure (about doubles the report's rendering time)"
+
+
 class _VersionAction(argparse.Action):
     def __init__(self, option_strings, dest, **kwargs):  # noqa: ANN001
         super().__init__(option_strings, dest, nargs=0, help="show versions and exit")
@@ -598,6 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-report", action="store_true", help="results files only, no report.md/report.html"
     )
+    p.add_argument("--svg", action="store_true", help=_SVG_HELP)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
@@ -612,6 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="per-point figures for every point of a sweep (default: at most 4 points)",
     )
+    p.add_argument("--svg", action="store_true", help=_SVG_HELP)
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser(

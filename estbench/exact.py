@@ -16,15 +16,16 @@ the pre-activations of layer k at upstream state s is
 from which dJ/dW and dJ/db follow by the chain rule (spec §1.3). Cost: three products of size
 N x 2^{n_{k-1}} x 2^{n_k} per layer, never an enumeration of the 2^{n_1 + ... + n_L} joint paths.
 
-Tables are built from per-unit factors by outer products into reused workspace buffers, in row
-blocks sized to the memory budget; fresh allocations of large tables cost more (page faults) than
-rebuilding them, so the backward pass rebuilds instead of storing them.
+Tables are built from per-unit factors by outer products (the two halves of each row's units, then
+one outer product of the halves) into two small reused workspace buffers: the forward pass in
+column blocks, the backward pass in row blocks, each block used by its products while it is still
+in cache (BLOCK_ELEMENTS), and smaller under a tight memory budget (plan_exact). Whole tables are
+never held: fresh allocations of 128 MiB tables cost more in page faults than rebuilding blocks.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
 import torch
@@ -32,43 +33,9 @@ from torch import Tensor
 
 from .errors import MemoryBudgetError
 from .model import SBN, encode, flatten_layers, state_bits
+from .options import format_bytes, parse_bytes
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes; override with ESTBENCH_MEMORY_BUDGET or the argument
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1 << 10,
-    "kb": 1000,
-    "kib": 1 << 10,
-    "m": 1 << 20,
-    "mb": 10**6,
-    "mib": 1 << 20,
-    "g": 1 << 30,
-    "gb": 10**9,
-    "gib": 1 << 30,
-    "t": 1 << 40,
-    "tib": 1 << 40,
-}
-
-
-def parse_bytes(text: str | int) -> int:
-    """'512MiB', '2GiB', '1.5G' or a plain integer -> bytes."""
-    if isinstance(text, int):
-        return text
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
-    if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(
-            f"cannot read {text!r} as a size in bytes (examples: 2GiB, 512MiB, 1000000)"
-        )
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    raise AssertionError  # pragma: no cover
 
 
 def default_memory_budget() -> int:
@@ -83,7 +50,7 @@ class ExactPlan:
     widths: tuple[int, ...]
     n_points: int
     data_bytes: int  # marginals, backward messages and head tables, all O(N 2^n)
-    table_bytes: int  # two workspace tables of the largest layer, held whole
+    table_bytes: int  # two workspace tables of the largest layer (an upper bound)
     block_rows: int  # rows of a transition table built at once (<= 2^{n_{k-1}})
 
     @property
@@ -141,22 +108,33 @@ class ExactResult:
         return torch.cat(self.layer_vectors())
 
 
-def _factor_table(a: Tensor, noise, out: Tensor | None = None) -> Tensor:  # noqa: ANN001
-    """[R, n] pre-activations -> [R, 2^n] product distributions, unit 0 as the top bit.
+# Elements of one table block (at most; fewer under a tight memory budget). A block is built,
+# multiplied and (backward) reduced while it is still in cache; 2^20 float64 (8 MiB) was the
+# fastest of 2^16..2^22 at width 12 (smaller blocks make thin products, larger ones leave the
+# cache), and blocks this small are reused from the heap instead of page-faulted in per call.
+BLOCK_ELEMENTS = 1 << 20
 
-    Each half of the units is expanded by repeated outer products (small); the full table is one
-    outer product of the halves, written into ``out`` when given.
+
+def _halves(on: Tensor, off: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-row product distributions of the first and the second half of the units.
+
+    ``on``, ``off``: [R, n] probabilities of each unit being on / off. The full table is the outer
+    product of the halves: T[r, i * R2 + j] = left[r, i] * right[r, j] (unit 0 the top bit).
     """
-    rows, n = a.shape
-    on, off = noise.cdf(a), noise.cdf(-a)
+    rows, n = on.shape
 
     def expand(lo: int, hi: int) -> Tensor:
-        t = a.new_ones(rows, 1)
+        t = on.new_ones(rows, 1)
         for j in range(lo, hi):
             t = torch.stack((t * off[:, j, None], t * on[:, j, None]), dim=-1).reshape(rows, -1)
         return t
 
-    left, right = expand(0, n // 2), expand(n // 2, n)
+    return expand(0, n // 2), expand(n // 2, n)
+
+
+def _outer(left: Tensor, right: Tensor, out: Tensor | None = None) -> Tensor:
+    """Rows of left (x) right, [R, C1] x [R, C2] -> [R, C1 * C2], into ``out`` when given."""
+    rows = left.shape[0]
     shape = (rows, left.shape[1], right.shape[1])
     if out is None:
         return (left[:, :, None] * right[:, None, :]).reshape(rows, -1)
@@ -169,10 +147,12 @@ def _logit_grad(a: Tensor, G: Tensor, noise) -> Tensor:  # noqa: ANN001
     return noise.hazard(a) * G[:, :n] - noise.hazard(-a) * G[:, n:]
 
 
-def _workspace(plan: ExactPlan, sizes: list[int], like: Tensor) -> tuple[Tensor, Tensor]:
-    cols = max(sizes[1:], default=1)
-    rows = min(plan.block_rows, max(sizes[:-1], default=1)) if len(sizes) > 1 else 0
-    return like.new_empty(rows * cols), like.new_empty(rows * cols)
+def _block_elements(plan: ExactPlan, sizes: list[int]) -> int:
+    """Elements of the workspace blocks: cache-sized, never more than the plan's row blocks."""
+    if len(sizes) < 2:
+        return 0
+    cols = max(sizes[1:])
+    return max(cols, min(BLOCK_ELEMENTS, plan.block_rows * cols))
 
 
 def exact_gradient(
@@ -188,6 +168,10 @@ def exact_gradient(
     X: [N, d] inputs; Y: targets for the model's head. Computed in the model's dtype (float64 is
     the reference) on the model's device (``model.to(device="cuda")``; X and Y are moved there).
     With ``with_grad=False`` only the forward pass runs (grads are empty).
+
+    Tables are never held whole: the forward pass builds T_k in column blocks (each output column
+    is one full product over the upstream states), the backward pass in row blocks, each block
+    sized to stay in cache while it is built and used.
     """
     X, y = model.check_data(X, Y)
     N, L, noise = X.shape[0], model.depth, model.noise
@@ -197,25 +181,33 @@ def exact_gradient(
     sizes = [2**n for n in model.widths]
     bits = [state_bits(n, dtype=X.dtype, device=X.device) for n in model.widths]
     states = [encode(b, model.coding) for b in bits]
-    ws_T, ws_E = _workspace(plan, sizes, X)
-
-    def blocks(k: int):  # row blocks of T_k (k >= 1: table from layer k to k+1)
-        s_in, s_out = sizes[k - 1], sizes[k]
-        rows = min(plan.block_rows, s_in)
-        for lo in range(0, s_in, rows):
-            hi = min(lo + rows, s_in)
-            yield lo, hi, ws_T[: (hi - lo) * s_out].view(hi - lo, s_out)
+    cap = _block_elements(plan, sizes)
+    ws_T, ws_E = X.new_empty(cap), X.new_empty(cap)
 
     # ---- forward: marginals P_k [N, 2^{n_k}] ----
     W, b = model.weights, model.biases
     A0 = X @ W[0].T + b[0]
     A = [A0] + [states[k - 1] @ W[k].T + b[k] for k in range(1, L)]  # A[k]: [rows, n_{k+1}]
-    P = [_factor_table(A0, noise)]
+    # per-unit factors P(on), P(off) of every upstream state, and the two halves of each table
+    halves = [_halves(noise.cdf(a), noise.cdf(-a)) for a in A]
+    P = [_outer(*halves[0])]
     for k in range(1, L):
-        Pk = X.new_zeros(N, sizes[k])
-        for lo, hi, T in blocks(k):
-            _factor_table(A[k][lo:hi], noise, out=T)
-            Pk.addmm_(P[k - 1][:, lo:hi], T)
+        s_in, s_out = sizes[k - 1], sizes[k]
+        left, right = halves[k]
+        width = right.shape[1]  # columns per index of the left half
+        rows = min(s_in, max(1, cap // width))  # rows per block (all, unless the budget is tight)
+        n_left = max(1, min(left.shape[1], cap // (rows * width)))  # left indices per block
+        Pk = X.new_empty(N, s_out) if rows == s_in else X.new_zeros(N, s_out)
+        for lo in range(0, s_in, rows):
+            hi = min(lo + rows, s_in)
+            for i0 in range(0, left.shape[1], n_left):
+                i1 = min(i0 + n_left, left.shape[1])
+                c0, c1 = i0 * width, i1 * width
+                T = _outer(left[lo:hi, i0:i1], right[lo:hi], ws_T[: (hi - lo) * (c1 - c0)])
+                if rows == s_in:
+                    Pk[:, c0:c1] = P[k - 1] @ T
+                else:
+                    Pk[:, c0:c1].addmm_(P[k - 1][:, lo:hi], T)
         P.append(Pk)
 
     Z = states[-1] @ W[L].T + b[L]  # [S_L, K]
@@ -234,12 +226,16 @@ def exact_gradient(
     q = torch.einsum("ns,snk->sk", P[-1], model.head.grad(Zn, y)) / N
     grads = [(q.T @ states[-1], q.sum(0))]
     for k in range(L - 1, 0, -1):
+        s_in, s_out = sizes[k - 1], sizes[k]
+        left, right = halves[k]
+        rows = max(1, min(s_in, cap // s_out))
         two_sided = torch.cat((bits[k], 1 - bits[k]), 1)
         dA = torch.empty_like(A[k])
-        D_prev = X.new_empty(N, sizes[k - 1])
+        D_prev = X.new_empty(N, s_in)
         Pt = P[k - 1].T.contiguous()
-        for lo, hi, T in blocks(k):
-            _factor_table(A[k][lo:hi], noise, out=T)
+        for lo in range(0, s_in, rows):
+            hi = min(lo + rows, s_in)
+            T = _outer(left[lo:hi], right[lo:hi], ws_T[: (hi - lo) * s_out])
             D_prev[:, lo:hi] = D @ T.T
             E = torch.mm(Pt[lo:hi], D, out=ws_E[: T.numel()].view(T.shape))
             E.mul_(T)

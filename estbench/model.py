@@ -231,7 +231,7 @@ class SoftmaxHead:
         return labels.long()
 
     def _picked(self, z: Tensor, y: Tensor) -> Tensor:
-        shape = torch.broadcast_shapes(z.shape[:-1], y.shape)
+        shape = _broadcast_shapes(z.shape[:-1], y.shape)
         return z.expand(*shape, z.shape[-1]).gather(-1, y.expand(shape).unsqueeze(-1))[..., 0]
 
     def loss(self, z: Tensor, y: Tensor) -> Tensor:
@@ -240,6 +240,19 @@ class SoftmaxHead:
     def grad(self, z: Tensor, y: Tensor) -> Tensor:
         onehot = torch.nn.functional.one_hot(y, z.shape[-1]).to(z.dtype)
         return torch.softmax(z, -1) - onehot
+
+
+def _broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """torch.broadcast_shapes without its first-call import of torch.fx's symbolic shapes
+    (about 0.5 s, paid by every process that evaluates a softmax head)."""
+    ndim = max(len(s) for s in shapes)
+    out = []
+    for dims in zip(*((1,) * (ndim - len(s)) + tuple(s) for s in shapes), strict=True):
+        sizes = {d for d in dims if d != 1}
+        if len(sizes) > 1:
+            raise RuntimeError(f"shapes {[list(s) for s in shapes]} cannot be broadcast together")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
 
 
 class MSEHead:

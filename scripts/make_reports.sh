@@ -3,13 +3,14 @@
 # by their shipped names (seed:chk-1, seed:chk-100; reports psa-5-5-5@psa_5-5-5_chk-1 and
 # psa-5-5-5@psa_5-5-5_chk-100). Extra arguments go to every `estbench run` (e.g. --force,
 # --quick). Finished case points are kept between runs; `estbench report reports/*/` re-renders
-# only. Git tracks report.md and figures/*.png; the rest stays local (reports/README.md).
+# only (add --svg there for the SVG twins). Git tracks report.md and figures/*.png; the rest,
+# SVG twins included (--svg below), stays local (reports/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 estbench=${ESTBENCH:-estbench}
 
 "$estbench" run default psa-5-5-5 depth-sweep width-sweep temperature bernoulli-toy \
-    weights-sign weights-stochastic weights-training weights-hardsigmoid --out reports "$@"
+    weights-sign weights-stochastic weights-training weights-hardsigmoid --out reports --svg "$@"
 for chk in 1 100; do
-    "$estbench" run psa-5-5-5 --checkpoint "seed:chk-$chk" --out reports "$@"
+    "$estbench" run psa-5-5-5 --checkpoint "seed:chk-$chk" --out reports --svg "$@"
 done

@@ -123,3 +123,34 @@ def test_exact_refuses_options_that_contradict_a_weight_checkpoint(tmp_path, cap
     err = capsys.readouterr().err
     assert "--coding 01 contradicts the weight checkpoint, which stores 'pm1'" in err
     assert main(["exact", "--checkpoint", str(path), "--coding", "pm1"]) == 0
+
+
+def test_parser_names_agree_with_the_modules():
+    from estbench import device, model, options
+
+    assert options.CODING_NAMES == model.CODINGS
+    assert tuple(model.NOISES) == options.NOISE_NAMES
+    assert tuple(model.HEADS) == options.HEAD_NAMES
+    assert options.DEVICE_NAMES == device.DEVICES
+    assert tuple(device.DTYPES) == options.DTYPE_NAMES
+
+
+@pytest.mark.parametrize("args", [["--help"], ["cases"], ["checkpoints"]])
+def test_commands_that_compute_nothing_do_not_import_torch(args):
+    code = (
+        "import runpy, sys; sys.argv = ['estbench', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('estbench', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'imported torch'\n"
+    )
+    subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True)
+
+
+def test_lazy_package_attributes():
+    import estbench
+
+    for name in estbench.__all__:
+        assert getattr(estbench, name) is not None
+    assert set(estbench.__all__) <= set(dir(estbench))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        estbench.no_such_name  # noqa: B018

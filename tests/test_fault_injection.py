@@ -69,14 +69,14 @@ NAME = "sweep"  # the case's name: its file's stem
 POINTS = 2
 
 
-def unsaved_figure(fig, stem: Path) -> Path:  # noqa: ANN001
+def unsaved_figure(fig, stem: Path, *, svg: bool = False) -> Path:  # noqa: ANN001
     """The report's save_figure without the rasterising (module docstring)."""
     import matplotlib.pyplot as plt
 
     from estbench.results import atomic_write
 
     plt.close(fig)
-    for suffix in (".svg", ".png"):
+    for suffix in (".svg", ".png") if svg else (".png",):
         atomic_write(stem.with_suffix(suffix), b"")
     return stem.with_suffix(".png")
 

@@ -40,7 +40,7 @@ def results(tmp_path):
 def rendered(tmp_path_factory):
     target = tmp_path_factory.mktemp("r") / "report-fixture"
     shutil.copytree(FIXTURE, target)
-    return target, render_report(target)
+    return target, render_report(target, svg=True)
 
 
 def test_report_files_exist_and_are_non_empty(rendered):
@@ -55,6 +55,16 @@ def test_report_files_exist_and_are_non_empty(rendered):
     md = files.markdown.read_text()
     for png in files.figures:
         assert f"]({png.relative_to(root).as_posix()})" in md  # linked relatively
+
+
+def test_svg_twins_only_on_request(results):
+    files = render_report(results, svg=True)
+    assert all(png.with_suffix(".svg").is_file() for png in files.figures)
+    pngs = {p: p.read_bytes() for p in files.figures}
+    again = render_report(results)  # the same PNGs; stale twins are removed
+    assert again.figures == files.figures
+    assert {p: p.read_bytes() for p in again.figures} == pngs
+    assert not list((results / "figures").glob("*.svg"))
 
 
 def test_every_estimator_and_layer_appears_in_the_tables(rendered):
@@ -150,7 +160,7 @@ def test_rendering_twice_gives_identical_files_and_selects_no_backend(
     first = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
     other = tmp_path / "again" / "report-fixture"
     shutil.copytree(FIXTURE, other)
-    render_report(other)
+    render_report(other, svg=True)
     second = {p.relative_to(other): p.read_bytes() for p in other.rglob("*") if p.is_file()}
     assert first.keys() == second.keys()
     assert [k for k in first if first[k] != second[k]] == []

@@ -36,6 +36,7 @@ from functools import lru_cache
 from typing import Any
 
 from .._version import __version__
+from ..options import split_specs
 from .base import FAMILIES, PROBLEM_KINDS, Estimator, EstimatorError, Hyper
 
 GROUP = "estbench.estimators"
@@ -66,23 +67,6 @@ def _parse_value(text: str) -> Any:
         except ValueError:
             pass
     return text
-
-
-def split_specs(text: str) -> list[str]:
-    """'st,psa,concrete(tau=0.1)' -> ['st', 'psa', 'concrete(tau=0.1)'] (commas inside () kept)."""
-    parts: list[str] = []
-    current: list[str] = []
-    depth = 0
-    for ch in text:
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "," and depth == 0:
-            parts.append("".join(current).strip())
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current).strip())
-    return [p for p in parts if p]
 
 
 def parse_spec(text: str) -> tuple[str, dict[str, Any]]:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..results import COLUMNS, SWEEP_COLUMNS, ResultsError, load_results, point_id
@@ -82,31 +84,57 @@ class ReportData:
         except tomllib.TOMLDecodeError:
             return {}
 
+    def _groups(self, keys: tuple[str, ...]) -> dict[tuple, np.ndarray]:
+        """Row positions of the frame grouped by ``keys`` (file order within a group), built
+        once: a report looks up about a thousand numbers, and a boolean mask over the whole frame
+        per look-up was most of its rendering time."""
+        return self.frame.groupby(list(keys), sort=False, dropna=False).indices
+
+    @cached_property
+    def _by_metric(self) -> dict[tuple, np.ndarray]:
+        return self._groups(("point", "metric"))
+
+    @cached_property
+    def _by_layer(self) -> dict[tuple, np.ndarray]:
+        return self._groups(("point", "metric", "layer"))
+
+    @cached_property
+    def _by_estimator(self) -> dict[tuple, np.ndarray]:
+        return self._groups(("point", "metric", "layer", "estimator"))
+
+    @cached_property
+    def _M_value(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.frame["M"].to_numpy(), self.frame["value"].to_numpy()
+
     def select(self, point: Point, metric: str, layer: str | None = None) -> pd.DataFrame:
-        f = self.frame
-        mask = (f["point"] == point.pid) & (f["metric"] == metric)
-        if layer is not None:
-            mask &= f["layer"] == layer
-        return f[mask]
+        """The rows of one point and metric (and layer), in file order."""
+        if layer is None:
+            rows = self._by_metric.get((point.pid, metric))
+        else:
+            rows = self._by_layer.get((point.pid, metric, layer))
+        return self.frame.iloc[rows if rows is not None else []]
+
+    def _first(
+        self, point: Point, estimator: str, layer: str, metric: str, M: int | None
+    ) -> int | None:
+        """Position of the first matching row, or None."""
+        rows = self._by_estimator.get((point.pid, metric, layer, estimator))
+        if rows is not None and M is not None:
+            rows = rows[self._M_value[0][rows] == M]
+        return int(rows[0]) if rows is not None and len(rows) else None
 
     def value(
         self, point: Point, estimator: str, layer: str, metric: str, M: int | None = None
     ) -> float:
         """One number, or NaN when the run did not record it."""
-        f = self.select(point, metric, layer)
-        f = f[f["estimator"] == estimator]
-        if M is not None:
-            f = f[f["M"] == M]
-        return float(f["value"].iloc[0]) if len(f) else math.nan
+        i = self._first(point, estimator, layer, metric, M)
+        return math.nan if i is None else float(self._M_value[1][i])
 
     def row(
         self, point: Point, estimator: str, layer: str, metric: str, M: int | None = None
     ) -> pd.Series | None:
-        f = self.select(point, metric, layer)
-        f = f[f["estimator"] == estimator]
-        if M is not None:
-            f = f[f["M"] == M]
-        return f.iloc[0] if len(f) else None
+        i = self._first(point, estimator, layer, metric, M)
+        return None if i is None else self.frame.iloc[i]
 
     def Ms(self, metric: str = "rel_rmse") -> list[int]:
         m = self.frame.loc[self.frame["metric"] == metric, "M"].dropna().unique()

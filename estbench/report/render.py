@@ -40,7 +40,7 @@ PNG_COLORS = 256  # palette size of the saved PNGs
 class ReportFiles:
     markdown: Path
     html: Path
-    figures: tuple[Path, ...]  # the PNGs (each has an SVG twin)
+    figures: tuple[Path, ...]  # the PNGs (each with an SVG twin when rendered with svg=True)
 
 
 def palette_png(rgba_png: bytes, colors: int = PNG_COLORS) -> bytes:
@@ -59,15 +59,18 @@ def palette_png(rgba_png: bytes, colors: int = PNG_COLORS) -> bytes:
     return out.getvalue()
 
 
-def save_figure(fig: Figure, stem: Path) -> Path:
-    """``stem.png`` (palette, see ``palette_png``) and ``stem.svg``, written atomically and
-    byte-reproducibly."""
+def save_figure(fig: Figure, stem: Path, *, svg: bool = False) -> Path:
+    """``stem.png`` (palette, see ``palette_png``) and, with ``svg``, its twin ``stem.svg``,
+    written atomically and byte-reproducibly. The figure is laid out and drawn once for the PNG;
+    the SVG reuses that layout (a second draw, about as long as the PNG's: hence on request)."""
     with matplotlib.rc_context(RC):
-        svg, png = io.BytesIO(), io.BytesIO()
+        png = io.BytesIO()
         fig.savefig(png, format="png", dpi=DPI, metadata={"Software": None})
-        fig.set_layout_engine("none")  # keep the layout just computed; the SVG reuses it
-        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-    atomic_write(stem.with_suffix(".svg"), svg.getvalue())
+        if svg:
+            out = io.BytesIO()
+            fig.set_layout_engine("none")  # keep the layout just computed
+            fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
+            atomic_write(stem.with_suffix(".svg"), out.getvalue())
     atomic_write(stem.with_suffix(".png"), palette_png(png.getvalue()))
     return stem.with_suffix(".png")
 
@@ -143,10 +146,13 @@ def render_report(
     *,
     max_point_figures: int | None = MAX_POINT_FIGURES,
     log: Callable[[str], None] | None = None,
+    svg: bool = False,
 ) -> ReportFiles:
     """Render ``DIR/<case>`` (a directory ``estbench run`` wrote) into its report files.
 
-    Per-point figures are drawn for at most ``max_point_figures`` points (None: all)."""
+    Per-point figures are drawn for at most ``max_point_figures`` points (None: all). With
+    ``svg``, every PNG figure gets an SVG twin; without, SVGs left by an earlier render are
+    removed (they would no longer match)."""
     data = load_report_data(directory)
     root = data.directory
     fig_dir = root / "figures"
@@ -155,7 +161,7 @@ def render_report(
     def figure(fig: Figure | None, name: str, caption: str) -> list[Block]:
         if fig is None:
             return []
-        png = save_figure(fig, fig_dir / name)
+        png = save_figure(fig, fig_dir / name, svg=svg)
         written.append(png)
         if log:
             log(f"  {png}")
@@ -243,7 +249,7 @@ def render_report(
     page = to_html(f"estbench report: {data.case_name}", doc, root)
     atomic_write(root / "report.md", md)
     atomic_write(root / "report.html", page)
-    keep = {q for p in written for q in (p, p.with_suffix(".svg"))}
+    keep = {q for p in written for q in ((p, p.with_suffix(".svg")) if svg else (p,))}
     for old in fig_dir.glob("*"):
         if old.suffix in (".png", ".svg") and old not in keep:
             old.unlink()
