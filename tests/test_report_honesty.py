@@ -231,3 +231,18 @@ def test_a_point_where_every_bias_is_a_bound_still_renders(data):
     assert len(_artists(heat.axes[0], "_bound:arm:layer0")) == 1
     fig = F.sweep_figure(only, "depth", list(only.points))
     assert _artists(fig.axes[0], "_bound:arm") and not _artists(fig.axes[0], "_measured:arm")
+
+
+def test_a_bias_the_unbiasedness_test_keeps_is_a_bound_even_if_its_interval_excludes_zero():
+    """MuProp at depth 12 of the depth sweep: 235 [17, 332] with heavy-tailed draws, while the
+    run's multiplicity-corrected unbiasedness test keeps zero bias: drawn and written as a bound.
+    Negative control: the same numbers with the test rejecting zero are a measured bias."""
+    from estbench.report.intervals import from_row
+
+    row = {"method": "mc", "value": 235.0, "ci_low": 17.0, "ci_high": 332.0, "metric": "rel_bias"}
+    kept = from_row({**row, "zero_bias_kept": True})
+    assert kept is not None and kept.kind == "bound" and kept.top == 332.0
+    rejected = from_row({**row, "zero_bias_kept": False})
+    assert rejected is not None and rejected.kind == "measured" and rejected.top == 235.0
+    other = from_row({**row, "metric": "rel_rmse", "zero_bias_kept": True})  # not a bias
+    assert other is not None and other.kind == "measured"

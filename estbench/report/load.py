@@ -168,6 +168,15 @@ def load_report_data(directory: str | Path) -> ReportData:
     frame["point"] = [
         point_id({k: r[k] for k in keys if r[k] != ""}) for r in frame[keys].to_dict("records")
     ]
+    # Whether the run's unbiasedness test (multiplicity-corrected, README "Results") kept zero
+    # bias for the row's (point, estimator, layer): a bias it cannot reject is shown as a bound
+    # even where a 95 % interval happens to exclude 0 (intervals.from_row).
+    test = frame.loc[frame["metric"] == "unbiased_test", ["point", "estimator", "layer", "value"]]
+    kept = {(r.point, r.estimator, r.layer) for r in test.itertuples() if r.value == 1.0}
+    frame["zero_bias_kept"] = [
+        (pt, e, ly) in kept
+        for pt, e, ly in zip(frame["point"], frame["estimator"], frame["layer"], strict=True)
+    ]
     points = tuple(Point(point_id(p["point"]), dict(p["point"]), p) for p in meta.get("points", []))
     known = {p.pid for p in points}
     stray = sorted(set(frame["point"]) - known)
