@@ -127,7 +127,8 @@ CONVENTION = {
     "measured": "Monte Carlo value,\nbar: 95 % interval",
     "band": "band: 95 % interval\n(Monte Carlo)",
     "bound": (
-        "upper bound: the Monte\nCarlo 95 % interval\nreaches 0 (or the floor):\nconsistent with 0"
+        "upper bound,\nconsistent with 0:\nthe 95 % interval\nreaches 0 (or the floor),\n"
+        "or the unbiasedness\ntest keeps 0"
     ),
     "bare": "Monte Carlo value,\nno interval",
 }

@@ -72,7 +72,8 @@ def bias_ranking(data: ReportData, point: Point, layer: str) -> str:
         parts.append("0 (exact): " + ", ".join(zero))
     if unresolved:
         parts.append(
-            "consistent with 0 (95 % interval includes 0, not ranked): " + ", ".join(unresolved)
+            "consistent with 0 (95 % interval includes 0 or the unbiasedness test keeps 0, not "
+            "ranked): " + ", ".join(unresolved)
         )
     if ranked:
         ranked.sort(key=lambda t: (t[0], t[1]))

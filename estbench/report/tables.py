@@ -10,8 +10,8 @@ from .load import Point, ReportData
 
 BIAS_NOTE = (
     "Biases: exact from path enumeration, [low, high] a Monte Carlo 95 % interval, "
-    '"≤ x (consistent with 0)" a Monte Carlo estimate whose interval includes 0 (only its '
-    "upper end x is known)."
+    '"≤ x (consistent with 0)" a Monte Carlo estimate whose interval includes 0, or whose '
+    "unbiasedness test keeps 0 (only its upper end x is known)."
 )
 
 
