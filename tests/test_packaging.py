@@ -48,7 +48,8 @@ def _offenders() -> dict[str, list[int]]:
 
 def test_nothing_reads_the_shared_folder():
     """CI runs in a fresh clone where that folder may exist read-only beside it: only this test,
-    not luck, keeps the package, its tests, cases, benchmarks, scripts and README from depending on it."""
+    not luck, keeps the package, its tests, cases, benchmarks, scripts and README from depending
+    on it."""
     offenders = _offenders()
     assert offenders == {}, f"files that refer to {SHARED} (file: lines): {offenders}"
 
