@@ -237,7 +237,7 @@ def _estimator_list(text: str | None) -> tuple[str, ...] | None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .cases import load_case, with_overrides
-    from .runner import check_output, plan_run, run_case
+    from .runner import check_output, execute, plan_run
 
     registry = _registry()
     estimators = _estimator_list(args.estimators)
@@ -277,19 +277,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for plan in plans:
         print(f"estbench: {plan.describe()}", file=sys.stderr)
     failed = 0
-    for case in cases:
-        report = run_case(
-            case,
-            Path(args.out),
-            seed=args.seed,
-            quick=args.quick,
-            force=args.force,
-            progress=False if args.no_progress else None,
-            device=args.device,
-            dtype=args.dtype,
-            memory_budget=args.memory_budget,
-            time_budget=args.time_budget,
-        )
+    for case, plan in zip(cases, plans, strict=True):
+        report = execute(plan, force=args.force, progress=False if args.no_progress else None)
         done = f"{report.points_done} computed, {report.points_skipped} already done"
         print(f"{case.name}: {done} -> {report.directory}/results.csv")
         if not args.no_report:

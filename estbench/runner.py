@@ -825,6 +825,19 @@ def run_case(
         memory_budget=memory_budget,
         time_budget=time_budget,
     )
+    return execute(plan, force=force, progress=progress, log=log)
+
+
+def execute(
+    plan: RunPlan,
+    *,
+    force: bool = False,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> RunReport:
+    """Carry out a plan of ``plan_run`` (``run_case`` is the two together; the CLI plans every
+    case of a command first, then executes the plans): under the directory's lock, claim the
+    directory for this run (``force``: see ``run_case``) and run the points not finished."""
     say = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
     check_output(plan.directory)
     with case_lock(plan.directory):
