@@ -20,9 +20,10 @@ from typing import Any
 
 from .device import DEVICES, DTYPES
 from .errors import EstbenchError
+from .problem import get_kind, kinds
 from .shipped import cases_dir, checkpoint_stem, is_shipped_name, shipped_case_path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # The installed case files (estbench.shipped.cases_dir: importlib.resources, so a wheel finds them).
 CASES_DIR = cases_dir()
 SWEEP_KEYS = ("depth", "width", "checkpoint", "tau", "seed")
@@ -52,42 +53,16 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """The ``[model]`` keys every problem kind has: its ``kind``, the hidden widths (``widths``,
+    or ``width`` and ``depth``, which a sweep may vary), a seed and a checkpoint to measure
+    instead of a new network. A kind's ``parse_model`` returns a subclass with its own keys."""
+
+    kind: str = "sbn"
     widths: tuple[int, ...] | None = None
     width: int | None = None
     depth: int | None = None
-    coding: str = "01"
-    noise: str = "logistic"
-    head: str = "logistic"
-    outputs: int | None = None
-    init: str = "ap2"
-    scale: float = 1.0
     seed: int = 0
     checkpoint: Path | None = None
-    # Stochastic binary weights (estbench.weights): weights = "bernoulli" makes the hidden pairs
-    # Bernoulli (and the first pair with first_layer = "bernoulli"); activation "stochastic"
-    # (noise as above) or "sign"; eta ~ N(0, eta_scale^2) at initialisation; weight_noise F_w
-    # with P(W = +1) = F_w(eta): "logistic" (sigmoid), "gaussian" (probit) or "uniform" (the
-    # hard sigmoid).
-    weights: str | None = None
-    first_layer: str = "real"
-    activation: str = "stochastic"
-    eta_scale: float = 1.5
-    weight_noise: str = "logistic"
-
-    @property
-    def kind(self) -> str:
-        """The problem kind its estimators must handle (``Estimator.problem``)."""
-        return "weights" if self.weights is not None else "sbn"
-
-    @property
-    def activation_name(self) -> str:
-        """The weight model's activation: a noise name, or ``"sign"``."""
-        return "sign" if self.activation == "sign" else self.noise
-
-    def weight_kinds(self, depth: int) -> tuple[str, ...]:
-        """Per pair 0..L: Bernoulli hidden pairs, the first as ``first_layer``, a real head."""
-        first = "bernoulli" if self.first_layer == "bernoulli" else "real"
-        return (first, *["bernoulli"] * (depth - 1), "real")
 
 
 @dataclass(frozen=True)
@@ -155,7 +130,7 @@ class Case:
 # ---- validation helpers -------------------------------------------------------------------
 
 
-class _Table:
+class Table:
     """Reads one TOML table, recording which keys were used; unknown keys are errors."""
 
     def __init__(self, file: str, path: str, raw: Any) -> None:
@@ -262,6 +237,17 @@ def _resolve(base: Path | None, value: str | None) -> Path | None:
     return p if p.is_absolute() or base is None else (base / p)
 
 
+def _upgrade_v1(raw: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 case in version 2's terms: version 1 had no ``model.kind`` and marked a
+    Bernoulli-weight model with ``model.weights = "bernoulli"``, which version 2 spells
+    ``model.kind = "weights"`` (any other value is left for the kind's parser to refuse)."""
+    model = raw.get("model")
+    if isinstance(model, dict) and "kind" not in model and model.get("weights") == "bernoulli":
+        model = {k: v for k, v in model.items() if k != "weights"}
+        raw = {**raw, "model": {"kind": "weights", **model}}
+    return raw
+
+
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Set dotted keys, e.g. {"measure.draws": 1000, "model.widths": [3, 3]}, in a parsed case."""
     for dotted, value in overrides.items():
@@ -281,8 +267,6 @@ def parse_case(
     """Validate a case's TOML text (``path`` names it in errors and anchors relative paths);
     ``overrides`` set dotted keys before validation and are recorded with the text."""
     from .estimators.registry import default_registry
-    from .model import CODINGS, HEADS, NOISES
-    from .weights.model import WEIGHT_NOISES
 
     file = str(path) if path else f"<case {name}>"
     try:
@@ -293,11 +277,13 @@ def parse_case(
         raw = apply_overrides(raw, overrides)
         text += "\n# overrides: " + json.dumps(overrides, sort_keys=True, default=str) + "\n"
     base = path.parent if path else None
-    top = _Table(file, "", raw)
+    top = Table(file, "", raw)
     version = top.get("schema_version", "int", required=True, expected=f"{SCHEMA_VERSION}")
-    if version != SCHEMA_VERSION:
+    if version == 1:
+        raw = _upgrade_v1(raw)
+    elif version != SCHEMA_VERSION:
         raise CaseError(
-            f"{file}: schema_version: this estbench reads version {SCHEMA_VERSION}, "
+            f"{file}: schema_version: this estbench reads versions 1 and {SCHEMA_VERSION}, "
             f"the file has {version}"
         )
     declared = top.get("name", "str")
@@ -305,11 +291,11 @@ def parse_case(
         raise CaseError(f"{file}: name: expected {name!r} (the file name), got {declared!r}")
     description = top.get("description", "str", "")
 
-    d = _Table(file, "data", raw.get("data", {}))
+    d = Table(file, "data", raw.get("data", {}))
     top.used.add("data")
-    kind = d.choice("kind", ("two-class", "moons", "xor", "blobs", "npz"), "two-class")
+    data_kind = d.choice("kind", ("two-class", "moons", "xor", "blobs", "npz"), "two-class")
     data = DataSpec(
-        kind=kind,
+        kind=data_kind,
         n=d.get("n", "int", 200, check=lambda v: v >= 2, expected="an integer >= 2"),
         seed=d.get("seed", "int", 0, check=_seed, expected=SEED_RANGE),
         path=_resolve(
@@ -317,7 +303,7 @@ def parse_case(
             d.get(
                 "path",
                 "str",
-                required=kind == "npz",
+                required=data_kind == "npz",
                 expected="a path to an .npz file with X and Y",
             ),
         ),
@@ -327,10 +313,12 @@ def parse_case(
     )
     d.done()
 
-    m = _Table(file, "model", raw.get("model", {}))
+    m = Table(file, "model", raw.get("model", {}))
     top.used.add("model")
-    model = ModelSpec(
-        widths=(
+    kind = get_kind(m.choice("kind", tuple(kinds().kinds), "sbn"), file)
+    common = {
+        "kind": kind.name,
+        "widths": (
             tuple(w)
             if (
                 w := m.get(
@@ -343,45 +331,24 @@ def parse_case(
             )
             else None
         ),
-        width=m.get("width", "int", None, check=_positive, expected="a positive integer"),
-        depth=m.get("depth", "int", None, check=_positive, expected="a positive integer"),
-        coding=m.choice("coding", CODINGS, "01"),
-        noise=m.choice("noise", tuple(NOISES), "logistic"),
-        head=m.choice("head", tuple(HEADS), "logistic"),
-        outputs=m.get("outputs", "int", None, check=_positive, expected="a positive integer"),
-        init=m.choice("init", ("ap2", "random", "uniform"), "ap2"),
-        scale=m.get("scale", "float", 1.0, check=_positive, expected="a number > 0"),
-        seed=m.get("seed", "int", 0, check=_seed, expected=SEED_RANGE),
-        checkpoint=_resolve(base, m.get("checkpoint", "str")),
-        weights=m.choice("weights", ("bernoulli",), None),  # type: ignore[arg-type]
-        first_layer=m.choice("first_layer", ("real", "bernoulli"), "real"),
-        activation=m.choice("activation", ("stochastic", "sign"), "stochastic"),
-        eta_scale=m.get("eta_scale", "float", 1.5, check=_positive, expected="a number > 0"),
-        weight_noise=m.choice("weight_noise", WEIGHT_NOISES, "logistic"),
-    )
+        "width": m.get("width", "int", None, check=_positive, expected="a positive integer"),
+        "depth": m.get("depth", "int", None, check=_positive, expected="a positive integer"),
+        "seed": m.get("seed", "int", 0, check=_seed, expected=SEED_RANGE),
+        "checkpoint": _resolve(base, m.get("checkpoint", "str")),
+    }
+    model = kind.parse_model(m, common)
     m.done()
-    if model.weights is None:
-        for key in ("first_layer", "activation", "eta_scale", "weight_noise"):
-            if key in m.raw:
-                raise CaseError(
-                    f"{file}: model.{key}: only for stochastic binary weights (got "
-                    f'{m.raw[key]!r}; expected model.weights = "bernoulli" with it)'
-                )
-    else:
-        _check_weights_model(file, model, raw)
 
     training = None
     if "training" in raw:
-        t = _Table(file, "training", raw["training"])
+        t = Table(file, "training", raw["training"])
         top.used.add("training")
         epochs = t.get(
             "epochs", "int", required=True, check=_positive, expected="a positive integer"
         )
-        # "exact" or an estimator of the model's kind (a weights model: latent-weight updates,
-        # see estbench/training.py); REINFORCE by default, as in the seed study.
-        method = t.get(
-            "method", "str", "weight-reinforce" if model.kind == "weights" else "reinforce"
-        )
+        # "exact" or an estimator of the model's kind; the kind's default (REINFORCE for SBNs,
+        # as in the seed study) when not given.
+        method = t.get("method", "str", kind.default_training)
         if method != "exact":
             est = _check_estimator_spec(file, "training.method", method, default_registry())
             check_problem_kind(f"{file}: training.method", est, model)
@@ -409,7 +376,7 @@ def parse_case(
         )
         t.done()
 
-    s = _Table(file, "sweep", raw.get("sweep", {}))
+    s = Table(file, "sweep", raw.get("sweep", {}))
     top.used.add("sweep")
     sweep: dict[str, tuple[Any, ...]] = {}
     for key in ("depth", "width"):
@@ -470,7 +437,7 @@ def parse_case(
                 f"integer, or a sweep over depth)"
             )
 
-    ms = _Table(file, "measure", raw.get("measure", {}))
+    ms = Table(file, "measure", raw.get("measure", {}))
     top.used.add("measure")
     estimators = tuple(
         ms.get(
@@ -541,14 +508,9 @@ def parse_case(
             f"{file}: measure.M: expected values <= measure.draws ({measure.draws}), got "
             f"{max(measure.M)}"
         )
-    if model.kind == "weights" and model.first_layer == "real" and model.checkpoint is None:
-        depths = sweep.get("depth") or ((len(model.widths),) if model.widths else (model.depth,))
-        if min(int(d) for d in depths if d is not None) < 2:
-            raise CaseError(
-                f"{file}: model.depth: with a real first layer a weights model needs depth >= 2 "
-                '(a Bernoulli hidden pair), got depth 1; or set model.first_layer = "bernoulli"'
-            )
-    return Case(name, path, text, data, model, training, sweep, measure, description)
+    case = Case(name, path, text, data, model, training, sweep, measure, description)
+    kind.check_case(case)
+    return case
 
 
 def _check_estimator_spec(file: str, key: str, spec: str, registry: Any) -> Any:
@@ -558,34 +520,16 @@ def _check_estimator_spec(file: str, key: str, spec: str, registry: Any) -> Any:
         raise CaseError(f"{file}: {key}: {e}") from None
 
 
-MODEL_KINDS = {
-    "sbn": "an SBN with real weights",
-    "weights": 'a stochastic-binary-weight model (model.weights = "bernoulli")',
-}
-
-
 def check_problem_kind(where: str, est: Any, model: ModelSpec) -> None:
-    """An estimator must handle the case's model kind (``Estimator.problem``)."""
-    kind = getattr(est, "problem", "sbn")
-    if kind != model.kind:
+    """An estimator must handle the case's problem kind (``Estimator.problem``)."""
+    handles = getattr(est, "problem", "sbn")
+    if handles != model.kind:
+        registry = kinds()
+        theirs = registry.kinds[handles].description if handles in registry.kinds else handles
         raise CaseError(
-            f"{where}: estimator {est.spec!r} handles {MODEL_KINDS.get(kind, kind)} (problem = "
-            f"{kind!r}), but the case's model is {MODEL_KINDS[model.kind]}; expected an "
-            f"estimator with problem = {model.kind!r} (`estbench list` shows the problem column)"
-        )
-
-
-def _check_weights_model(file: str, model: ModelSpec, raw: dict[str, Any]) -> None:
-    """What a stochastic-binary-weight model cannot have."""
-    if "init" in raw.get("model", {}) and model.init != "random":
-        raise CaseError(
-            f"{file}: model.init: expected 'random' for a stochastic-weight model (eta ~ "
-            f"N(0, eta_scale^2), real W ~ N(0, scale^2 / fan-in)), got {model.init!r}"
-        )
-    if model.first_layer == "bernoulli" and raw.get("data", {}).get("dim", 2) > 16:
-        raise CaseError(
-            f"{file}: model.first_layer: a Bernoulli first layer enumerates 2^d weight patterns; "
-            f"expected data.dim <= 16, got {raw['data']['dim']}"
+            f"{where}: estimator {est.spec!r} handles {theirs} (problem = {handles!r}), but the "
+            f"case's model is {registry.get(model.kind).description}; expected an estimator "
+            f"with problem = {model.kind!r} (`estbench list` shows the problem column)"
         )
 
 

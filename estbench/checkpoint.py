@@ -30,7 +30,6 @@ from .shipped import is_shipped_name, resolve_checkpoint
 _PARAM = re.compile(r"([Wb])(\d+)")
 _PARAM_LIKE = re.compile(r"(w|b|weight|bias|weights|biases)_?\d+", re.IGNORECASE)
 MODEL_KEY = "estbench_model"  # absent in SBN checkpoints (the seed networks' layout)
-WEIGHT_SBN = "weight-sbn"
 
 
 @dataclass(frozen=True)
@@ -128,20 +127,23 @@ def string_value(path: Path, arrays: dict[str, np.ndarray], key: str) -> str:
 
 
 def checkpoint_kind_of(path: Path, arrays: dict[str, np.ndarray]) -> str:
-    """ "sbn" (no marker) or "weights" (marker ``estbench_model = "weight-sbn"``)."""
-    if MODEL_KEY not in arrays:
-        return "sbn"
-    value = string_value(path, arrays, MODEL_KEY)
-    if value != WEIGHT_SBN:
+    """The name of the problem kind whose checkpoint this is, from the marker ``estbench_model``
+    (``ProblemKind.checkpoint_marker``; no marker: the seed authors' SBN layout)."""
+    from .problem import kinds
+
+    marker = string_value(path, arrays, MODEL_KEY) if MODEL_KEY in arrays else None
+    kind = kinds().by_marker(marker)
+    if kind is None:
+        known = sorted(k.checkpoint_marker for k in kinds().kinds.values() if k.checkpoint_marker)
         raise CheckpointError(
-            f"{path}: key {MODEL_KEY} is {value!r}; expected {WEIGHT_SBN!r} (or no such key for "
-            "an SBN with real weights)"
+            f"{path}: key {MODEL_KEY} is {marker!r}; expected one of "
+            f"{', '.join(repr(m) for m in known)} (or no such key for an SBN with real weights)"
         )
-    return "weights"
+    return kind.name
 
 
 def checkpoint_kind(path: str | Path) -> str:
-    """The problem kind of a checkpoint file (or ``seed:`` name): "sbn" or "weights"
+    """The problem kind of a checkpoint file (or ``seed:`` name), e.g. "sbn" or "weights"
     (``ModelSpec.kind``)."""
     return checkpoint_kind_of(resolve_checkpoint(path), read_npz(path))
 
@@ -267,9 +269,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     kind = checkpoint_kind_of(path, arrays)
     if kind != "sbn":
         raise CheckpointError(
-            f"{path}: a stochastic-binary-weight checkpoint (key {MODEL_KEY} = {WEIGHT_SBN!r}), "
-            "not an SBN with real weights; read it with estbench.weights.load_weight_checkpoint "
-            '(in a case: model.weights = "bernoulli")'
+            f"{path}: a checkpoint of problem kind {kind!r} (key {MODEL_KEY} = "
+            f"{string_value(path, arrays, MODEL_KEY)!r}), not an SBN with real weights; in a "
+            f'case: model.kind = "{kind}"'
         )
 
     params: dict[tuple[str, int], np.ndarray] = {}

@@ -112,7 +112,7 @@ def _print_exact(
     print(f"exact objective  {loss:.17g}")
     with np.printoptions(precision=10, linewidth=100, floatmode="maxprec_equal"):
         for name, v, layer in zip(names, vectors, blocks, strict=True):
-            shapes = "  ".join(f"{label} {list(t.shape)}" for label, t in layer if label != "d mu")
+            shapes = "  ".join(f"{label} {list(t.shape)}" for label, t in layer)
             print(f"\n{name}  {shapes}  |g| = {float(v.norm()):.6e}")
             for label, t in layer:
                 prefix = f"  {label} = "
@@ -121,73 +121,42 @@ def _print_exact(
 
 
 def _cmd_exact(args: argparse.Namespace) -> int:
-    from .checkpoint import checkpoint_kind, fit_data, load_data, model_from_checkpoint
+    """The exact objective and gradient of a checkpoint, read by the problem kind its file names
+    (``estbench_model``); gradients in every parametrisation of the kind (JSON ``grad`` is the
+    default one, ``grad_<name>`` the others)."""
+    from .checkpoint import checkpoint_kind, fit_data, load_data
     from .device import resolve_device
-    from .exact import exact_gradient
+    from .problem import get_kind
 
-    if checkpoint_kind(args.checkpoint) == "weights":
-        return _exact_weights(args)
-    model, ckpt = model_from_checkpoint(
-        args.checkpoint,
-        coding=args.coding or "01",
-        noise=args.noise or "logistic",
-        head=args.head or "logistic",
-    )
-    X, Y = load_data(args.data) if args.data else ckpt.data()
-    fit_data(args.data or args.checkpoint, model, X, Y)  # errors name the file and key X or Y
-    model = model.to(device=resolve_device(args.device))  # float64 on every device
+    kind = get_kind(checkpoint_kind(args.checkpoint))
+    options = {"coding": args.coding, "noise": args.noise, "head": args.head}
+    net, data = kind.read(args.checkpoint, options)
+    if args.data:
+        X, Y = load_data(args.data)
+    elif data is not None:
+        X, Y = data
+    else:
+        raise EstbenchError(f"{args.checkpoint}: stores no data (keys X and Y); pass --data FILE")
+    fit_data(args.data or args.checkpoint, net, X, Y)  # errors name the file and key X or Y
     try:
-        result = exact_gradient(model, X, Y, memory_budget=args.memory_budget)
+        problem = kind.problem(net, X, Y).to(device=resolve_device(args.device))
+        ref = kind.reference(problem, memory_budget=args.memory_budget)
     except ModelError as e:  # data or head that does not fit the network
         raise EstbenchError(f"{args.data or args.checkpoint}: {e}") from None
-    blocks = [[("dW", gW), ("db", gb)] for gW, gb in result.grads]
-    header = f"{model.describe()}; {X.shape[0]} data points"
+    names = [f"layer{k}" for k in range(len(net.layer_sizes))]
+    others: dict[str, object] = {
+        f"grad_{wrt}": {n: v.tolist() for n, v in zip(names, problem.split(g), strict=True)}
+        for wrt, g in ref.gradients.items()
+        if wrt != ref.default
+    }
     return _print_exact(
-        header, float(result.loss), model.layer_names, result.layer_vectors(), blocks, args.json
-    )
-
-
-def _exact_weights(args: argparse.Namespace) -> int:
-    """``estbench exact`` for a stochastic-weight checkpoint: its stored coding, activation and
-    head are used (an option that contradicts them is an error); gradients wrt eta and mu."""
-    from .checkpoint import fit_data, load_data
-    from .device import resolve_device
-    from .weights import exact_gradient as weight_exact_gradient
-    from .weights import load_weight_checkpoint
-
-    ckpt = load_weight_checkpoint(args.checkpoint)
-    stored = {"coding": ckpt.coding, "noise": ckpt.activation, "head": ckpt.head}
-    for option, value in (("coding", args.coding), ("noise", args.noise), ("head", args.head)):
-        if value is not None and value != stored[option]:
-            raise EstbenchError(
-                f"{args.checkpoint}: --{option} {value} contradicts the weight checkpoint, "
-                f"which stores {stored[option]!r} (leave the option out)"
-            )
-    model = ckpt.model()
-    X, Y = load_data(args.data) if args.data else ckpt.data()
-    fit_data(args.data or args.checkpoint, model, X, Y)  # errors name the file and key X or Y
-    model = model.to(device=resolve_device(args.device))
-    try:
-        result = weight_exact_gradient(model, X, Y, memory_budget=args.memory_budget)
-    except ModelError as e:
-        raise EstbenchError(f"{args.data or args.checkpoint}: {e}") from None
-    names = model.layer_names
-    blocks: list[list[Block]] = []
-    for kind, (gT, gb), (gM, _) in zip(model.kinds, result.grads, result.mean_grads, strict=True):
-        bern = kind == "bernoulli"
-        blocks.append(
-            [("d eta", gT), ("d mu", gM), ("db", gb)] if bern else [("dW", gT), ("db", gb)]
-        )
-    mu = {n: v.tolist() for n, v in zip(names, result.layer_vectors("mu"), strict=True)}
-    header = f"{model.describe()}; {X.shape[0]} data points"
-    return _print_exact(
-        header,
-        float(result.loss),
+        f"{kind.describe(net)}; {X.shape[0]} data points",
+        ref.loss,
         names,
-        result.layer_vectors("eta"),
-        blocks,
+        problem.split(ref.gradient()),
+        kind.gradient_arrays(problem, ref),
         args.json,
-        {"grad_mu": mu},
+        others,
     )
 
 
@@ -198,24 +167,6 @@ def _registry():  # noqa: ANN202
     for problem in registry.problems:
         print(f"estbench: warning: {problem}", file=sys.stderr)
     return registry
-
-
-def _reference_model():  # noqa: ANN202
-    """The seed study's 2-5-5-5-1 architecture, on which ``list`` states costs."""
-    import torch
-
-    from .model import random_sbn
-
-    return random_sbn(2, (5, 5, 5), 1, generator=torch.Generator().manual_seed(0))
-
-
-def _reference_weight_model():  # noqa: ANN202
-    """The same 2-5-5-5-1 shape with Bernoulli hidden pairs, for weight estimators' costs."""
-    import torch
-
-    from .weights import random_weight_sbn
-
-    return random_weight_sbn(2, (5, 5, 5), 1, generator=torch.Generator().manual_seed(0))
 
 
 def _shorten(text: str, width: int) -> str:
@@ -326,9 +277,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from .estimators.base import PathEstimator
+    from .problem import kinds
 
     registry = _registry()
-    models = {"sbn": _reference_model(), "weights": _reference_weight_model()}
+    found = kinds()
+    for problem in found.problems:
+        print(f"estbench: warning: {problem}", file=sys.stderr)
+    models = {name: kind.reference_network() for name, kind in found.kinds.items()}
     rows = []
     for name, entry in registry.items():
         cls = entry.cls
@@ -380,7 +335,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     print(
         f"\n{len(rows)} estimators; evals = loss evaluations per draw on a 5-5-5 network. "
-        "problem: sbn (real weights) or weights (Bernoulli weights, gradient wrt eta or mu). "
+        "problem: "
+        + "; ".join(f"{n} ({k.description})" for n, k in sorted(found.kinds.items()))
+        + ". "
         "Variants: name(key=value), e.g. concrete(tau=0.1)."
     )
     return 0

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,24 +24,9 @@ from .errors import MemoryBudgetError
 from .estimators.base import PathEstimator, Problem
 from .estimators.ops import enumerate_bits, forward
 from .exact import default_memory_budget, format_bytes
+from .problem import PathMoments
 
 DEFAULT_MAX_PATHS = 1 << 18
-
-
-@dataclass(frozen=True)
-class PathMoments:
-    """Exact moments of one draw: per-coordinate mean and variance, [P] each."""
-
-    mean: Tensor
-    variance: Tensor
-    problem: Problem
-
-    def layer_means(self) -> list[Tensor]:
-        return self.problem.split(self.mean)
-
-    def layer_total_variances(self) -> list[Tensor]:
-        """tr Cov of each layer's vector."""
-        return [v.sum() for v in self.problem.split(self.variance)]
 
 
 def path_count(problem: Problem) -> int:

@@ -1,11 +1,7 @@
 """Measure one estimator at one case point: draws, exact moments where possible, and the tidy
-metric rows of ``results.METRICS`` for every layer (layer0..layerL and ``all`` binary layers).
-
-Stochastic-weight problems (``estbench.weights``) add, per Bernoulli pair k < L, the blocks
-``layerk.W`` (the latent weights eta_k: gradient through the weight draws) and ``layerk.b`` (the
-biases: gradient only through the stochastic activations), and leave out every block whose exact
-gradient is identically zero (with sign activations: the real parameters feeding a sign), where
-relative metrics are undefined (``weight_layer_slices``).
+metric rows of ``results.METRICS`` for every block of the gradient that the problem's kind
+reports (``ProblemKind.reference``: layer0..layerL and ``all`` binary layers, and e.g. the weight
+and bias blocks of a Bernoulli pair); by default the pairs and ``all`` (``pair_blocks``).
 
 Each row's ``method`` says where its number comes from: ``exact`` (path enumeration, no sampling
 error) or ``mc`` (from the draws, with a standard error and a 95 % interval where one exists).
@@ -18,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +24,10 @@ from torch import Tensor
 from . import metrics as mt
 from .device import synchronize
 from .errors import EstbenchError
-from .estimators.base import Estimator, PathEstimator, Problem
-from .exact_moments import path_count, path_moments
+from .estimators.base import Estimator, ProblemLike
+from .problem import Block, kind_of, pair_blocks
 
 EXACT_UNBIASED_TOL = 1e-9
-Slice = tuple[str, slice]  # (layer name in results, slice of the flat gradient vector)
 
 
 @dataclass(frozen=True)
@@ -54,53 +50,22 @@ class Measurement:
     claimed: list[str]  # layers the estimator claims unbiased
 
 
-def layer_slices(problem: Problem) -> list[tuple[str, slice]]:
-    """(name, slice of the flat vector): layer0..layerL, then ``all`` binary layers pooled."""
-    out, start = [], 0
-    for name, size in zip(problem.model.layer_names, problem.model.layer_sizes, strict=True):
-        out.append((name, slice(start, start + size)))
-        start += size
-    out.append(("all", slice(0, start - problem.model.layer_sizes[-1])))
-    return out
-
-
-def weight_layer_slices(problem: Any, targets: dict[str, Tensor]) -> list[Slice]:
-    """The layers of a weights problem: layer k (the whole pair), and for a Bernoulli pair
-    k < L also ``layerk.W`` (eta_k, flattened first) and ``layerk.b``; then ``all``. A block
-    whose exact gradient is 0 in every coordinate is left out (module docstring)."""
-    m = problem.model
-    out: list[Slice] = []
-    start = 0
-    for k, (W, size) in enumerate(zip(m.params, m.layer_sizes, strict=True)):
-        out.append((f"layer{k}", slice(start, start + size)))
-        if m.kinds[k] == "bernoulli":
-            out.append((f"layer{k}.W", slice(start, start + W.numel())))
-            out.append((f"layer{k}.b", slice(start + W.numel(), start + size)))
-        start += size
-    out.append(("all", slice(0, start - m.layer_sizes[-1])))
-    return [(n, sl) for n, sl in out if all(bool(g[sl].abs().max() > 0) for g in targets.values())]
-
-
-def pair_index(layer: str) -> int | None:
-    """``layer2`` and its blocks ``layer2.W``, ``layer2.b`` -> 2; ``all`` -> None."""
-    return int(layer[5:].split(".")[0]) if layer.startswith("layer") else None
-
-
 def measure(
     est: Estimator,
-    problem: Problem,
+    problem: ProblemLike,
     g_flat: Tensor,
     opts: MeasureOptions,
     *,
     generator: torch.Generator,
-    slices: list[Slice] | None = None,
+    blocks: Sequence[Block] | None = None,
 ) -> Measurement:
     """Draw ``opts.draws`` estimates and compute every metric for every layer.
 
     ``problem`` and ``g_flat`` are the float64 reference on the device of the run; ``generator``
     lives on that device. The draws are made in ``opts.dtype`` and converted to float64.
-    ``slices``: the layers to report (default ``layer_slices(problem)``); for a weights problem,
-    ``g_flat`` is the exact gradient wrt the estimator's ``wrt`` (eta or mu).
+    ``blocks``: the blocks to report (the kind's, from ``ProblemKind.reference``; default
+    ``pair_blocks``); ``g_flat`` is the exact gradient in the estimator's
+    parametrisation (its ``wrt``, e.g. eta or mu for Bernoulli weights).
     """
     problem = problem.to(dtype=torch.float64)
     g_flat = g_flat.to(dtype=torch.float64)
@@ -124,13 +89,8 @@ def measure(
     moments = _exact_moments(est, problem, context, opts)
     evals = est.evals_per_draw(problem.model)
     claimed_idx = est.unbiased_layers(problem.model)
-    slices = layer_slices(problem) if slices is None else slices
-    claimed = [
-        name
-        for name, _ in slices
-        if (k := pair_index(name)) in claimed_idx
-        or (k is None and claimed_idx >= set(range(problem.model.depth)))
-    ]
+    blocks = pair_blocks(problem.model.layer_sizes) if blocks is None else blocks
+    claimed = [b.name for b in blocks if claimed_idx.issuperset(b.pairs)]
     wanted = set(opts.metrics) if opts.metrics else None
     Ms = torch.tensor(opts.M, dtype=draws.dtype, device=draws.device)
     rows: list[dict[str, Any]] = []
@@ -162,7 +122,8 @@ def measure(
             )
 
     boot: Tensor | None = None
-    for layer, sl in slices:
+    for block in blocks:
+        layer, sl = block.name, block.slice
         d, g = draws[:, sl], g_flat[sl]
         gn = float(g.norm())
         if gn == 0:
@@ -171,7 +132,7 @@ def measure(
             )
         # The unbiasedness test's 1e-3 is split over the layers, so a correct estimator is
         # flagged at a point with probability <= 2e-3.
-        test = mt.unbiasedness_test(d, g, alpha=1e-3 / len(slices))
+        test = mt.unbiasedness_test(d, g, alpha=1e-3 / len(blocks))
         if moments is not None:
             mu, var = moments.mean[sl], moments.variance[sl]
             B, T = float(((mu - g) ** 2).sum()), float(var.sum())
@@ -304,26 +265,12 @@ def check_draws(est: Estimator, draws: Any, n: int, g_flat: Tensor, opts: Measur
 
 
 def _exact_moments(est: Estimator, problem: Any, context: Any, opts: MeasureOptions) -> Any:
-    """Exact moments of a path estimator when the enumeration fits ``opts.max_paths`` (for a
-    weights problem: 2^(#Bernoulli weights + sum n_k) joint configurations, states only for a
-    deterministic weight forward), else None."""
+    """Exact moments of a path estimator by enumeration (the problem kind's ``path_moments``)
+    when it fits ``opts.max_paths``, else None."""
     if not opts.exact_moments:
         return None
-    from .weights import WeightPathEstimator
-    from .weights import path_moments as weight_path_moments
-
-    if isinstance(est, WeightPathEstimator):
-        m = problem.model
-        fixed = est.fixed_weights(problem) is not None
-        n_weights = 0 if fixed else sum(m.params[k].numel() for k in m.bernoulli_layers)
-        if 2 ** (n_weights + sum(m.widths)) > opts.max_paths:
-            return None
-        return weight_path_moments(
-            est, problem, context=_as_float64(context), max_configs=opts.max_paths
-        )
-    if isinstance(est, PathEstimator) and path_count(problem) <= opts.max_paths:
-        return path_moments(est, problem, context=_as_float64(context), max_paths=opts.max_paths)
-    return None
+    kind = kind_of(problem.model)
+    return kind.path_moments(est, problem, _as_float64(context), opts.max_paths)
 
 
 def _as_float64(context: Any) -> Any:

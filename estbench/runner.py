@@ -44,17 +44,16 @@ import torch
 from tqdm import tqdm
 
 from .cases import Case, check_problem_kind
-from .checkpoint import fit_data, load_checkpoint, save_checkpoint
-from .data import make_dataset, targets_for_head
+from .checkpoint import fit_data
+from .data import make_dataset
 from .device import device_name, dtype_name, resolve_device, resolve_dtype
 from .device import generator as make_generator
-from .errors import CheckpointError, EstbenchError, MemoryBudgetError
-from .estimators.base import Estimator, PathEstimator, Problem
+from .errors import EstbenchError, MemoryBudgetError
+from .estimators.base import Estimator
 from .estimators.registry import default_registry
-from .exact import default_memory_budget, exact_gradient, format_bytes, plan_exact
-from .initialization import ap2_init, uniform_sbn
-from .measure import MeasureOptions, Slice, layer_slices, measure, weight_layer_slices
-from .model import SBN, random_sbn
+from .exact import default_memory_budget, format_bytes
+from .measure import MeasureOptions, measure
+from .problem import Block, ProblemKind, Reference, get_kind, kind_of
 from .results import (
     atomic_write,
     commit_results,
@@ -64,14 +63,6 @@ from .results import (
     rows_to_csv,
 )
 from .training import train
-from .weights import (
-    WeightProblem,
-    WeightSBN,
-    load_weight_checkpoint,
-    random_weight_sbn,
-    save_weight_checkpoint,
-)
-from .weights.exact import check_budget as check_weight_budget
 
 POINT_FORMAT = 1
 
@@ -166,126 +157,63 @@ class CaseRunner:
         self.case = case
         self.directory = directory
         self.progress = progress
-        self._trained: dict[tuple[Any, ...], dict[int, Any]] = {}
+        self.kind: ProblemKind[Any, Any] = get_kind(case.model.kind)
+        self._trained_nets: dict[tuple[Any, ...], dict[int, Any]] = {}
 
-    def _initial(
-        self, widths: tuple[int, ...], X: torch.Tensor, out_dim: int, seed_offset: int
-    ) -> SBN:
-        m = self.case.model
-        g = torch.Generator().manual_seed(m.seed + seed_offset)
-        if m.init == "ap2":
-            return ap2_init(
-                X, widths, out_dim, generator=g, coding=m.coding, noise=m.noise, head=m.head
-            )
-        if m.init == "uniform":
-            return uniform_sbn(
-                X.shape[1],
-                widths,
-                out_dim,
-                generator=g,
-                coding=m.coding,
-                noise=m.noise,
-                head=m.head,
-            )
-        return random_sbn(
-            X.shape[1],
-            widths,
-            out_dim,
-            scale=m.scale,
-            generator=g,
-            coding=m.coding,
-            noise=m.noise,
-            head=m.head,
-        )
-
-    def _data(
-        self, seed_offset: int, out_dim: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Inputs, targets for the head, and the head's output count."""
-        X, labels = _labels_data(self.case, seed_offset)
-        m = self.case.model
-        if self.case.data.kind == "npz":  # targets as stored
-            return X, labels, out_dim or m.outputs or (labels.shape[1] if labels.dim() == 2 else 1)
-        classes = int(labels.max()) + 1
-        if out_dim is None:
-            out_dim = m.outputs or (1 if m.head == "logistic" else max(classes, 2))
-        return X, targets_for_head(labels, m.head, out_dim), out_dim
-
-    def initial(
-        self, point: dict[str, Any]
-    ) -> tuple[SBN | WeightSBN, torch.Tensor, torch.Tensor, bool]:
+    def initial(self, point: dict[str, Any]) -> tuple[Any, torch.Tensor, torch.Tensor, bool]:
         """The point's network before training (its shapes are the trained network's), its data
         and whether it is to be trained -- cheap, so a whole case can be planned up front."""
-        case, m = self.case, self.case.model
+        case, m, kind = self.case, self.case.model, self.kind
         offset = int(point.get("seed", 0))
+        stored = case.data.kind == "npz"  # targets as stored in the file, else class labels
         if m.checkpoint is not None:
-            model, data = case_checkpoint(case)
-            X, Y = data if data is not None else self._data(offset, model.out_dim)[:2]
+            net, data = case_checkpoint(case)
+            if data is not None:
+                X, Y = data
+            else:
+                X, labels = _labels_data(case, offset)
+                Y = kind.targets(m, net, labels, stored=stored)
             # errors name the file and the key X or Y
             source = m.checkpoint if data is not None else case.data.path
-            fit_data(source or f"{_where(case)}: data", model, X, Y)
-            return model, X, Y, False
-        widths = case.widths_at(point)
-        X, Y, out_dim = self._data(offset)
-        net: SBN | WeightSBN
-        if m.kind == "weights":
-            # eta ~ N(0, eta_scale^2), real W ~ N(0, scale^2 / fan-in), b ~ N(0, 0.25)
-            net = random_weight_sbn(
-                X.shape[1],
-                widths,
-                out_dim,
-                generator=torch.Generator().manual_seed(m.seed + offset),
-                kinds=m.weight_kinds(len(widths)),
-                eta_scale=m.eta_scale,
-                scale=m.scale,
-                coding=m.coding,
-                activation=m.activation_name,
-                head=m.head,
-                weight_noise=m.weight_noise,
-            )
-        else:
-            net = self._initial(widths, X, out_dim, offset)
-        if case.data.kind == "npz":
-            # the stored targets must fit the head; errors name the file and the key
+            fit_data(source or f"{_where(case)}: data", net, X, Y)
+            return net, X, Y, False
+        X, labels = _labels_data(case, offset)
+        net, Y = kind.initial(m, case.widths_at(point), X, labels, stored=stored, offset=offset)
+        if stored:  # the stored targets must fit the head; errors name the file and the key
             fit_data(case.data.path or _where(case), net, X, Y)
         return net, X, Y, case.training is not None
 
-    def problem(self, point: dict[str, Any]) -> Problem | WeightProblem:
+    def problem(self, point: dict[str, Any]) -> Any:
         """The point's problem: the network of ``model.checkpoint``, or initialised (and trained
         to the point's epoch if the case has ``[training]``), with its data."""
-        model, X, Y, trained = self.initial(point)
+        net, X, Y, trained = self.initial(point)
         if trained:
             assert self.case.training is not None
             epoch = int(point.get("checkpoint", max(self.case.training.measure_at)))
             offset = int(point.get("seed", 0))
             widths = self.case.widths_at(point)
-            model = self._trained_model(model, X, Y, widths, offset, epoch)
-        if isinstance(model, WeightSBN):
-            return WeightProblem.create(model, X, Y)
-        return Problem.create(model, X, Y)
+            net = self._trained(net, X, Y, widths, offset, epoch)
+        return self.kind.problem(net, X, Y)
 
-    def _trained_model(
+    def _trained(
         self,
-        init: SBN | WeightSBN,
+        init: Any,
         X: torch.Tensor,
         Y: torch.Tensor,
         widths: tuple[int, ...],
         offset: int,
         epoch: int,
-    ) -> SBN | WeightSBN:
-        """``init`` (an SBN or a WeightSBN) trained to ``epoch``; every snapshot of the sweep is
-        stored in ``checkpoints/`` and reused by a later (e.g. interrupted) run."""
+    ) -> Any:
+        """``init`` trained to ``epoch``; every snapshot of the sweep is stored in
+        ``checkpoints/`` and reused by a later (e.g. interrupted) run."""
         spec = self.case.training
         assert spec is not None
         key = (widths, offset)
         tag = f"w{'-'.join(map(str, widths))}_seed{offset}"
         path = self.directory / "checkpoints" / f"{tag}_epoch{epoch}.npz"
         if path.exists():  # trained by an earlier (possibly interrupted) run
-            if isinstance(init, WeightSBN):
-                return _stored_like(path, init)
-            ckpt = load_checkpoint(path)
-            return ckpt.model(coding=init.coding, noise=init.noise.name, head=init.head.name)
-        if key not in self._trained:
+            return self.kind.load_snapshot(path, init)
+        if key not in self._trained_nets:
             epochs = sorted(set(self.case.sweep.get("checkpoint", spec.measure_at)))
             train_spec = replace(spec, measure_at=tuple(epochs), seed=spec.seed + offset)
             self.progress(f"training {tag} for {max(epochs)} epochs ({spec.method})")
@@ -297,65 +225,20 @@ class CaseRunner:
                 disable=self.show_progress,
                 leave=False,
             ) as bar:
-                self._trained[key] = train(init, X, Y, train_spec, on_epoch=lambda _: bar.update(1))
-            save = save_weight_checkpoint if isinstance(init, WeightSBN) else save_checkpoint
-            for e, net in self._trained[key].items():
-                save(self.directory / "checkpoints" / f"{tag}_epoch{e}.npz", net, X, Y)
-        return self._trained[key][epoch]
-
-
-def _stored_like(path: Path, init: WeightSBN) -> WeightSBN:
-    """A stored training snapshot of ``init``'s network; a file left by another version of the
-    case (other kinds, shapes or settings) is an error, not silently measured."""
-    net = load_weight_checkpoint(path).model()
-
-    def layout(m: WeightSBN) -> tuple[Any, ...]:
-        return (
-            m.kinds,
-            [p.shape for p in m.params],
-            m.coding,
-            m.activation,
-            m.head.name,
-            m.weight_noise.name,
-        )
-
-    if layout(net) != layout(init):
-        raise CheckpointError(
-            f"{path}: a stored training snapshot of another network ({net.describe()}); this case "
-            f"trains {init.describe()}. Remove the file (or use another --out) to train again"
-        )
-    return net
+                self._trained_nets[key] = train(
+                    init, X, Y, train_spec, on_epoch=lambda _: bar.update(1), kind=self.kind
+                )
+            for e, net in self._trained_nets[key].items():
+                self.kind.save(self.directory / "checkpoints" / f"{tag}_epoch{e}.npz", net, X, Y)
+        return self._trained_nets[key][epoch]
 
 
 def case_checkpoint(case: Case) -> tuple[Any, tuple[torch.Tensor, torch.Tensor] | None]:
-    """The network of ``model.checkpoint`` (or ``--checkpoint``) and its data if stored.
-
-    An SBN checkpoint stores no coding, noise or head: the case's are used. A weight checkpoint
-    stores them, and they must be the case's (as must the first pair's kind, ``first_layer``): the
-    stored network is measured as it was trained, never silently re-read with other settings.
-    """
+    """The network of ``model.checkpoint`` (or ``--checkpoint``) and its data if stored, read by
+    the case's kind (which checks the stored settings against the case's)."""
     m = case.model
     assert m.checkpoint is not None
-    if m.kind == "sbn":
-        ckpt = load_checkpoint(m.checkpoint)
-        model = ckpt.model(coding=m.coding, noise=m.noise, head=m.head)
-        return model, (ckpt.data() if ckpt.X is not None else None)
-    wckpt = load_weight_checkpoint(m.checkpoint)
-    where = str(case.path) if case.path else f"<case {case.name}>"
-    first = "bernoulli" if m.first_layer == "bernoulli" else "real"
-    for key, stored, stated, case_key in (
-        ("coding", wckpt.coding, m.coding, "model.coding"),
-        ("activation", wckpt.activation, m.activation_name, "model.activation / model.noise"),
-        ("head", wckpt.head, m.head, "model.head"),
-        ("weight_noise", wckpt.weight_noise, m.weight_noise, "model.weight_noise"),
-        ("eta0/W0", wckpt.kinds[0], first, "model.first_layer"),
-    ):
-        if stored != stated:
-            raise CheckpointError(
-                f"{m.checkpoint}: key {key} gives {stored!r}, but {where}: {case_key} gives "
-                f"{stated!r}; expected the same (a weight checkpoint is measured as stored)"
-            )
-    return wckpt.model(), (wckpt.data() if wckpt.X is not None else None)
+    return get_kind(m.kind).load(m, m.checkpoint, _where(case))
 
 
 def run_settings(
@@ -375,46 +258,34 @@ def run_settings(
     return dev, draw_dtype
 
 
-def reference(
-    problem: Any, memory_budget: int | None = None
-) -> tuple[dict[str, torch.Tensor], list[Slice], dict[str, Any]]:
-    """The exact reference of a point: flat targets by parametrisation ("eta"; "mu" too for a
-    weights problem), the layers measured, and the ``exact`` section of results.json."""
-    from .weights import WeightProblem
-    from .weights import exact_gradient as weight_exact_gradient
-
-    loss: torch.Tensor
-    if not isinstance(problem, WeightProblem):
-        ex = exact_gradient(problem.model, problem.X, problem.Y, memory_budget=memory_budget)
-        loss = ex.loss
-        slices = layer_slices(problem)
-        targets = {"eta": ex.flat()}
-    else:
-        wx = weight_exact_gradient(problem.model, problem.X, problem.Y, memory_budget=memory_budget)
-        loss = wx.loss
-        targets = {"eta": wx.flat("eta"), "mu": wx.flat("mu")}
-        slices = weight_layer_slices(problem, targets)
-    exact = {
-        "loss": float(loss),
-        "grad_norm": {name: float(targets["eta"][sl].norm()) for name, sl in slices},
+def reference(problem: Any, memory_budget: int | None = None) -> tuple[Reference, dict[str, Any]]:
+    """The exact reference of a point (its kind's ``reference``) and the ``exact`` section of
+    results.json: the loss, the gradient's norm per
+    block in the default parametrisation (``grad_norm``) and in any other where they differ
+    (``grad_norm_<name>``), the widths and point count, the blocks with their labels (which
+    reports show as panel titles), and the kind's own entries."""
+    kind = kind_of(problem.model)
+    ref = kind.reference(problem, memory_budget)
+    default = ref.gradient()
+    norms = {b.name: float(default[b.slice].norm()) for b in ref.blocks}
+    exact: dict[str, Any] = {
+        "loss": ref.loss,
+        "grad_norm": norms,
         "widths": list(problem.model.widths),
         "n_points": problem.n_points,
+        "kind": kind.name,
+        "blocks": {b.name: b.label for b in ref.blocks},
     }
-    if isinstance(problem, WeightProblem):
-        m = problem.model
-        exact["kinds"] = list(m.kinds)
-        exact["activation"] = m.activation
-        if not m.logistic_weights:
-            exact["weight_noise"] = m.weight_noise.name
-        exact["layers"] = [name for name, _ in slices]
-        mu = {name: float(targets["mu"][sl].norm()) for name, sl in slices}
-        if mu != exact["grad_norm"]:
-            exact["grad_norm_mu"] = mu
-    return targets, slices, exact
+    for wrt, g in ref.gradients.items():
+        other = {b.name: float(g[b.slice].norm()) for b in ref.blocks}
+        if other != norms:
+            exact[f"grad_norm_{wrt}"] = other
+    exact.update(ref.exact)
+    return ref, exact
 
 
-def _error_rows(slices: list[Slice] | None, message: str) -> list[dict[str, Any]]:
-    layers = [n for n, _ in slices] if slices is not None else ["all"]
+def _error_rows(blocks: list[Block], message: str) -> list[dict[str, Any]]:
+    layers = [b.name for b in blocks]
     return [
         {
             "layer": layer,
@@ -444,9 +315,6 @@ SECONDS_PER_BOOT_ELEMENT = 4e-9
 # Exact moments of a path estimator: one multiply-add of one enumerated path (from the seed study
 # on a shipped network: about 3 s per estimator for 2^15 paths x 200 points x 65 multiply-adds).
 SECONDS_PER_PATH_MAC = 1e-8
-# The exact gradient: one element of a layer-to-layer transition table per data point, forward
-# and backward (from the width-12 x depth-8 benchmark: 1.2 s for 100 points x 7 x 2^24).
-SECONDS_PER_TABLE_ELEMENT = 1e-10
 # One training step (a mini-batch), from the seed study's REINFORCE training (1.3 s / 20 epochs
 # of 20 batches); an upper estimate for the exact method on small networks.
 SECONDS_PER_TRAINING_STEP = 3e-3
@@ -618,7 +486,7 @@ def _plan_point(
     pid = point_id(point)
     where = f"{_where(runner.case)}: point {pid}"
     advice = "raise the budget with --memory-budget SIZE (or ESTBENCH_MEMORY_BUDGET)"
-    floor = _size_floor(runner.case, point)
+    floor = _size_floor(runner, point)
     if floor > budget:  # before anything of that size is built
         raise MemoryBudgetError(
             f"{where}: its data, network and exact reference need at least "
@@ -626,13 +494,11 @@ def _plan_point(
             f"({budget} bytes); shrink the case (data.n, model.width, model.depth, "
             f"model.outputs) or {advice}"
         )
+    kind = runner.kind
     model, X, _, _ = runner.initial(point)
     n_points, n_params = int(X.shape[0]), int(sum(model.layer_sizes))
     try:
-        if isinstance(model, WeightSBN):
-            exact = check_weight_budget(model, n_points, budget)
-        else:
-            exact = plan_exact(model.widths, n_points, model.out_dim, memory_budget=budget).bytes
+        exact = kind.exact_bytes(model, n_points, budget)
     except MemoryBudgetError as e:
         raise MemoryBudgetError(f"{where}: {e}") from None
     draw_bytes = 8 * opts.draws * (DRAW_COPIES * n_params + opts.bootstrap)
@@ -654,16 +520,12 @@ def _plan_point(
         SECONDS_PER_MAC * macs * evals
         + SECONDS_PER_BOOT_ELEMENT * len(variants) * opts.bootstrap * n_params
     )
-    paths = 2 ** min(sum(model.widths), 64)
-    if opts.exact_moments and paths <= opts.max_paths:  # path estimators' moments, enumerated
-        n_path = sum(isinstance(v.estimator, PathEstimator) for v in variants)
-        seconds += SECONDS_PER_PATH_MAC * n_path * paths * macs
-    sizes = [2**n for n in model.widths]
-    seconds += (
-        SECONDS_PER_TABLE_ELEMENT
-        * n_points
-        * (sum(a * b for a, b in zip(sizes, sizes[1:], strict=False)) + sizes[0] * fan_in[0])
-    )
+    if opts.exact_moments:  # path estimators' moments, enumerated
+        for v in variants:
+            paths = kind.path_count(v.estimator, model)
+            if paths is not None and paths <= opts.max_paths:
+                seconds += SECONDS_PER_PATH_MAC * paths * macs
+    seconds += kind.exact_seconds(model, n_points)
     training = runner.case.training
     if training is not None and "checkpoint" in point:
         steps = int(point["checkpoint"]) * math.ceil(n_points / training.batch_size)
@@ -671,27 +533,23 @@ def _plan_point(
     return PointPlan(pid, model.widths, n_points, n_params, exact, draw_bytes, seconds)
 
 
-def _size_floor(case: Case, point: dict[str, Any]) -> int:
-    """A lower bound, in bytes, on what a point of a synthetic-data case needs (its data, its
-    parameters, and one layer's marginals over 2^width states per data point), from the case's
-    numbers alone -- exact integers, so a size of 10^30 cannot overflow -- so that a huge size
-    is refused before anything of that size is allocated. Checkpoints and npz data sets are
-    bounded by their files (0 here)."""
+def _size_floor(runner: CaseRunner, point: dict[str, Any]) -> int:
+    """A lower bound, in bytes, on what a point of a synthetic-data case needs (its data and its
+    kind's ``size_floor``), from the case's numbers alone, so that a huge size is refused before
+    anything of that size is allocated. Checkpoints and npz data sets are bounded by their files
+    (0 here)."""
+    case = runner.case
     m, d = case.model, case.data
     if m.checkpoint is not None or d.kind == "npz":
         return 0
     if "depth" in point or "width" in point or m.widths is None:
         width = int(point.get("width", m.width or 0))
         depth = int(point.get("depth", m.depth or 0))
-        widths: tuple[int, ...] = (width,)
     else:
-        widths, depth = m.widths, len(m.widths)
+        width, depth = max(m.widths), len(m.widths)
     dim = d.dim if d.kind == "blobs" else 2
-    outputs = m.outputs or (d.classes if d.kind == "blobs" else 2)
-    widest = max(widths)
-    params = depth * widest * widest + widest * (dim + outputs)
-    states = 2 ** min(widest, 64)  # past 2^64 states the bound is over any budget anyway
-    return 8 * (d.n * (dim + outputs + states) + params)
+    classes = d.classes if d.kind == "blobs" else 2
+    return 8 * d.n * dim + runner.kind.size_floor(m, width, depth, d.n, dim, classes)
 
 
 @contextlib.contextmanager
@@ -880,7 +738,7 @@ def _run(plan: RunPlan, say: Callable[[str], None], progress: bool | None) -> Ru
         meta: dict[str, Any] = {"point": point, "signature": signature, "estimators": {}}
         # The reference is float64 on the run's device (the network was built on the CPU).
         problem = runner.problem(point).to(dtype=torch.float64, device=dev)
-        targets, slices, meta["exact"] = reference(problem, plan.memory_budget)
+        ref, meta["exact"] = reference(problem, plan.memory_budget)
         for variant in variants:
             gen = make_generator(dev, stream_seed(seed, case.name, pid, variant.label))
             wrt = getattr(variant.estimator, "wrt", None)
@@ -888,14 +746,14 @@ def _run(plan: RunPlan, say: Callable[[str], None], progress: bool | None) -> Ru
             if wrt is not None:
                 info["wrt"] = wrt
             try:
-                g_flat = targets[wrt or "eta"]
+                g_flat = ref.gradient(wrt)
                 m = measure(
                     variant.estimator,
-                    problem,  # type: ignore[arg-type]  # measure takes both kinds (issue 15)
+                    problem,
                     g_flat,
                     opts,
                     generator=gen,
-                    slices=slices,
+                    blocks=ref.blocks,
                 )
                 new_rows = m.rows
                 info.update(
@@ -908,7 +766,7 @@ def _run(plan: RunPlan, say: Callable[[str], None], progress: bool | None) -> Ru
                 )
             except Exception as e:  # an estimator's failure is recorded, not fatal
                 message = f"{type(e).__name__}: {e}"
-                new_rows = _error_rows(slices, message)
+                new_rows = _error_rows(ref.blocks, message)
                 info["error"] = message
                 report.errors.append(f"{case.name} {pid} {variant.label}: {message}")
                 say(f"estbench: error: {case.name} {pid} {variant.label}: {message}")

@@ -7,9 +7,9 @@
 
 The checks: output shape and dtype; finite values; determinism under a seed (and, for stochastic
 estimators, different draws under another seed); chunked drawing; a zero estimate when the loss
-is identically zero; and the unbiasedness claim against the exact gradient on two small
-depth-3 networks -- every layer the estimator claims unbiased must pass, and a claimed-biased
-estimator must show its bias somewhere.
+is identically zero; and the unbiasedness claim against the exact gradient on the kind's small
+problems (for SBNs, two depth-3 networks) -- every layer the estimator claims unbiased must pass,
+and a claimed-biased estimator must show its bias somewhere.
 
 Unbiasedness is decided exactly (enumeration of all paths, no sampling error) for path estimators,
 and statistically otherwise, layer by layer: per-coordinate z with Bonferroni plus the aggregate
@@ -17,8 +17,10 @@ B_hat / SE(B_hat) (spec §5.2, §6; ``metrics.unbiasedness_test``), with the tot
 rate ``FALSE_FAIL`` = 2e-3 split evenly over all layer tests of the check. Seeds are fixed, so the
 outcome is reproducible: a correct estimator that passes once keeps passing.
 
-Estimators with ``problem = "weights"`` get the same checks on small Bernoulli-weight networks,
-against the exact gradient in their own parametrisation (``estbench.weights.checks``).
+Every problem kind gets the same checks, with the same code, on its own small problems
+(``ProblemKind.check_problems``, ``zero_loss_problem``), against its exact gradient in the
+estimator's own parametrisation (``wrt``, e.g. eta or mu for Bernoulli weights); an estimator of an
+unknown kind fails the "problem kind" check.
 """
 
 from __future__ import annotations
@@ -31,16 +33,15 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from .estimators.base import Estimator, PathEstimator, Problem, ProblemT
+from .estimators.base import Estimator, ProblemT
 from .estimators.registry import get_estimator
-from .exact import exact_gradient
-from .exact_moments import path_moments
 from .metrics import unbiasedness_test
-from .model import SBN, get_head, get_noise, random_sbn
+from .problem import get_kind
 
 T = TypeVar("T")
 EXACT_TOL = 1e-9  # relative; exact moments of an unbiased path estimator agree to ~1e-14
 FALSE_FAIL = 2e-3  # total probability that a correct unbiased estimator fails the check
+MAX_PATHS = 1 << 18  # the check problems enumerate far fewer
 
 
 @dataclass(frozen=True)
@@ -71,43 +72,6 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check_problems() -> list[Problem]:
-    """The two depth-3 networks of the unbiasedness check (logistic noise; the softmax head is
-    neither affine nor quadratic, so ST-type bias shows; n_L = 3 so PSA/SA bias shows in layer 0).
-    """
-    out = []
-    for seed, widths, coding, head, K in (
-        (101, (3, 3, 3), "pm1", "softmax", 3),
-        (202, (2, 3, 3), "01", "mse", 2),
-    ):
-        g = torch.Generator().manual_seed(seed)
-        model = random_sbn(2, widths, K, generator=g, scale=1.3, coding=coding, head=head)
-        X = torch.randn(3, 2, generator=g, dtype=torch.float64)
-        Y = (
-            torch.tensor([0.0, 2.0, 1.0])
-            if head == "softmax"
-            else torch.randn(3, K, generator=g, dtype=torch.float64)
-        )
-        out.append(Problem.create(model, X, Y))
-    return out
-
-
-def zero_loss_problem() -> Problem:
-    """Squared error with zero read-out weights and the bias at the target: l = 0 everywhere."""
-    f64 = torch.float64
-    g = torch.Generator().manual_seed(7)
-    base = random_sbn(2, (3, 2), 2, generator=g, coding="pm1", head="mse")
-    target = torch.tensor([0.5, -1.0], dtype=f64)
-    model = SBN(
-        (*base.weights[:-1], torch.zeros(2, 2, dtype=f64)),
-        (*base.biases[:-1], target),
-        coding="pm1",
-        noise=get_noise("logistic"),
-        head=get_head("mse"),
-    )
-    return Problem.create(model, torch.randn(3, 2, generator=g, dtype=f64), target.expand(3, 2))
-
-
 def _rel(a: Tensor, b: Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-300))
 
@@ -125,7 +89,7 @@ def layer_claims(
 ) -> list[str]:
     """Check every claimed-unbiased layer of one network: exactly from path ``means`` (relative
     bias <= EXACT_TOL) or statistically from ``draws``. Returns the biases found in unclaimed
-    layers (for "claimed bias is detected"). Shared by the SBN and the weights checks."""
+    layers (for "claimed bias is detected")."""
     found = []
     for k, g in enumerate(exact):
         if means is not None:
@@ -188,7 +152,7 @@ def run_checks(
     check_claim: Callable[[], None],
 ) -> None:
     """The checks every estimator gets (module docstring) on ``problems[0]`` and the zero-loss
-    problem, then ``check_claim()``. Shared by the SBN and the weights checks; an exception or a
+    problem, then ``check_claim()``. An exception or a
     wrong shape, dtype or value from the estimator is a failed check, never a crash."""
     pr = problems[0]
 
@@ -284,13 +248,6 @@ def check_claim(
         bias_detected(report, found, n_draws)
 
 
-def _path_means(est: PathEstimator) -> Callable[[Problem, torch.Generator], list[Tensor]]:
-    def means(pr: Problem, gen: torch.Generator) -> list[Tensor]:
-        return path_moments(est, pr, context=est.prepare(pr, gen)).layer_means()
-
-    return means
-
-
 def _estimator_label(est: Estimator) -> str:
     try:
         return est.spec
@@ -310,12 +267,17 @@ def check_estimator(
     does (raise, return a wrong shape, dtype or NaN) is a failed check in the report."""
     est = get_estimator(estimator) if isinstance(estimator, str) else estimator
     report = CheckReport(_estimator_label(est))
-    if est.problem == "weights":  # Bernoulli-weight SBNs: the same checks on weight networks
-        from .weights.checks import check_weight_estimator
+    kind = _attempt(report, "problem kind", lambda: get_kind(est.problem, _estimator_label(est)))
+    if kind is not None:
+        problems = kind.check_problems()
+        wrt = getattr(est, "wrt", None)  # an estimate in another parametrisation (weights: mu)
+        exact_moments = kind.path_count(est, problems[0].model) is not None
 
-        check_weight_estimator(report, est, n_draws, seed)
-    else:
-        problems = check_problems()
+        def path_means(pr: Any, gen: torch.Generator) -> list[Tensor]:
+            moments = kind.path_moments(est, pr, est.prepare(pr, gen), MAX_PATHS)
+            if moments is None:
+                raise ValueError(f"no exact moments on {kind.describe(pr.model)}")
+            return moments.layer_means()
 
         def claim() -> None:
             check_claim(
@@ -324,12 +286,13 @@ def check_estimator(
                 problems,
                 n_draws,
                 seed,
-                exact=lambda pr: pr.split(exact_gradient(pr.model, pr.X, pr.Y).flat()),
-                path_means=_path_means(est) if isinstance(est, PathEstimator) else None,
+                exact=lambda pr: pr.split(kind.reference(pr).gradient(wrt)),
+                path_means=path_means if exact_moments else None,
                 net="net",
+                what=f", wrt {wrt}" if wrt is not None else "",
             )
 
-        run_checks(report, est, problems, zero_loss_problem, seed, claim)
+        run_checks(report, est, problems, kind.zero_loss_problem, seed, claim)
     if raise_on_failure and not report.passed:
         raise AssertionError(report.format())
     return report

@@ -4,10 +4,10 @@ minibatch, every point with its own noise -- the seed protocol) or with the exac
 An epoch is one pass over the data in minibatches of a shuffled order; a snapshot of the network is
 taken after each epoch listed in ``measure_at`` (epoch 0 is the initial network).
 
-Two model kinds share the loop: the core ``SBN`` (parameters W_k, b_k) and the stochastic-weight
-``WeightSBN`` (parameters theta_k = eta_k of Bernoulli pairs or W_k of real pairs, and b_k). Both
-flatten a gradient per layer as concat(theta_k.reshape(-1), b_k), so one update serves both. For
-a weight model the step uses the estimate as drawn:
+Every problem kind shares the loop: a kind's parameters are pairs (theta_k, b_k)
+(``ProblemKind.parameters``: W_k for SBNs; eta_k of Bernoulli pairs or W_k of real pairs for
+Bernoulli-weight SBNs), and a flat gradient is concat(theta_k.reshape(-1), b_k) per pair, so one
+update serves every kind. For a Bernoulli-weight model the step uses the estimate as drawn:
 
 * wrt eta (``exact``, ``weight-st``, ``weight-arm``, ...): SGD/Adam on the latent weights eta.
 * wrt mu (``binaryconnect``, ``weight-st(wrt=mu)``): g_mu applied to eta, the latent-weight rule
@@ -28,59 +28,37 @@ Training runs on the CPU, in float64.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
 from .cases import TrainingSpec
 from .errors import EstbenchError
-from .estimators.base import Problem
 from .estimators.registry import get_estimator
-from .exact import exact_gradient
-from .model import SBN, unflatten_layer
-from .weights import WeightProblem, WeightSBN
-from .weights import exact_gradient as weight_exact_gradient
+from .problem import ProblemKind, kind_of
 
-Net = TypeVar("Net", SBN, WeightSBN)
+Net = TypeVar("Net")
 
 
 class TrainingError(EstbenchError):
     """A training method that cannot train the given model."""
 
 
-def _pairs(net: SBN | WeightSBN) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-    """(theta_k, b_k) per pair: W_k of the core model, eta_k or W_k of a weight model."""
-    return (net.params if isinstance(net, WeightSBN) else net.weights), net.biases
-
-
-def _with_pairs(net: Net, thetas: tuple[Tensor, ...], biases: tuple[Tensor, ...]) -> Net:
-    if isinstance(net, WeightSBN):
-        return net.replace(params=thetas, biases=biases)
-    return net.replace(weights=thetas, biases=biases)
-
-
-def _problem(net: SBN | WeightSBN, X: Tensor, Y: Tensor) -> Problem | WeightProblem:
-    if isinstance(net, WeightSBN):
-        return WeightProblem.create(net, X, Y)
-    return Problem.create(net, X, Y)
-
-
-def _gradient_fn(spec: TrainingSpec, model: SBN | WeightSBN) -> Callable[..., Tensor]:
-    """(problem, generator) -> flat gradient: exact (wrt eta for weight models) or one draw of
-    the estimator ``spec.method``, as drawn (wrt eta or mu; see the module docstring)."""
-    weights = isinstance(model, WeightSBN)
+def _gradient_fn(
+    spec: TrainingSpec, kind: ProblemKind[Any, Any], net: Any
+) -> Callable[..., Tensor]:
+    """(problem, generator) -> flat gradient: exact (the kind's default parametrisation) or one
+    draw of the estimator ``spec.method``, as drawn (see the module docstring)."""
     if spec.method == "exact":
-        if weights:
-            return lambda pr, g: weight_exact_gradient(pr.model, pr.X, pr.Y).flat("eta")
-        return lambda pr, g: exact_gradient(pr.model, pr.X, pr.Y).flat()
+        return lambda pr, g: kind.exact_gradient(pr)
     est = get_estimator(spec.method)
-    kind, handles = ("weights" if weights else "sbn"), getattr(est, "problem", "sbn")
-    if handles != kind:
+    handles = getattr(est, "problem", "sbn")
+    if handles != kind.name:
         raise TrainingError(
             f"training.method: estimator {est.spec!r} handles problem {handles!r}, but the model "
-            f"({model.describe()}) is problem {kind!r}; expected 'exact' or an estimator with "
-            f"problem = {kind!r}"
+            f"({kind.describe(net)}) is problem {kind.name!r}; expected 'exact' or an estimator "
+            f"with problem = {kind.name!r}"
         )
     return lambda pr, g: est.draw(pr, 1, generator=g)[0]
 
@@ -141,14 +119,16 @@ def train(
     spec: TrainingSpec,
     *,
     on_epoch: Callable[[int], None] | None = None,
+    kind: ProblemKind[Any, Net] | None = None,
 ) -> dict[int, Net]:
     """Snapshots {epoch: network} at ``spec.measure_at``; deterministic given ``spec.seed``.
-    ``model`` is an ``SBN`` or a ``WeightSBN`` (see the module docstring for its update)."""
-    grad = _gradient_fn(spec, model)  # an estimator of the wrong kind fails before any work
+    ``kind``: the problem kind of ``model`` (default: the kind whose networks have its type)."""
+    kind = kind_of(model) if kind is None else kind
+    grad = _gradient_fn(spec, kind, model)  # an estimator of the wrong kind fails before any work
     g = torch.Generator().manual_seed(spec.seed)
-    thetas, biases = _pairs(model)
+    thetas, biases = kind.parameters(model)
     params = [p.detach().clone() for pair in zip(thetas, biases, strict=True) for p in pair]
-    net = _with_pairs(model, tuple(params[0::2]), tuple(params[1::2]))  # updated in place
+    net = kind.with_parameters(model, tuple(params[0::2]), tuple(params[1::2]))  # in place
     opt = (
         _SGD(params, spec.lr, spec.momentum) if spec.optimizer == "sgd" else _Adam(params, spec.lr)
     )
@@ -157,21 +137,20 @@ def train(
 
     def snapshot(epoch: int) -> None:
         if epoch in wanted:
-            snapshots[epoch] = _with_pairs(
+            snapshots[epoch] = kind.with_parameters(
                 net, tuple(p.clone() for p in params[0::2]), tuple(p.clone() for p in params[1::2])
             )
 
     snapshot(0)
+    sizes = [p.numel() for p in params]
     N = X.shape[0]
     for epoch in range(1, max(wanted, default=0) + 1):
         order = torch.randperm(N, generator=g)
         for lo in range(0, N, spec.batch_size):
             idx = order[lo : lo + spec.batch_size]
-            flat = grad(_problem(net, X[idx], Y[idx]), g)
-            grads = []
-            for k, layer in enumerate(torch.split(flat, list(net.layer_sizes))):
-                gW, gb = unflatten_layer(layer, *params[2 * k].shape)
-                grads += [gW, gb]
+            flat = grad(kind.problem(net, X[idx], Y[idx]), g)
+            # concat(theta_k.reshape(-1), b_k) per pair -> one gradient per parameter tensor
+            grads = [g.view(p.shape) for g, p in zip(torch.split(flat, sizes), params, strict=True)]
             opt.step(grads)
         snapshot(epoch)
         if on_epoch is not None:

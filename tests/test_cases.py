@@ -50,8 +50,8 @@ def test_minimal_case_defaults():
     ("text", "message"),
     [
         (
-            "schema_version = 2\n" + MINIMAL.split("\n", 2)[2],
-            "schema_version: this estbench reads version 1, the file has 2",
+            "schema_version = 3\n" + MINIMAL.split("\n", 2)[2],
+            "schema_version: this estbench reads versions 1 and 2, the file has 3",
         ),
         (
             MINIMAL.replace("widths = [3, 3]", "widths = [3, 0]"),

@@ -209,7 +209,7 @@ class WeightPathRaises(WeightReinforce):
             "draws",
             "_draw returned [27, 16] for 16 draws; expected shape [16, 27]",
         ),
-        (WeightPathRaises(), "unbiased wnet0", "raised RuntimeError: no enumeration"),
+        (WeightPathRaises(), "unbiased net0", "raised RuntimeError: no enumeration"),
     ],
 )
 def test_a_misbehaving_estimator_fails_its_check_without_raising(estimator, failed, detail):

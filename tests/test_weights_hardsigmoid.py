@@ -452,7 +452,7 @@ def test_gumbel_rao_has_the_st_gs_mean_on_the_same_paths():
 def test_check_estimator_passes(spec):
     report = check_estimator(spec, n_draws=20000, raise_on_failure=False)
     assert report.passed, report.format()
-    assert any("wnet2" in r.name for r in report.results)  # the hard-sigmoid problem
+    assert any("net2" in r.name for r in report.results)  # the hard-sigmoid problem
 
 
 # ---- checkpoints -----------------------------------------------------------------------------

@@ -25,9 +25,10 @@ Rules every estimator follows:
 * metadata as class attributes: ``name`` (what users type), ``family``, ``unbiased`` (a sentence:
   "yes", "no", or e.g. "last layer only") with the machine-readable ``unbiased_layers``,
   ``evals_per_draw`` (evaluations of the loss on a complete path per draw), ``hyperparameters``
-  (name -> ``Hyper`` with default), ``reference``, and ``problem``: the problem kind it handles,
-  ``"sbn"`` (default, this module's ``Problem``) or ``"weights"`` (an
-  ``estbench.weights.WeightProblem``, SBNs with Bernoulli weights);
+  (name -> ``Hyper`` with default), ``reference``, and ``problem``: the name of the problem kind
+  it handles (``estbench.problem``), ``"sbn"`` (default, this module's ``Problem``),
+  ``"weights"`` (an ``estbench.weights.WeightProblem``, SBNs with Bernoulli weights) or a
+  plugin's kind;
 * an estimator whose only randomness is the sampled path subclasses ``PathEstimator`` and also
   provides ``path_estimate(problem, bits)``: the estimate for given binary states, per data point,
   so that its exact mean and variance can be computed by enumerating paths.
@@ -50,14 +51,12 @@ from torch import Tensor
 from ..errors import EstbenchError
 from ..exact import default_memory_budget
 from ..model import SBN
+from ..problem import DataProblem
 
 CHUNK_BYTES = 64 << 20  # working memory of one chunk of draws (CPU)
 CUDA_CHUNK_BYTES = 256 << 20  # on a GPU: fewer, larger kernels (no cache to fit)
 MIN_CHUNK_DRAWS = 64  # draws per chunk, at least (within the memory budget)
 FAMILIES = ("score-function", "relaxation", "straight-through", "path-analytic", "deterministic")
-# What an estimator's ``draw`` receives: "sbn" (a ``Problem``: the core SBN, real weights) or
-# "weights" (an ``estbench.weights.WeightProblem``: Bernoulli weights).
-PROBLEM_KINDS = ("sbn", "weights")
 
 
 class ModelLike(Protocol):
@@ -86,7 +85,12 @@ class ProblemLike(Protocol):
     def n_points(self) -> int: ...
     @property
     def n_params(self) -> int: ...
+    @property
+    def device(self) -> torch.device: ...
     def split(self, flat: Tensor) -> list[Tensor]: ...
+    def to(
+        self, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> ProblemLike: ...
 
 
 # The problem an estimator's ``draw`` receives and the network in it: (Problem, SBN) for
@@ -99,53 +103,9 @@ class EstimatorError(EstbenchError):
     """A bad estimator name, parameter or configuration."""
 
 
-@dataclass(frozen=True, eq=False)
-class Problem:
-    """A network with its data batch: what every estimator and the exact solver receive."""
-
-    model: SBN
-    X: Tensor  # [N, d], model dtype and device
-    Y: Tensor  # canonical targets of the head (labels [N] or real targets [N, K])
-
-    @classmethod
-    def create(cls, model: SBN, X: Tensor, Y: Tensor) -> Problem:
-        return cls(model, *model.check_data(X, Y))
-
-    def to(
-        self, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
-    ) -> Problem:
-        """The same problem in another floating dtype and/or on another device (integer labels
-        keep their dtype); ``self`` when nothing changes."""
-        if (dtype is None or dtype == self.X.dtype) and (
-            device is None or torch.device(device) == self.X.device
-        ):
-            return self
-        y_dtype = dtype if self.Y.is_floating_point() else None
-        return Problem(
-            self.model.to(dtype=dtype, device=device),
-            self.X.to(device=device, dtype=dtype),
-            self.Y.to(device=device, dtype=y_dtype),
-        )
-
-    @property
-    def device(self) -> torch.device:
-        return self.X.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.X.dtype
-
-    @property
-    def n_points(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def n_params(self) -> int:
-        return sum(self.model.layer_sizes)
-
-    def split(self, flat: Tensor) -> list[Tensor]:
-        """[..., P] -> [layer0 [..., P_0], ..., layerL [..., P_L]]."""
-        return list(torch.split(flat, list(self.model.layer_sizes), dim=-1))
+class Problem(DataProblem[SBN]):
+    """An SBN with its data batch: what the ``sbn`` kind's estimators and exact solver receive
+    (``DataProblem``: ``model``, ``X`` [N, d], canonical targets ``Y``)."""
 
 
 @dataclass(frozen=True)
@@ -199,7 +159,7 @@ class Estimator(ABC, Generic[ProblemT, ModelT]):
     reference: ClassVar[str]
     hyperparameters: ClassVar[dict[str, Hyper]] = {}
     stochastic: ClassVar[bool] = True  # False for deterministic "estimators" (mean field)
-    problem: ClassVar[str] = "sbn"  # the problem kind it handles, one of PROBLEM_KINDS
+    problem: ClassVar[str] = "sbn"  # the problem kind it handles (estbench.problem)
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.hyperparameters))

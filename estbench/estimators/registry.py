@@ -28,7 +28,6 @@ import difflib
 import importlib.metadata
 import inspect
 import math
-import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -37,7 +36,8 @@ from typing import Any
 
 from .._version import __version__
 from ..options import split_specs
-from .base import FAMILIES, PROBLEM_KINDS, Estimator, EstimatorError, Hyper
+from ..problem import kinds, plugins_disabled
+from .base import FAMILIES, Estimator, EstimatorError, Hyper
 
 GROUP = "estbench.estimators"
 NAME = re.compile(r"[a-z][a-z0-9-]*")
@@ -252,8 +252,9 @@ def contract_fault(cls: object) -> str | None:
     if family not in FAMILIES:
         return f"family {family!r} must be one of {', '.join(FAMILIES)}"
     problem = getattr(cls, "problem", None)
-    if problem not in PROBLEM_KINDS:
-        return f"problem {problem!r} must be one of {', '.join(PROBLEM_KINDS)}"
+    known = kinds().kinds
+    if problem not in known:
+        return f"problem {problem!r} must be one of {', '.join(sorted(known))} (the problem kinds)"
     for attr in ("unbiased", "reference"):
         value = getattr(cls, attr, None)
         if not isinstance(value, str):
@@ -275,13 +276,13 @@ def contract_fault(cls: object) -> str | None:
         _ = est.spec
     except Exception as e:
         return f"cannot be created with its default parameters: {type(e).__name__}: {e}"
-    model = reference_models()[problem]  # what estbench list states costs on
+    model = reference_models()[str(problem)]  # what estbench list states costs on
     try:
         evals = float(est.evals_per_draw(model))
         layers = set(est.unbiased_layers(model))
     except Exception as e:
         return (
-            f"evals_per_draw or unbiased_layers fails on the 2-5-5-5-1 reference network: "
+            f"evals_per_draw or unbiased_layers fails on the kind's reference network: "
             f"{type(e).__name__}: {e}"
         )
     if not (math.isfinite(evals) and evals >= 0):
@@ -291,43 +292,37 @@ def contract_fault(cls: object) -> str | None:
     return None
 
 
-@lru_cache(maxsize=1)
 def reference_models() -> dict[str, Any]:
-    """Per problem kind, the 2-5-5-5-1 network (seed 0) on which ``estbench list`` states costs
-    and ``contract_fault`` tries ``evals_per_draw`` and ``unbiased_layers``."""
-    import torch
-
-    from ..model import random_sbn
-    from ..weights import random_weight_sbn
-
-    return {
-        "sbn": random_sbn(2, (5, 5, 5), 1, generator=torch.Generator().manual_seed(0)),
-        "weights": random_weight_sbn(2, (5, 5, 5), 1, generator=torch.Generator().manual_seed(0)),
-    }
+    """Per problem kind, the network on which ``estbench list`` states costs and
+    ``contract_fault`` tries ``evals_per_draw`` and ``unbiased_layers``."""
+    return _reference_models(tuple(sorted(kinds().kinds)))
 
 
-def builtin_estimators() -> list[type[Estimator]]:
-    from ..weights import estimators as weights
-    from . import path_analytic, relaxed, score, straight_through
-
-    return [
-        *score.ESTIMATORS,
-        *relaxed.ESTIMATORS,
-        *straight_through.ESTIMATORS,
-        *path_analytic.ESTIMATORS,
-        *weights.ESTIMATORS,  # problem = "weights": SBNs with Bernoulli weights
-    ]
-
-
-def plugins_disabled() -> bool:
-    return os.environ.get("ESTBENCH_DISABLE_PLUGINS", "").strip() not in ("", "0")
+@lru_cache(maxsize=2)
+def _reference_models(names: tuple[str, ...]) -> dict[str, Any]:
+    found = kinds().kinds
+    return {name: found[name].reference_network() for name in names}
 
 
 def build_registry(*, plugins: bool | None = None) -> Registry:
+    """Every problem kind's own estimators (``ProblemKind.estimators``), then the plugins of
+    ``estbench.estimators``; plugins (kinds and estimators) unless ``plugins=False`` or
+    ``ESTBENCH_DISABLE_PLUGINS=1``."""
+    use_plugins = not plugins_disabled() if plugins is None else plugins
+    found = kinds(plugins=use_plugins)
     registry = Registry()
-    for cls in builtin_estimators():
-        registry.register(cls)
-    if plugins if plugins is not None else not plugins_disabled():
+    registry.problems += found.problems
+    for name, kind in found.kinds.items():
+        source, version = found.sources[name], found.versions[name]
+        for cls in kind.estimators():
+            if source == "estbench":
+                registry.register(cls)
+                continue
+            try:  # a plugin kind's estimator that cannot be registered is reported, skipped
+                registry.register(cls, source=source, version=version)
+            except EstimatorError as e:
+                registry.problems.append(f"problem kind {name!r} from package {source}: {e}")
+    if use_plugins:
         registry.load_plugins()
     return registry
 

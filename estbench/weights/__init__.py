@@ -22,7 +22,7 @@ from .estimators import (
 )
 from .exact import WeightExactResult, exact_gradient, exact_loss, lattice_distribution
 from .model import WeightProblem, WeightSBN, random_weight_sbn
-from .paths import WeightPathMoments, path_moments, sample_path
+from .paths import path_moments, sample_path
 from .relaxed import WeightConcrete, WeightGumbelRao, WeightStraightThroughGumbelSoftmax
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
     "WeightExactResult",
     "WeightGumbelRao",
     "WeightPathEstimator",
-    "WeightPathMoments",
     "WeightProblem",
     "WeightReinforce",
     "WeightSBN",

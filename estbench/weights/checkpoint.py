@@ -32,7 +32,6 @@ from torch import Tensor
 
 from ..checkpoint import (
     MODEL_KEY,
-    WEIGHT_SBN,
     check_data,
     check_pair,
     checkpoint_kind_of,
@@ -46,6 +45,8 @@ from ..errors import CheckpointError, ModelError
 from ..model import CODINGS, HEADS
 from ..shipped import resolve_checkpoint
 from .model import ACTIVATIONS, WEIGHT_NOISES, WeightSBN
+
+WEIGHT_SBN = "weight-sbn"  # the checkpoint marker (key estbench_model) of this kind
 
 _PARAM = re.compile(r"(W|eta|b)(\d+)")
 SETTINGS = {"coding": CODINGS, "activation": ACTIVATIONS, "head": tuple(HEADS)}
@@ -116,7 +117,7 @@ def load_weight_checkpoint(path: str | Path) -> WeightCheckpoint:
         raise CheckpointError(
             f"{path}: not a stochastic-binary-weight checkpoint (no key {MODEL_KEY} = "
             f"{WEIGHT_SBN!r}; keys {sorted(arrays)}); an SBN checkpoint with real weights is read "
-            "by estbench.load_checkpoint (in a case: no model.weights)"
+            "by estbench.load_checkpoint (in a case: model.kind = 'sbn')"
         )
     settings = {}
     for key, allowed in SETTINGS.items():

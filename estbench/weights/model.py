@@ -66,6 +66,7 @@ from ..model import (
     get_head,
     get_noise,
 )
+from ..problem import DataProblem
 
 WeightKind = Literal["real", "bernoulli"]
 KINDS: tuple[WeightKind, ...] = ("real", "bernoulli")
@@ -358,50 +359,6 @@ def random_weight_sbn(
     )
 
 
-@dataclass(frozen=True, eq=False)
-class WeightProblem:
-    """A weight SBN with its data batch: what the exact solver and the estimators receive."""
-
-    model: WeightSBN
-    X: Tensor  # [N, d]
-    Y: Tensor  # canonical targets of the head
-
-    @classmethod
-    def create(cls, model: WeightSBN, X: object, Y: object) -> WeightProblem:
-        return cls(model, *model.check_data(X, Y))
-
-    def to(
-        self, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
-    ) -> WeightProblem:
-        """As ``estbench.estimators.Problem.to``: ``self`` when nothing changes; integer labels
-        keep their dtype."""
-        if (dtype is None or dtype == self.X.dtype) and (
-            device is None or torch.device(device) == self.X.device
-        ):
-            return self
-        y_dtype = dtype if self.Y.is_floating_point() else None
-        return WeightProblem(
-            self.model.to(dtype=dtype, device=device),
-            self.X.to(device=device, dtype=dtype),
-            self.Y.to(device=device, dtype=y_dtype),
-        )
-
-    @property
-    def n_points(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def n_params(self) -> int:
-        return sum(self.model.layer_sizes)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.X.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.X.device
-
-    def split(self, flat: Tensor) -> list[Tensor]:
-        """[..., P] -> [layer0 [..., P_0], ..., layerL [..., P_L]]."""
-        return list(torch.split(flat, list(self.model.layer_sizes), dim=-1))
+class WeightProblem(DataProblem[WeightSBN]):
+    """A weight SBN with its data batch: what the ``weights`` kind's estimators and exact solver
+    receive (``DataProblem``: ``model``, ``X`` [N, d], canonical targets ``Y``)."""

@@ -28,6 +28,7 @@ from torch import Tensor
 from ..errors import MemoryBudgetError
 from ..estimators.ops import uniforms
 from ..model import encode, state_bits
+from ..problem import PathMoments
 from .model import WeightProblem, WeightSBN, on_off
 
 
@@ -257,28 +258,13 @@ def enumerate_paths(
     return path, p_w[:, None, None] * path.state_probability()
 
 
-@dataclass(frozen=True)
-class WeightPathMoments:
-    """Exact mean and variance of one draw, per coordinate ([P] each)."""
-
-    mean: Tensor
-    variance: Tensor
-    problem: WeightProblem
-
-    def layer_means(self) -> list[Tensor]:
-        return self.problem.split(self.mean)
-
-    def layer_total_variances(self) -> list[Tensor]:
-        return [v.sum() for v in self.problem.split(self.variance)]
-
-
 def path_moments(
     estimator: Any,
     problem: WeightProblem,
     *,
     context: Any = None,
     max_configs: int = DEFAULT_MAX_CONFIGS,
-) -> WeightPathMoments:
+) -> PathMoments:
     """Exact E[g] and Var[g] of one draw of a path estimator, by enumerating weights and states.
 
     g = (1/N) sum_n g_n(W^n, x^n). Shared weights (W^n = W): E[g] = sum_W P(W) E[g | W] and
@@ -296,10 +282,10 @@ def path_moments(
     mean = m_n.sum(0).mean(0)
     if estimator.per_point:
         var_n = s_n.sum(0) - m_n.sum(0) ** 2  # [N, P]
-        return WeightPathMoments(mean, var_n.sum(0) / N**2, problem)
+        return PathMoments(mean, var_n.sum(0) / N**2, problem)
     p_w = prob[:, :, 0].sum(1)  # P(W) (the state probabilities sum to 1 for every point)
     safe = torch.where(p_w > 0, p_w, 1.0)[:, None, None]
     cond_mean = m_n / safe  # E[g_n | W]
     within = ((s_n - m_n * cond_mean).sum(1)) / N**2  # sum_W P(W) Var(g | W)
     between = (p_w[:, None] * cond_mean.mean(1) ** 2).sum(0) - mean**2
-    return WeightPathMoments(mean, within.sum(0) + between, problem)
+    return PathMoments(mean, within.sum(0) + between, problem)

@@ -1,0 +1,73 @@
+"""What the layered kinds (``sbn``, ``weights``) share: networks of binary layers read by a head.
+
+Their ``[model]`` tables have the keys of ``LayeredModelSpec`` (states coding, activation noise,
+head and its outputs, initialisation); their data are class labels (targets made for the head) or
+targets stored in a data file; and a point needs at least its data, its parameters and one
+layer's marginals over 2^width states per data point (``size_floor``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..cases import ModelSpec, Table
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+
+@dataclass(frozen=True)
+class LayeredModelSpec(ModelSpec):
+    """``[model]`` of a layered network: ``coding`` of the states ("01" or "pm1"), activation
+    ``noise``, ``head`` with ``outputs`` (default: from the data), ``init`` and its ``scale``."""
+
+    coding: str = "01"
+    noise: str = "logistic"
+    head: str = "logistic"
+    outputs: int | None = None
+    init: str = "ap2"
+    scale: float = 1.0
+
+
+def layered_keys(table: Table, *, inits: tuple[str, ...], init: str) -> dict[str, Any]:
+    """The ``LayeredModelSpec`` keys of a ``[model]`` table (``inits``: the initialisations the
+    kind offers, ``init`` the default)."""
+    from ..model import CODINGS, HEADS, NOISES
+
+    return {
+        "coding": table.choice("coding", CODINGS, "01"),
+        "noise": table.choice("noise", tuple(NOISES), "logistic"),
+        "head": table.choice("head", tuple(HEADS), "logistic"),
+        "outputs": table.get(
+            "outputs", "int", None, check=lambda v: v > 0, expected="a positive integer"
+        ),
+        "init": table.choice("init", inits, init),
+        "scale": table.get("scale", "float", 1.0, check=lambda v: v > 0, expected="a number > 0"),
+    }
+
+
+def head_outputs(spec: LayeredModelSpec, labels: Tensor, *, stored: bool) -> int:
+    """The head's output count: ``outputs``, else one per stored target column, else what the
+    head needs for the data's classes (1 for the logistic head)."""
+    if spec.outputs:
+        return spec.outputs
+    if stored:
+        return labels.shape[1] if labels.dim() == 2 else 1
+    return 1 if spec.head == "logistic" else max(int(labels.max()) + 1, 2)
+
+
+def head_targets(spec: LayeredModelSpec, labels: Tensor, out_dim: int, *, stored: bool) -> Tensor:
+    """Targets of the head: as stored in a data file, or made from class labels."""
+    from ..data import targets_for_head
+
+    return labels if stored else targets_for_head(labels, spec.head, out_dim)
+
+
+def size_floor(width: int, depth: int, n_points: int, input_dim: int, out_dim: int) -> int:
+    """A lower bound in bytes on a point beyond its inputs: its targets, its parameters and one
+    layer's marginals over 2^width states per data point (``width``: the widest layer) -- exact
+    integers, so a size of 10^30 cannot overflow (past 2^64 states the bound is over any budget
+    anyway)."""
+    params = depth * width * width + width * (input_dim + out_dim)
+    return 8 * (n_points * (out_dim + 2 ** min(width, 64)) + params)

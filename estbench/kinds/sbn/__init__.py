@@ -1,0 +1,1 @@
+"""The ``sbn`` problem kind: SBN classifiers with real weights (``kind.SbnKind``)."""

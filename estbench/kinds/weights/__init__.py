@@ -1,0 +1,1 @@
+"""The ``weights`` problem kind: SBNs with Bernoulli weights (``kind.WeightsKind``)."""
