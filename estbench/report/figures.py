@@ -206,7 +206,8 @@ def _arrange(
     title_h = title_lines * _line_height("large") + 0.1
     tick_h = _line_height("medium") + 0.1  # tick length and pad, 3.5 pt each
     label_h = _line_height("medium") + 0.06
-    vgap = tick_h + label_h + title_h
+    # Shared x: tick labels and x labels between rows only above an empty slot of the grid.
+    vgap = title_h + 0.12 + (tick_h + label_h if rows * cols > len(axes) else 0.0)
     hgap = 0.22
     aw, ah = AXES
     top = sup_h + title_h

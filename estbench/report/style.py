@@ -3,11 +3,12 @@
 The style comes from the estimator's *name*, never from its position in a run: built-ins have a
 fixed slot in ``SLOTS`` (the seed study's seven first, so they get the most distinct colours), an
 unknown name (a plugin) gets a slot from a hash of the name. A slot is a (colour, marker, line
-style) triple: the colour-blind-safe palette of ten colours (seaborn's "colorblind", written out), ten markers and,
-per round of ten slots, a line style (solid, dashed, long-dashed), so the first ten slots differ
-in colour and marker and no two slots share a triple. Parameters of a configured variant
-(``concrete(tau=0.1)``) keep the family's colour and marker and get another line style, so the seed
-study's two Concretes stay apart. ``figure_styles`` makes the triples of one figure unique.
+style) triple: a colour-blind-safe palette of ten colours (seaborn's "colorblind", written
+out), ten markers and, per round of ten slots, a line style (solid, dashed, long-dashed), so the
+first ten slots differ in colour and marker and no two slots share a triple. A configured
+variant (``concrete(tau=0.1)``) keeps its family's colour and marker and gets another line
+style, so the seed study's two Concretes stay apart. ``figure_styles`` makes the triples of
+one figure unique.
 
 What the styles must never look like: the marks of ``figures`` for Monte Carlo values that are
 only upper bounds -- an open down-pointing triangle joined by a faint dotted line. So no
