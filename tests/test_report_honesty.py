@@ -258,6 +258,7 @@ def test_no_estimator_style_looks_like_an_upper_bound_and_a_figures_styles_are_u
     labels += ["weight-concrete(tau=0.1)", "my-plugin", "my-plugin-2", "my-plugin(k=1)"]
     styles = figure_styles(labels)
     assert len({st.key() for st in styles.values()}) == len(labels)
+    assert len({(st.color, st.marker) for st in styles.values()}) == len(labels)
     for st in [*styles.values(), *(estimator_style(e) for e in labels)]:
         assert st.marker != F.BOUND_MARKER
         assert st.linestyle not in (":", "dotted")

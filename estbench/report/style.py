@@ -148,28 +148,32 @@ def estimator_style(label: str) -> Style:
 
 
 def figure_styles(labels: Iterable[str]) -> dict[str, Style]:
-    """The styles of the estimators drawn in one figure, every (colour, marker, line style)
-    unique: each keeps its own style (``estimator_style``) unless an earlier label of the figure
-    has it (a plugin's hashed slot, or two variants whose line styles collide); then the next
-    free line style, else the next free marker, is taken. Same labels, same styles."""
+    """The styles of the estimators drawn in one figure, every (colour, marker) pair unique
+    (figures of markers alone, the bias-variance map, tell estimators apart by them), hence
+    every (colour, marker, line style): each keeps its own style (``estimator_style``) unless an
+    earlier label of the figure has its colour and marker (a variant of a drawn family, a
+    plugin's hashed slot); then it takes the next free marker of its colour. Plain names come
+    first, so a family keeps its own style. Same labels, same styles."""
+    labels = list(labels)
     out: dict[str, Style] = {}
+    pairs: set[tuple[str, str]] = set()
     taken: set[tuple[str, str, str]] = set()
-    for label in labels:
+    # Plain names first: a family keeps its own style, its variants move.
+    for label in sorted(labels, key=lambda text: "(" in text):
         st = estimator_style(label)
         m0 = MARKERS.index(st.marker) if st.marker in MARKERS else 0
         l0 = LINESTYLES.index(st.linestyle) if st.linestyle in LINESTYLES else 0
-        for k in range(len(MARKERS) * len(LINESTYLES)):
-            cand = Style(
-                st.color,
-                MARKERS[(m0 + k // len(LINESTYLES)) % len(MARKERS)],
-                LINESTYLES[(l0 + k) % len(LINESTYLES)],
-            )
-            if cand.key() not in taken:
-                st = cand
-                break
+        n = len(MARKERS)
+        cands = [
+            Style(st.color, MARKERS[(m0 + k) % n], LINESTYLES[(l0 + k // n) % len(LINESTYLES)])
+            for k in range(n * len(LINESTYLES))
+        ]
+        free = [c for c in cands if (c.color, c.marker) not in pairs and c.key() not in taken]
+        st = (free or [c for c in cands if c.key() not in taken] or [st])[0]
+        pairs.add((st.color, st.marker))
         taken.add(st.key())
         out[label] = st
-    return out
+    return {label: out[label] for label in labels}
 
 
 def strip_param(label: str, key: str) -> str:
