@@ -249,8 +249,8 @@ def _render(directory: Path, **options: Any) -> Any:
     """Render a case directory's report under its lock (a run writing there is waited for by
     refusal, not raced), after clearing what a killed render left (temporary files)."""
     from .report import render_report
+    from .report.lock import case_lock  # runner.case_lock's lock, without importing torch
     from .results import remove_stale_temporaries
-    from .runner import case_lock
 
     if not directory.is_dir():  # render_report names the problem; no lock file is created
         return render_report(directory, **options)

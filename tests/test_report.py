@@ -267,3 +267,29 @@ def test_epoch_zero_stays_on_the_checkpoint_axis(results, epochs, scale):
         assert lo < min(epochs) and hi > max(epochs)
         if scale == "symlog":
             assert -1 < lo < 0
+
+
+def test_the_report_command_imports_neither_torch_nor_seaborn(results):
+    import subprocess
+    import sys
+
+    code = (
+        "import runpy, sys; sys.argv = ['estbench', 'report', sys.argv[1]]\n"
+        "try:\n    runpy.run_module('estbench', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "bad = {'torch', 'seaborn', 'scipy', 'matplotlib.pyplot'} & set(sys.modules)\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(results)], check=True, capture_output=True)
+    assert (results / "report.md").is_file()
+
+
+def test_the_reports_lock_is_the_runs_lock(results):
+    from estbench.errors import EstbenchError
+    from estbench.report.lock import case_lock
+    from estbench.runner import case_lock as run_lock
+
+    with run_lock(results), pytest.raises(EstbenchError, match="in use"), case_lock(results):
+        pass
+    with case_lock(results), pytest.raises(EstbenchError, match="in use"), run_lock(results):
+        pass

@@ -246,3 +246,69 @@ def test_a_bias_the_unbiasedness_test_keeps_is_a_bound_even_if_its_interval_excl
     assert rejected is not None and rejected.kind == "measured" and rejected.top == 235.0
     other = from_row({**row, "metric": "rel_rmse", "zero_bias_kept": True})  # not a bias
     assert other is not None and other.kind == "measured"
+
+
+def test_no_estimator_style_looks_like_an_upper_bound_and_a_figures_styles_are_unique():
+    """Bounds are open down-triangles joined by dotted lines: no estimator gets either, and the
+    (colour, marker, line style) of every estimator in a figure is its own, for the 29
+    built-ins with variants and plugins among them."""
+    from estbench.report.style import LINESTYLES, SLOTS, figure_styles
+
+    labels = [*SLOTS, "concrete(tau=0.1)", "concrete(tau=0.5)", "binaryconnect(proxy=hardtanh)"]
+    labels += ["weight-concrete(tau=0.1)", "my-plugin", "my-plugin-2", "my-plugin(k=1)"]
+    styles = figure_styles(labels)
+    assert len({st.key() for st in styles.values()}) == len(labels)
+    assert len({(st.color, st.marker) for st in styles.values()}) == len(labels)
+    for st in [*styles.values(), *(estimator_style(e) for e in labels)]:
+        assert st.marker != F.BOUND_MARKER
+        assert st.linestyle not in (":", "dotted")
+        if st.linestyle != "-":  # dashes: the longest "on" segment is a dash, not a dot
+            assert max(st.linestyle[1][::2]) >= 4.0
+    assert all(ls != ":" for ls in LINESTYLES)
+
+
+def test_a_zero_at_round_off_does_not_stretch_the_log_axis(data):
+    """An exact relative RMSE of 0 or 1e-17 (round-off) sits on the axis's "0" line a decade
+    below the smallest other value, not at 1e-17."""
+    frame = data.frame.copy()
+    sel = (frame["estimator"] == "reinforce") & (frame["metric"] == "rel_rmse")
+    frame.loc[sel & (frame["layer"] == "layer0"), ["value", "ci_low", "ci_high"]] = 1e-17
+    frame.loc[sel & (frame["layer"] == "all"), ["value", "ci_low", "ci_high"]] = 0.0
+    zeroed = replace(data, frame=frame)
+    fig = F.rmse_vs_M(zeroed, zeroed.points[0])
+    ax = fig.axes[0]
+    (zero,) = _artists(ax, "_zero:reinforce")
+    here = (frame["metric"] == "rel_rmse") & (frame["point"] == zeroed.points[0].pid)
+    others = frame.loc[here & (frame["value"] > 1e-9), "value"]
+    floor = 10 ** (math.floor(math.log10(others.min())) - 1)
+    assert list(zero.get_ydata()) == pytest.approx([floor] * len(zero.get_ydata()))
+    assert ax.get_ylim()[0] > floor / 10 > 1e-9
+    assert any("round-off" in t.get_text() for t in fig.legends[1].get_texts())
+
+
+def test_cos_figure_explains_its_marks(data):
+    fig = F.cos_vs_M(data, data.points[0])
+    texts = [t.get_text() for t in fig.legends[1].get_texts()]
+    assert any("95 % interval" in t for t in texts) and any("spread" in t for t in texts)
+
+
+@pytest.mark.parametrize("make", ["rmse_vs_M", "cos_vs_M", "bias_variance_map", "sweep"])
+def test_legends_overlap_neither_the_title_nor_each_other_nor_the_panels(data, make):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if make == "sweep":
+        fig = F.sweep_figure(data, "depth", list(data.points))
+    else:
+        fig = getattr(F, make)(data, data.points[1])
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    r = canvas.get_renderer()
+    legends = [leg.get_window_extent(r) for leg in fig.legends]
+    title = fig._suptitle.get_window_extent(r)
+    panels = [ax.get_window_extent(r) for ax in fig.axes if ax.get_visible()]
+    fig_box = fig.bbox
+    for k, box in enumerate(legends):
+        assert not box.overlaps(title)
+        assert all(not box.overlaps(p) for p in panels)
+        assert all(not box.overlaps(o) for o in legends[k + 1 :])
+        assert fig_box.x0 <= box.x0 and box.x1 <= fig_box.x1 + 1 and box.y0 >= fig_box.y0 - 1

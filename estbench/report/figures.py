@@ -22,26 +22,49 @@ separate scales would make a layer with a 100x larger error look like its neighb
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import matplotlib
 import numpy as np
-import pandas as pd
-import seaborn as sns
+from matplotlib.backends.backend_agg import RendererAgg
+from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.legend import Legend
 from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter, LogFormatter, LogLocator, MaxNLocator, NullLocator
 
-from .intervals import KINDS, Reading, from_row, scaled
+from .intervals import EXACT_ZERO, KINDS, Reading, from_row, scaled
 from .load import Point, ReportData
-from .style import Style, estimator_style
+from .style import Style, figure_styles
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 PANEL = (3.3, 2.7)  # inches per panel
 BIAS_FLOOR = 1e-4  # relative biases below this are drawn at it (log axes; exact zeros exist)
 BOUND_MARKER = "v"  # an upper bound: open, pointing down from the interval's upper end
+DPI = 100  # the figures' (and the saved PNGs') resolution
+# Figures are built and saved under these settings (``render`` saves under them too): text is
+# measured while building, for the layout, so it must be measured at the size it is drawn at.
+RC: dict[RcKeyType, Any] = {"svg.hashsalt": "estbench", "svg.fonttype": "path", "font.size": 9}
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _with_rc(make: _F) -> _F:
+    @functools.wraps(make)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with matplotlib.rc_context(RC):
+            return make(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _plain_log(ax, *axes: str) -> None:
@@ -94,11 +117,139 @@ def grid_shape(n: int, max_cols: int = 4) -> tuple[int, int]:
     return best[1]
 
 
+AXES = (2.75, 1.95)  # inches of one panel's axes box (PANEL less its share of the margins)
+_PAD = 0.08  # inches around the figure's edge and between legends
+_RENDERER: list[RendererAgg] = []
+
+
+def _renderer() -> RendererAgg:
+    """An Agg renderer used only to measure text (the figures' layout is computed, not searched
+    for: constrained layout drew every tick label twice and was half of the rendering time)."""
+    if not _RENDERER:
+        _RENDERER.append(RendererAgg(8, 8, DPI))
+    return _RENDERER[0]
+
+
+def _text_size(text: str, size: Any = "medium", **font: Any) -> tuple[float, float]:
+    """(width, height) in inches of ``text`` (lines of it) at a font size."""
+    prop = FontProperties(size=size, **font)
+    r = _renderer()
+    lines = text.split("\n")
+    w = max(r.get_text_width_height_descent(ln or " ", prop, ismath=False)[0] for ln in lines)
+    return w / DPI, prop.get_size_in_points() * 1.2 * len(lines) / 72
+
+
+def _line_height(size: Any) -> float:
+    return FontProperties(size=size).get_size_in_points() * 1.2 / 72
+
+
+def _tick_label_width(axis: Any) -> float:
+    """The widest tick label an axis will draw (major and labelled minor ticks in its view)."""
+    lo, hi = sorted(axis.get_view_interval())
+    texts = []
+    for locs, fmt in (
+        (axis.get_majorticklocs(), axis.get_major_formatter()),
+        (axis.get_minorticklocs(), axis.get_minor_formatter()),
+    ):
+        locs = [v for v in locs if lo <= v <= hi]
+        fmt.set_locs(locs)
+        texts += [fmt(v, k) for k, v in enumerate(locs)]
+    size = matplotlib.rcParams["ytick.labelsize"]
+    return max((_text_size(t, size)[0] for t in texts if t), default=0.0)
+
+
+def _legend_size(leg: Legend) -> tuple[float, float]:
+    box = leg.get_window_extent(_renderer())
+    return box.width / DPI, box.height / DPI
+
+
+def _stack_legends(
+    legends: list[Legend], height: float
+) -> tuple[float, list[tuple[Legend, float, float]]]:
+    """Legends to the right of the panels, from the top down: stacked when they fit in
+    ``height``, else side by side, a legend taller than ``height`` in as many columns as it
+    needs. Returns the width they take and each one's (x, y) offset (inches)."""
+    sizes = [_legend_size(leg) for leg in legends]
+    for k, leg in enumerate(legends):  # too tall: more columns
+        if sizes[k][1] > height and len(leg.legend_handles) > 1:
+            leg.set_ncols(math.ceil(sizes[k][1] / height))
+            sizes[k] = _legend_size(leg)
+    stacked = sum(h for _, h in sizes) + 3 * _PAD * (len(sizes) - 1) <= height
+    placed = []
+    x = y = 0.0
+    for leg, (w, h) in zip(legends, sizes, strict=True):
+        placed.append((leg, x, y))
+        if stacked:
+            y += h + 3 * _PAD
+        else:
+            x += w + 3 * _PAD
+    if not sizes:
+        return 0.0, placed
+    width = max(w for w, _ in sizes) if stacked else x - 3 * _PAD
+    return width, placed
+
+
+def _arrange(
+    fig: Figure,
+    axes: Sequence,
+    rows: int,
+    cols: int,
+    *,
+    title_lines: int = 1,
+    legends: Sequence[Legend | None] = (),
+) -> None:
+    """Size the figure and place its panels, suptitle and legends (all inches, measured text):
+    the panels' axes are ``AXES`` each; tick labels, axis labels and titles get the room their
+    text takes; the legends sit right of the panels, below the suptitle, never over it."""
+    sup = fig.get_suptitle()
+    sup_h = (_text_size(sup, "medium")[1] + 2 * _PAD) if sup else _PAD
+    title_h = title_lines * _line_height("large") + 0.1
+    tick_h = _line_height("medium") + 0.1  # tick length and pad, 3.5 pt each
+    label_h = _line_height("medium") + 0.06
+    # Shared x: tick labels and x labels between rows only above an empty slot of the grid.
+    vgap = title_h + 0.12 + (tick_h + label_h if rows * cols > len(axes) else 0.0)
+    hgap = 0.22
+    aw, ah = AXES
+    top = sup_h + title_h
+    bottom = _PAD + tick_h + label_h
+    height = top + rows * ah + (rows - 1) * vgap + bottom
+    shown = [leg for leg in legends if leg is not None]
+    legend_w, placed = _stack_legends(shown, height - sup_h - _PAD)
+    right = legend_w + (3 * _PAD if shown else _PAD)
+
+    def adjust(left: float) -> float:
+        width = left + cols * aw + (cols - 1) * hgap + right
+        fig.set_size_inches(width, height)
+        fig.subplots_adjust(
+            left=left / width,
+            right=(width - right) / width,
+            bottom=bottom / height,
+            top=(height - top) / height,
+            wspace=hgap / aw,
+            hspace=vgap / ah,
+        )
+        return width
+
+    for ax in axes:
+        ax.set_title(ax.get_title(), y=1.0)  # a fixed title position: no tick-label search
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            if axis.get_scale() == "log" and lo > 0 and hi / lo > 10**2.5:
+                axis.set_minor_locator(NullLocator())  # majors suffice; each tick costs
+    adjust(0.8)  # the tick locators need the axes' size
+    width = adjust(_PAD + label_h + 0.12 + _tick_label_width(axes[0].yaxis))
+    for leg, x, y in placed:
+        anchor = ((width - right + 2 * _PAD + x) / width, 1 - (sup_h + y) / height)
+        leg.set_bbox_to_anchor(anchor, transform=fig.transFigure)
+    if sup:
+        getattr(fig, "_suptitle").set_y(1 - _PAD / height)  # noqa: B009 (no public getter)
+
+
 def _grid(n: int, max_cols: int = 4, share: bool = True) -> tuple[Figure, list]:
     """A figure of ``n`` panels, sharing both axes when ``share`` (tick labels on the outer
-    panels; a panel above an empty slot keeps its x tick labels)."""
+    panels; a panel above an empty slot keeps its x tick labels). ``_arrange`` sizes it."""
     rows, cols = grid_shape(n, max_cols)
-    fig = Figure(figsize=(PANEL[0] * cols + 1.8, PANEL[1] * rows + 0.4), layout="constrained")
+    fig = Figure(figsize=(PANEL[0] * cols + 1.8, PANEL[1] * rows + 0.4), dpi=DPI)
     axes = fig.subplots(rows, cols, squeeze=False, sharex=share, sharey=share).ravel().tolist()
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -117,15 +268,26 @@ def _outer_labels(axes: Sequence, cols: int, xlabel: str, ylabel: str) -> None:
         ax.set_ylabel(ylabel if i % cols == 0 else "")
 
 
-def _legend(fig: Figure, labels: Sequence[str]) -> None:
-    handles = [Line2D([], [], label=e, **estimator_style(e).line()) for e in labels]
-    fig.legend(handles=handles, loc="outside right upper", fontsize="small", frameon=False)
+def _legend(fig: Figure, styles: dict[str, Style]) -> Legend:
+    handles = [Line2D([], [], label=e, lw=1.2, **st.line()) for e, st in styles.items()]
+    return fig.legend(
+        handles=handles,
+        loc="upper left",
+        fontsize="small",
+        frameon=False,
+        borderaxespad=0,
+        borderpad=0,
+        handlelength=2.6,
+    )
 
 
 CONVENTION = {
     "exact": "exact (path enumeration)",
+    "zero": '0 (exact, or round-off\nbelow 1e-9): drawn\non the axis\'s "0" line',
     "measured": "Monte Carlo value,\nbar: 95 % interval",
     "band": "band: 95 % interval\n(Monte Carlo)",
+    "cos": "Monte Carlo mean,\nbar: 95 % interval\n(mean ± 1.96 se)",
+    "spread": "band: 15 %-85 % of the\ngroups (a spread, not\nan interval)",
     "bound": (
         "upper bound,\nconsistent with 0:\nthe 95 % interval\nreaches 0 (or the floor),\n"
         "or the unbiasedness\ntest keeps 0"
@@ -134,31 +296,41 @@ CONVENTION = {
 }
 
 
-def _convention_legend(fig: Figure, kinds: set[str]) -> None:
+def _convention_legend(fig: Figure, kinds: set[str]) -> Legend | None:
     """The second legend: what each marker style means (only the styles drawn)."""
     grey = "0.35"
+    measured = (
+        Line2D([], [], ls="none", marker="|", ms=12, mew=1.0, color=grey),
+        Line2D([], [], ls="none", marker="o", ms=5, color=grey),
+    )
     handles: dict[str, object] = {
         "exact": Line2D([], [], ls="none", marker="o", ms=5, color=grey),
-        "measured": (
-            Line2D([], [], ls="none", marker="|", ms=12, mew=1.0, color=grey),
+        "zero": (
+            Line2D([], [], ls="-", lw=0.8, color="0.6"),
             Line2D([], [], ls="none", marker="o", ms=5, color=grey),
         ),
+        "measured": measured,
         "band": Patch(color=grey, alpha=0.25, lw=0),
+        "cos": measured,
+        "spread": Patch(color=grey, alpha=0.15, lw=0),
         "bound": Line2D([], [], ls="none", marker=BOUND_MARKER, ms=6.5, mfc="none", mec=grey),
         "bare": Line2D([], [], ls="none", marker="o", ms=5, mfc="none", mec=grey),
     }
     shown = [k for k in CONVENTION if k in kinds]
     if not shown:
-        return
-    fig.legend(
+        return None
+    return fig.legend(
         handles=[handles[k] for k in shown],
         labels=[CONVENTION[k] for k in shown],
         handler_map={tuple: HandlerTuple(ndivide=1)},
-        loc="outside right lower",
+        loc="upper left",
         fontsize="x-small",
         title="markers",
         title_fontsize="small",
         frameon=False,
+        borderaxespad=0,
+        borderpad=0,
+        alignment="left",
     )
 
 
@@ -234,64 +406,148 @@ def _ok(data: ReportData, point: Point) -> list[str]:
     return [e for e in data.estimators if e not in failed]
 
 
+def _band(ax: Any, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, **kw: Any) -> None:
+    """``fill_between`` for finite x, lo, hi (one polygon, no masking): a tenth of its cost,
+    which was a fifth of a report's drawing time for 22 estimators x 4 panels x 2 figures."""
+    verts = np.concatenate([np.column_stack([x, lo]), np.column_stack([x[::-1], hi[::-1]])])
+    ax.add_collection(PolyCollection([verts], **kw), autolim=False)
+    ax.update_datalim(verts)
+
+
+def _bars(ax: Any, bars: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]) -> None:
+    """Vertical interval bars of several estimators, (x, low, high, colour) each, as one
+    collection (``vlines`` per estimator costs more than drawing them)."""
+    segs, colours = [], []
+    for x, lo, hi, colour in bars:
+        segs += [((a, b), (a, c)) for a, b, c in zip(x, lo, hi, strict=True)]
+        colours += [colour] * len(x)
+    if segs:
+        ax.add_collection(
+            LineCollection(segs, colors=colours, lw=0.9, label="_intervals"), autolim=False
+        )
+        ax.update_datalim(np.array(segs).reshape(-1, 2))
+
+
+def _band_alpha(n: int) -> float:
+    """Bands of many estimators pile up: each is fainter the more there are."""
+    return max(0.06, min(0.18, 1.2 / max(n, 1)))
+
+
+def _zero_floor(values: np.ndarray) -> float:
+    """The "0" line of a log axis: a power of ten one decade below the smallest value above
+    round-off (values at or below ``EXACT_ZERO`` are zeros, drawn on that line)."""
+    pos = values[np.isfinite(values) & (values > EXACT_ZERO)]
+    return 10.0 ** (math.floor(math.log10(float(pos.min()))) - 1) if len(pos) else 1e-3
+
+
+def _zero_axis(ax: Any, floor: float) -> None:
+    """Mark a log y axis's floor as "0": a grey line, its tick labelled 0."""
+    ax.axhline(floor, color="0.6", lw=0.8, zorder=1)
+    fmt = ax.yaxis.get_major_formatter()
+    ax.yaxis.set_major_formatter(
+        FuncFormatter(lambda v, i: "0" if math.isclose(v, floor) else fmt(v, i))
+    )
+    ax.set_ylim(bottom=floor / 10**0.25)
+
+
+@_with_rc
 def rmse_vs_M(data: ReportData, point: Point) -> Figure | None:
-    """Figure 1: relative RMSE of the M-draw mean versus M, per layer (the seed study's figure)."""
+    """Figure 1: relative RMSE of the M-draw mean versus M, per layer (the seed study's figure).
+
+    Exact values (path enumeration) are filled markers on the line; Monte Carlo values have the
+    95 % bootstrap band. A zero (exact, or below ``EXACT_ZERO``: round-off) is drawn on the
+    axis's "0" line, a decade below the smallest other value: on a log axis a round-off 1e-17
+    would stretch the axis over ten empty decades, and an exact 0 would vanish."""
     rows = data.select(point, "rel_rmse")
     if rows.empty or len(data.Ms()) < 2:
         return None
     fig, axes = _grid(len(point.layers))
     shown = _ok(data, point)
+    styles = figure_styles(shown)
+    floor = _zero_floor(rows["value"].to_numpy(dtype=float))
+    alpha = _band_alpha(len(shown))
+    kinds: set[str] = set()
     for ax, layer in zip(axes, point.layers, strict=True):
         for e in shown:
-            r = rows[(rows["layer"] == layer) & (rows["estimator"] == e)].sort_values("M")
-            if r.empty:
+            r = data.series(point, e, layer, "rel_rmse")
+            if r is None:
                 continue
-            st = estimator_style(e)
-            ax.plot(r["M"], r["value"], markersize=3, linewidth=1.2, **st.line())
-            band = r.dropna(subset=["ci_low", "ci_high"])
-            if len(band):
-                ax.fill_between(
-                    band["M"], band["ci_low"], band["ci_high"], color=st.color, alpha=0.18, lw=0
-                )
+            st = styles[e]
+            m, v = r["M"], r["value"]
+            zero = v <= EXACT_ZERO
+            y = np.where(zero, floor, v)
+            ax.plot(m, y, markersize=3, linewidth=1.2, label=f"_line:{e}", **st.line())
+            if zero.any():
+                ax.plot(m[zero], y[zero], ls="none", marker=st.marker, ms=4, color=st.color,
+                        label=f"_zero:{e}", zorder=3)  # fmt: skip
+                kinds.add("zero")
+            lo, hi = r["ci_low"], r["ci_high"]
+            ok = np.isfinite(lo) & np.isfinite(hi) & ~zero
+            if ok.any():
+                _band(ax, m[ok], np.maximum(lo[ok], floor), hi[ok], color=st.color,
+                      alpha=alpha, lw=0, label=f"_band:{e}")  # fmt: skip
+                kinds.add("band")
         ax.set(xscale="log", yscale="log", title=layer_title(data, point, layer))
         _plain_log(ax, "x", "y")
         ax.grid(True, which="major", alpha=0.3)
-    _outer_labels(axes, grid_shape(len(axes))[1], "M (draws averaged)", "relative RMSE")
+    if "zero" in kinds:
+        for ax in axes:  # shared y: the formatter of each panel
+            _zero_axis(ax, floor)
+    rows_, cols = grid_shape(len(axes))
+    _outer_labels(axes, cols, "M (draws averaged)", "relative RMSE")
     fig.suptitle(f"{data.case_name}: relative RMSE vs M ({point.title})", fontsize="medium")
-    _legend(fig, shown)
-    _convention_legend(fig, {"band"} if len(rows.dropna(subset=["ci_low", "ci_high"])) else set())
+    legends = [_legend(fig, styles), _convention_legend(fig, kinds)]
+    _arrange(fig, axes, rows_, cols, legends=legends)
     return fig
 
 
+@_with_rc
 def cos_vs_M(data: ReportData, point: Point) -> Figure | None:
-    """Figure 2: E cos(mean of M draws, g) versus M per layer, 15 %-85 % band."""
+    """Figure 2: E cos(mean of M draws, g) versus M per layer: the Monte Carlo mean with its
+    95 % interval (± 1.96 se, mostly shorter than the marker) and the 15 %-85 % spread of the
+    groups as a faint band (fainter the more estimators share the panel)."""
     rows = data.select(point, "cos_mean")
     if rows.empty:
         return None
-    q15, q85 = data.select(point, "cos_q15"), data.select(point, "cos_q85")
     fig, axes = _grid(len(point.layers))
     shown = _ok(data, point)
+    styles = figure_styles(shown)
+    alpha = _band_alpha(len(shown))
+    kinds: set[str] = set()
     for ax, layer in zip(axes, point.layers, strict=True):
+        bars = []
         for e in shown:
-            sel = (rows["layer"] == layer) & (rows["estimator"] == e)
-            r = rows[sel].sort_values("M")
-            if r.empty:
+            r = data.series(point, e, layer, "cos_mean")
+            if r is None:
                 continue
-            st = estimator_style(e)
-            ax.plot(r["M"], r["value"], markersize=3, linewidth=1.2, **st.line())
-            lo = q15[(q15["layer"] == layer) & (q15["estimator"] == e)].sort_values("M")
-            hi = q85[(q85["layer"] == layer) & (q85["estimator"] == e)].sort_values("M")
-            if len(lo) == len(r) and len(hi) == len(r):
-                ax.fill_between(r["M"], lo["value"], hi["value"], color=st.color, alpha=0.15, lw=0)
+            st = styles[e]
+            m, v, se = r["M"], r["value"], r["se"]
+            ax.plot(m, v, markersize=3, linewidth=1.2, label=f"_measured:{e}", **st.line())
+            kinds.add("cos" if np.isfinite(se).any() else "bare")
+            ok = np.isfinite(se) & (se > 0)
+            if ok.any():
+                bars.append((m[ok], (v - 1.96 * se)[ok], (v + 1.96 * se)[ok], st.color))
+            q15 = data.series(point, e, layer, "cos_q15")
+            q85 = data.series(point, e, layer, "cos_q85")
+            lo = q15["value"] if q15 is not None else np.array([])
+            hi = q85["value"] if q85 is not None else np.array([])
+            if len(lo) == len(m) == len(hi) and np.isfinite([lo, hi]).all():
+                _band(ax, m, lo, hi, color=st.color, alpha=alpha * 0.8, lw=0,
+                      label=f"_spread:{e}")  # fmt: skip
+                kinds.add("spread")
+        _bars(ax, bars)
         ax.set(xscale="log", ylim=(-1.05, 1.05), title=layer_title(data, point, layer))
         _plain_log(ax, "x")
+        ax.yaxis.set_major_locator(MaxNLocator(5))
         ax.axhline(1.0, color="0.5", lw=0.6)
         ax.grid(True, alpha=0.3)
-    _outer_labels(axes, grid_shape(len(axes))[1], "M (draws averaged)", "E cos(mean, g)")
+    rows_, cols = grid_shape(len(axes))
+    _outer_labels(axes, cols, "M (draws averaged)", "E cos(mean, g)")
     fig.suptitle(
         f"{data.case_name}: cosine to the true gradient ({point.title})", fontsize="medium"
     )
-    _legend(fig, shown)
+    legends = [_legend(fig, styles), _convention_legend(fig, kinds)]
+    _arrange(fig, axes, rows_, cols, legends=legends)
     return fig
 
 
@@ -310,6 +566,7 @@ def _readings(
     return bias, sd, rmse
 
 
+@_with_rc
 def sweep_figure(
     data: ReportData, dim: str, points: Sequence[Point], estimators: Sequence[str] | None = None
 ) -> Figure | None:
@@ -346,17 +603,16 @@ def sweep_figure(
     m1 = Ms[0] if Ms else None
     what = ["relative bias", "relative sd (one draw)"]
     what += [f"relative RMSE (M = {m1})"] if m1 is not None else []
-    fig = Figure(
-        figsize=(PANEL[0] * len(layers) + 2.2, PANEL[1] * len(what) + 0.4), layout="constrained"
-    )
+    fig = Figure(figsize=(PANEL[0] * len(layers) + 2.2, PANEL[1] * len(what) + 0.4), dpi=DPI)
     axes = fig.subplots(len(what), len(layers), squeeze=False, sharex=True, sharey=True)
+    styles = figure_styles(lines)
     kinds: set[str] = set()
     for j, layer in enumerate(layers):
         for base, pts in lines.items():
             pts = sorted(pts, key=lambda t: t[0])
             xs = [t[0] for t in pts]
             cols = list(zip(*(_readings(data, t[2], t[1], layer, m1) for t in pts), strict=True))
-            st = estimator_style(base)
+            st = styles[base]
             for i in range(len(what)):
                 kinds |= _series(axes[i][j], xs, cols[i], st, base, band=i == 2)
         for i, title in enumerate(what):
@@ -378,11 +634,12 @@ def sweep_figure(
             ax.set_ylabel(f"{title.split(' (')[0]} (floor {BIAS_FLOOR:g})" if j == 0 else "")
     what_x = "temperature" if dim == "tau" else dim
     fig.suptitle(f"{data.case_name}: bias and spread vs {what_x}", fontsize="medium")
-    _legend(fig, list(lines))
-    _convention_legend(fig, kinds)
+    legends = [_legend(fig, styles), _convention_legend(fig, kinds)]
+    _arrange(fig, axes.ravel().tolist(), len(what), len(layers), title_lines=2, legends=legends)
     return fig
 
 
+@_with_rc
 def bias_variance_map(data: ReportData, point: Point) -> Figure | None:
     """Figure 5: relative bias against relative sd at M = 1, iso-RMSE curves b^2 + s^2 = r^2.
 
@@ -408,6 +665,7 @@ def bias_variance_map(data: ReportData, point: Point) -> Figure | None:
         return None
     hi = max(max(tops) * 2, 10 * BIAS_FLOOR)
     fig, axes = _grid(len(point.layers))
+    styles = figure_styles(shown)
     kinds: set[str] = set()
     for ax, layer in zip(axes, point.layers, strict=True):
         for level in 10.0 ** np.arange(-3, 3):
@@ -416,7 +674,7 @@ def bias_variance_map(data: ReportData, point: Point) -> Figure | None:
                 ax.plot(grid, np.sqrt(level**2 - grid**2), color="0.75", lw=0.7, zorder=0)
                 ax.annotate(f"{level:g}", (level / 1.6, level / 1.35), fontsize=6, color="0.5")
         for e, (b, s) in per_layer[layer].items():
-            st = estimator_style(e)
+            st = styles[e]
             x = max(s.top, BIAS_FLOOR)
             if s.kind == "measured" and s.high > max(s.low, BIAS_FLOOR):
                 ax.hlines(
@@ -433,14 +691,20 @@ def bias_variance_map(data: ReportData, point: Point) -> Figure | None:
         ax.xaxis.set_major_locator(LogLocator(numticks=5))  # "0.0001" and "0.001" collide
         ax.set_title(layer_title(data, point, layer))
         ax.grid(True, alpha=0.2)
-    _outer_labels(axes, grid_shape(len(axes))[1], "relative sd of one draw", "relative bias")
+    rows, cols = grid_shape(len(axes))
+    _outer_labels(axes, cols, "relative sd of one draw", "relative bias")
     fig.suptitle(
         f"{data.case_name}: bias-variance map at M = 1 ({point.title}); grey: iso relative RMSE",
         fontsize="medium",
     )
-    _legend(fig, shown)
-    _convention_legend(fig, kinds)
+    legends = [_legend(fig, styles), _convention_legend(fig, kinds)]
+    _arrange(fig, axes, rows, cols, legends=legends)
     return fig
+
+
+def _g2(v: float) -> str:
+    """Two significant digits without an exponent below 1e5: 360, 0.24, 1.1."""
+    return f"{float(f'{v:.2g}'):g}"
 
 
 def _cell(r: Reading | None) -> str:
@@ -450,12 +714,12 @@ def _cell(r: Reading | None) -> str:
     if r.exact_zero:
         return "0"
     if r.kind == "exact":
-        return f"<{BIAS_FLOOR:g}" if r.value < BIAS_FLOOR else f"{r.value:.2g}"
+        return f"<{BIAS_FLOOR:g}" if r.value < BIAS_FLOOR else _g2(r.value)
     if r.kind == "bound":
-        return f"≤{r.high:.2g}"
+        return f"≤{_g2(r.high)}"
     if r.kind == "measured":
-        return f"{r.value:.2g}\n[{r.low:.2g}, {r.high:.2g}]"
-    return f"{r.value:.2g}\n(no interval)"
+        return f"{_g2(r.value)}\n[{_g2(r.low)}, {_g2(r.high)}]"
+    return f"{_g2(r.value)}\n(no interval)"
 
 
 def _colour_value(r: Reading | None) -> float:
@@ -464,12 +728,23 @@ def _colour_value(r: Reading | None) -> float:
     return math.nan if r is None or r.kind == "bound" else r.value
 
 
+def _dark(rgba: Sequence[float]) -> bool:
+    """Whether a cell colour needs white text (relative luminance, as seaborn decides)."""
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2] <= 0.408
+
+
+CELL_FONT = 7.5  # heat-map annotations (pt)
+
+
+@_with_rc
 def bias_heatmap(data: ReportData, point: Point) -> Figure | None:
     """Figure 6: relative bias, estimators x layers (log colour scale, values annotated).
 
     A cell is coloured by the exact value or the Monte Carlo estimate; when the Monte Carlo
     interval includes 0 the cell is grey and hatched, annotated "≤ bound", and has no colour on
-    the scale: there is no measured value to colour."""
+    the scale: there is no measured value to colour. With more layers than estimators (depth 12)
+    the map is transposed (layers as rows), so it stays narrow enough to read on a page."""
     rows = data.select(point, "rel_bias")
     if rows.empty:
         return None
@@ -478,69 +753,78 @@ def bias_heatmap(data: ReportData, point: Point) -> Figure | None:
     readings = {
         (e, ly): from_row(data.row(point, e, ly, "rel_bias")) for e in shown for ly in layers
     }
-    table = pd.DataFrame(
-        [[_colour_value(readings[e, ly]) for ly in layers] for e in shown],
-        index=shown,
-        columns=layers,
-        dtype=float,
-    )
-    notes = pd.DataFrame(
-        [[_cell(readings[e, ly]) for ly in layers] for e in shown], index=shown, columns=layers
-    )
+    titles = [layer_title(data, point, c) for c in layers]
+    across = len(layers) > len(shown)  # transposed: layers as rows
+    row_keys, col_keys = (layers, shown) if across else (shown, layers)
+    row_names, col_names = (titles, shown) if across else (shown, titles)
+
+    def reading(i: int, j: int) -> Reading | None:
+        e, ly = (col_keys[j], row_keys[i]) if across else (row_keys[i], col_keys[j])
+        return readings[e, ly]
+
+    nr, nc = len(row_keys), len(col_keys)
+    values = np.array([[_colour_value(reading(i, j)) for j in range(nc)] for i in range(nr)])
+    values = np.where(np.isfinite(values), np.maximum(values, BIAS_FLOOR), np.nan)
+    vmax = max(float(np.nanmax(values, initial=0.0)), 1.0)
     two_lines = any(r is not None and r.kind in ("measured", "bare") for r in readings.values())
-    fig = Figure(
-        figsize=(1.05 * len(layers) + 3.0, (0.5 if two_lines else 0.38) * len(shown) + 1.7),
-        layout="constrained",
-    )
-    ax = fig.subplots()
-    shown_values = table.clip(lower=BIAS_FLOOR)
-    known = shown_values.values[np.isfinite(shown_values.values)]
-    vmax = max(float(known.max(initial=0.0)), 1.0)
-    sns.heatmap(
-        shown_values,
-        ax=ax,
-        cmap="cividis",
-        norm=LogNorm(vmin=BIAS_FLOOR, vmax=vmax),
-        vmin=BIAS_FLOOR,  # seaborn's own nanmin/nanmax warn when every cell is a bound
-        vmax=vmax,
-        annot=notes,
-        fmt="",
-        annot_kws={"fontsize": 6.5},
-        cbar_kws={"label": "relative bias"},
-        linewidths=0.5,
-    )
-    for i, e in enumerate(shown):
-        for j, ly in enumerate(layers):
-            r = readings[e, ly]
-            if r is not None and r.kind == "bound":
-                ax.add_patch(
-                    Rectangle(
-                        (j, i),
-                        1,
-                        1,
-                        fc="0.93",
-                        hatch="///",
-                        ec="0.75",
-                        lw=0,
-                        label=f"_bound:{e}:{ly}",
-                    )
-                )
-                ax.text(
-                    j + 0.5,
-                    i + 0.5,
-                    _cell(r),
-                    ha="center",
-                    va="center",
-                    fontsize=6.5,
-                    color="0.1",
-                    bbox={"fc": "0.93", "ec": "none", "pad": 1.0},
-                )
-    ax.set_xticklabels([layer_title(data, point, c) for c in layers], rotation=30, ha="right")
-    ax.set(xlabel="", ylabel="")
-    ax.set_title(
+    cell_w, cell_h = 1.0, (0.46 if two_lines else 0.32)
+
+    # The layout, measured: row names on the left, column names rotated 30 degrees below.
+    title = (
         f"{data.case_name}: relative bias ({point.title})\n"
         "plain: exact; [low, high]: Monte Carlo 95 % interval;\n"
-        "grey hatched ≤ x: Monte Carlo interval includes 0 (upper bound)",
-        fontsize="small",
+        "grey hatched ≤ x: Monte Carlo interval includes 0 (upper bound)"
     )
+    name_w = max(_text_size(t)[0] for t in row_names)
+    col_sizes = [_text_size(t) for t in col_names]
+    sin, cos = math.sin(math.radians(30)), math.cos(math.radians(30))
+    below = max(w * sin + h * cos for w, h in col_sizes)
+    reach = col_sizes[0][0] * cos - cell_w / 2  # the first column's name, left of the map
+    left = max(_PAD + name_w + 0.12, _PAD + reach)
+    bottom = _PAD + below + 0.1
+    top = _text_size(title, "small")[1] + 2 * _PAD
+    right = 1.25
+    W, H = left + nc * cell_w + right, top + nr * cell_h + bottom
+    fig = Figure(figsize=(W, H), dpi=DPI)
+    ax = fig.add_axes((left / W, bottom / H, nc * cell_w / W, nr * cell_h / H))
+    cax = fig.add_axes(((W - right + 0.2) / W, bottom / H, 0.16 / W, nr * cell_h / H))
+    norm = LogNorm(vmin=BIAS_FLOOR, vmax=vmax)
+    mesh = ax.pcolormesh(
+        np.ma.masked_invalid(values), cmap="cividis", norm=norm, edgecolors="white", lw=0.5
+    )
+    cbar = fig.colorbar(mesh, cax=cax)
+    cbar.set_label("relative bias")
+    cax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set(xlim=(0, nc), ylim=(nr, 0), xlabel="", ylabel="")
+    ax.set_xticks(np.arange(nc) + 0.5, col_names, rotation=30, ha="right")
+    ax.set_yticks(np.arange(nr) + 0.5, row_names)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    for i in range(nr):
+        for j in range(nc):
+            r = reading(i, j)
+            if r is None:
+                continue
+            e = col_keys[j] if across else row_keys[i]
+            ly = row_keys[i] if across else col_keys[j]
+            if r.kind == "bound":
+                ax.add_patch(
+                    Rectangle(
+                        (j, i), 1, 1, fc="0.93", hatch="///", ec="0.75", lw=0,
+                        label=f"_bound:{e}:{ly}",
+                    )
+                )  # fmt: skip
+                ax.text(
+                    j + 0.5, i + 0.5, _cell(r), ha="center", va="center", fontsize=CELL_FONT,
+                    color="0.1", bbox={"fc": "0.93", "ec": "none", "pad": 1.0},
+                )  # fmt: skip
+                continue
+            v = values[i, j]
+            dark = math.isfinite(v) and _dark(mesh.cmap(norm(v)))
+            ax.text(
+                j + 0.5, i + 0.5, _cell(r), ha="center", va="center", fontsize=CELL_FONT,
+                color="white" if dark else "0.1",
+            )  # fmt: skip
+    fig.text(0.5, 1 - _PAD / H, title, ha="center", va="top", fontsize="small")
     return fig

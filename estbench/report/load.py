@@ -106,6 +106,23 @@ class ReportData:
     def _M_value(self) -> tuple[np.ndarray, np.ndarray]:
         return self.frame["M"].to_numpy(), self.frame["value"].to_numpy()
 
+    @cached_property
+    def _numeric(self) -> dict[str, np.ndarray]:
+        return {c: self.frame[c].to_numpy(dtype=float) for c in NUMERIC}
+
+    def series(
+        self, point: Point, estimator: str, layer: str, metric: str
+    ) -> dict[str, np.ndarray] | None:
+        """One estimator's rows of a metric at a point and layer as arrays (``NUMERIC``
+        columns), sorted by M; None when there are none. A figure reads some 200 of these: a
+        pandas selection per series was a fifth of its building time."""
+        rows = self._by_estimator.get((point.pid, metric, layer, estimator))
+        if rows is None or not len(rows):
+            return None
+        cols = self._numeric
+        order = rows[np.argsort(cols["M"][rows], kind="stable")]
+        return {c: v[order] for c, v in cols.items()}
+
     def select(self, point: Point, metric: str, layer: str | None = None) -> pd.DataFrame:
         """The rows of one point and metric (and layer), in file order."""
         if layer is None:
@@ -165,9 +182,12 @@ def load_report_data(directory: str | Path) -> ReportData:
     frame["error"] = frame["error"].replace("", None)
     # A row's point: the sweep values other than tau (an estimator variant, not a point).
     keys = [k for k in SWEEP_COLUMNS if k != "tau"]
-    frame["point"] = [
-        point_id({k: r[k] for k in keys if r[k] != ""}) for r in frame[keys].to_dict("records")
-    ]
+    pids: dict[tuple[str, ...], str] = {}
+    for r in rows:  # the raw rows: their sweep columns are the frame's, as text
+        values = tuple(r[k] for k in keys)
+        if values not in pids:
+            pids[values] = point_id({k: v for k, v in zip(keys, values, strict=True) if v != ""})
+    frame["point"] = [pids[tuple(r[k] for k in keys)] for r in rows]
     # Whether the run's unbiasedness test (multiplicity-corrected, README "Results") kept zero
     # bias for the row's (point, estimator, layer): a bias it cannot reject is shown as a bound
     # even where a 95 % interval happens to exclude 0 (intervals.from_row).

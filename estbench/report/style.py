@@ -2,21 +2,26 @@
 
 The style comes from the estimator's *name*, never from its position in a run: built-ins have a
 fixed slot in ``SLOTS`` (the seed study's seven first, so they get the most distinct colours), an
-unknown name (a plugin) gets a slot from a hash of the name. A slot is a (colour, marker) pair of
-seaborn's colour-blind-safe palette and ten markers; the first ten slots differ in both.
-Parameters of a configured variant (``concrete(tau=0.1)``) keep the family's colour and marker and
-get their own line style, so the seed study's two Concretes stay apart.
+unknown name (a plugin) gets a slot from a hash of the name. A slot is a (colour, marker, line
+style) triple: a colour-blind-safe palette of ten colours (seaborn's "colorblind", written
+out), ten markers and, per round of ten slots, a line style (solid, dashed, long-dashed), so the
+first ten slots differ in colour and marker and no two slots share a triple. A configured
+variant (``concrete(tau=0.1)``) keeps its family's colour and marker and gets another line
+style, so the seed study's two Concretes stay apart. ``figure_styles`` makes the triples of
+one figure unique.
+
+What the styles must never look like: the marks of ``figures`` for Monte Carlo values that are
+only upper bounds -- an open down-pointing triangle joined by a faint dotted line. So no
+estimator has a down-pointing triangle or a dotted line style.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-
-import seaborn as sns
-
-from ..estimators.registry import parse_spec
 
 # Never reorder: a slot is an estimator's identity across reports. New built-ins go at the end.
 SLOTS = (
@@ -50,10 +55,33 @@ SLOTS = (
     "weight-st-gs",
     "weight-gumbel-rao",
 )
-PALETTE = tuple(sns.color_palette("colorblind", 10).as_hex())
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
-LINESTYLES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
+# seaborn's colour-blind-safe palette ("colorblind", 10 colours), written out: seaborn imported
+# pyplot and scipy, a second of the report's start-up.
+PALETTE = (
+    "#0173b2",
+    "#de8f05",
+    "#029e73",
+    "#d55e00",
+    "#cc78bc",
+    "#ca9161",
+    "#fbafe4",
+    "#949494",
+    "#ece133",
+    "#56b4e9",
+)
+# No "v": an open down-pointing triangle is the mark of an upper bound (figures.BOUND_MARKER).
+MARKERS = ("o", "s", "^", "D", "P", "X", "*", "h", "<", ">")
+# Dashes only, never dots: a dotted line joins upper bounds. The first three are the rounds of
+# built-in slots; the rest are for variants and for keeping a figure's triples unique.
+LINESTYLES: tuple[Any, ...] = (
+    "-",
+    (0, (4.0, 1.6)),  # dashed
+    (0, (9.0, 2.5)),  # long dashes
+    (0, (6.0, 1.8, 2.2, 1.8)),  # dash, short dash
+    (0, (9.0, 2.0, 3.0, 2.0, 3.0, 2.0)),  # long, short, short
+)
 N_SLOTS = len(PALETTE) * len(MARKERS)
+_SPEC = re.compile(r"\s*([A-Za-z0-9_-]+)\s*(?:\((.*)\))?\s*", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -62,9 +90,31 @@ class Style:
     marker: str
     linestyle: Any
 
+    def key(self) -> tuple[str, str, str]:
+        return (self.color, self.marker, repr(self.linestyle))
+
     def line(self) -> dict[str, Any]:
         """Keyword arguments for ``Axes.plot``."""
         return {"color": self.color, "marker": self.marker, "linestyle": self.linestyle}
+
+
+def parse_label(text: str) -> tuple[str, dict[str, str]]:
+    """``concrete(tau=0.1, hard=True)`` -> ``("concrete", {"tau": "0.1", "hard": "True"})``.
+
+    The estimator registry's ``parse_spec`` without its value conversion (values stay text) and
+    without importing the registry (which imports torch): a report draws from saved labels."""
+    from ..options import split_specs
+
+    m = _SPEC.fullmatch(text)
+    if not m:
+        raise ValueError(f"cannot read estimator {text!r}")
+    params: dict[str, str] = {}
+    for item in split_specs(m.group(2) or ""):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip().isidentifier():
+            raise ValueError(f"cannot read {item!r} in {text!r}")
+        params[key.strip()] = value.strip()
+    return m.group(1), params
 
 
 def _digest(text: str) -> int:
@@ -81,21 +131,53 @@ def slot(name: str) -> int:
 def estimator_style(label: str) -> Style:
     """The style of an estimator label as it appears in results (``name`` or ``name(k=v)``)."""
     try:
-        name, params = parse_spec(label)
-    except Exception:  # a label we cannot parse still gets a stable style
+        name, params = parse_label(label)
+    except ValueError:  # a label we cannot parse still gets a stable style
         name, params = label, {}
     i = slot(name)
+    rnd = i // len(PALETTE)
     color = PALETTE[i % len(PALETTE)]
     # Shift the marker by one per round of colours so no two slots share both.
-    marker = MARKERS[(i + i // len(PALETTE)) % len(MARKERS)]
+    marker = MARKERS[(i + rnd) % len(MARKERS)]
+    base = rnd % 3
     if not params:
-        return Style(color, marker, "-")
+        return Style(color, marker, LINESTYLES[base])
     text = ",".join(f"{k}={params[k]}" for k in sorted(params))
-    return Style(color, marker, LINESTYLES[_digest(text) % len(LINESTYLES)])
+    shift = 1 + _digest(text) % (len(LINESTYLES) - 1)  # never the family's own line style
+    return Style(color, marker, LINESTYLES[(base + shift) % len(LINESTYLES)])
+
+
+def figure_styles(labels: Iterable[str]) -> dict[str, Style]:
+    """The styles of the estimators drawn in one figure, every (colour, marker) pair unique
+    (figures of markers alone, the bias-variance map, tell estimators apart by them), hence
+    every (colour, marker, line style): each keeps its own style (``estimator_style``) unless an
+    earlier label of the figure has its colour and marker (a variant of a drawn family, a
+    plugin's hashed slot); then it takes the next free marker of its colour. Plain names come
+    first, so a family keeps its own style. Same labels, same styles."""
+    labels = list(labels)
+    out: dict[str, Style] = {}
+    pairs: set[tuple[str, str]] = set()
+    taken: set[tuple[str, str, str]] = set()
+    # Plain names first: a family keeps its own style, its variants move.
+    for label in sorted(labels, key=lambda text: "(" in text):
+        st = estimator_style(label)
+        m0 = MARKERS.index(st.marker) if st.marker in MARKERS else 0
+        l0 = LINESTYLES.index(st.linestyle) if st.linestyle in LINESTYLES else 0
+        n = len(MARKERS)
+        cands = [
+            Style(st.color, MARKERS[(m0 + k) % n], LINESTYLES[(l0 + k // n) % len(LINESTYLES)])
+            for k in range(n * len(LINESTYLES))
+        ]
+        free = [c for c in cands if (c.color, c.marker) not in pairs and c.key() not in taken]
+        st = (free or [c for c in cands if c.key() not in taken] or [st])[0]
+        pairs.add((st.color, st.marker))
+        taken.add(st.key())
+        out[label] = st
+    return {label: out[label] for label in labels}
 
 
 def strip_param(label: str, key: str) -> str:
     """``concrete(tau=0.1, hard=True)`` without ``tau`` -> ``concrete(hard=True)``."""
-    name, params = parse_spec(label)
+    name, params = parse_label(label)
     rest = [f"{k}={v}" for k, v in params.items() if k != key]
     return f"{name}({', '.join(rest)})" if rest else name
