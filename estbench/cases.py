@@ -237,12 +237,39 @@ def _resolve(base: Path | None, value: str | None) -> Path | None:
     return p if p.is_absolute() or base is None else (base / p)
 
 
+def _other_kinds_keys(table: Table, kind: str) -> None:
+    """An unknown ``[model]`` key that another problem kind reads is named with that kind, so
+    that ``activation`` in an SBN case says where it belongs instead of only being unknown."""
+    unknown = sorted(set(table.raw) - table.used)
+    if not unknown:
+        return
+    for name, other in sorted(kinds().kinds.items()):
+        if name == kind:
+            continue
+        probe = Table(table.file, table.path, dict(table.raw))
+        try:
+            other.parse_model(probe, {})
+        except Exception:  # a value the other kind refuses still shows which keys it reads
+            pass
+        if unknown[0] in probe.used:
+            raise CaseError(
+                f"{table.file}: {table.key(unknown[0])}: a key of problem kind {name!r} "
+                f"({other.description}), not of {kind!r}; set model.kind = {name!r} or remove "
+                f"the key (allowed here: {', '.join(sorted(table.used))})"
+            )
+
+
 def _upgrade_v1(raw: dict[str, Any]) -> dict[str, Any]:
     """A version-1 case in version 2's terms: version 1 had no ``model.kind`` and marked a
     Bernoulli-weight model with ``model.weights = "bernoulli"``, which version 2 spells
     ``model.kind = "weights"`` (any other value is left for the kind's parser to refuse)."""
     model = raw.get("model")
-    if isinstance(model, dict) and "kind" not in model and model.get("weights") == "bernoulli":
+    if isinstance(model, dict) and "kind" not in model and "weights" in model:
+        if model["weights"] != "bernoulli":
+            raise CaseError(
+                f"model.weights: expected one of 'bernoulli', got {model['weights']!r} (schema "
+                'version 1; version 2 writes model.kind = "weights")'
+            )
         model = {k: v for k, v in model.items() if k != "weights"}
         raw = {**raw, "model": {"kind": "weights", **model}}
     return raw
@@ -280,7 +307,10 @@ def parse_case(
     top = Table(file, "", raw)
     version = top.get("schema_version", "int", required=True, expected=f"{SCHEMA_VERSION}")
     if version == 1:
-        raw = _upgrade_v1(raw)
+        try:
+            raw = _upgrade_v1(raw)
+        except CaseError as e:
+            raise CaseError(f"{file}: {e}") from None
     elif version != SCHEMA_VERSION:
         raise CaseError(
             f"{file}: schema_version: this estbench reads versions 1 and {SCHEMA_VERSION}, "
@@ -337,6 +367,7 @@ def parse_case(
         "checkpoint": _resolve(base, m.get("checkpoint", "str")),
     }
     model = kind.parse_model(m, common)
+    _other_kinds_keys(m, kind.name)
     m.done()
 
     training = None

@@ -30,7 +30,7 @@ from typing import Any
 
 from .errors import EstbenchError
 
-SCHEMA_VERSION = 2  # 2: results.json records the checksum of results.csv
+SCHEMA_VERSION = 3  # 2: the checksum of results.csv; 3: each point's exact.kind and exact.blocks
 SWEEP_COLUMNS = ("depth", "width", "checkpoint", "seed", "tau")
 COLUMNS = (
     "case",

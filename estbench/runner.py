@@ -274,7 +274,7 @@ def reference(problem: Any, memory_budget: int | None = None) -> tuple[Reference
         "widths": list(problem.model.widths),
         "n_points": problem.n_points,
         "kind": kind.name,
-        "blocks": {b.name: b.label for b in ref.blocks},
+        "blocks": [[b.name, b.label] for b in ref.blocks],  # in order (the file sorts keys)
     }
     for wrt, g in ref.gradients.items():
         other = {b.name: float(g[b.slice].norm()) for b in ref.blocks}

@@ -114,7 +114,11 @@ def test_exact_reads_a_weight_checkpoint(tmp_path, capsys):
     assert not np.allclose(out["grad"]["layer1"], out["grad_mu"]["layer1"])
     assert main(["exact", "--checkpoint", str(path)]) == 0
     text = capsys.readouterr().out
-    assert "coding pm1" in text and "layer1  d eta [2, 3]  db [2]" in text and "d mu = " in text
+    assert (
+        "coding pm1" in text
+        and "layer1  d eta [2, 3]  d mu [2, 3]  db [2]" in text
+        and "d mu = " in text
+    )
 
 
 def test_exact_refuses_options_that_contradict_a_weight_checkpoint(tmp_path, capsys):

@@ -169,7 +169,10 @@ def test_version_1_cases_still_read():
     ("model", "message"),
     [
         ('kind = "vae"', "c.toml: model.kind: expected one of 'sbn', 'weights'"),
-        ('kind = "sbn"\nfirst_layer = "real"', "c.toml: model.first_layer: unknown key"),
+        (
+            'kind = "sbn"\nfirst_layer = "real"',
+            "c.toml: model.first_layer: a key of problem kind 'weights'",
+        ),
         ('kind = "weights"\ninit = "ap2"', "c.toml: model.init: expected 'random' for a Bernoulli"),
         ('kind = "weights"\nweights = "bernoulli"', "c.toml: model.weights: unknown key"),
     ],
@@ -230,7 +233,7 @@ def test_the_example_kind_runs_and_reports(tmp_path):
     assert report.points_done == 2 and not report.errors
     meta = json.loads((tmp_path / "out" / "toy" / "results.json").read_text())
     exact = meta["points"][0]["exact"]
-    assert exact["kind"] == "bernoulli-toy" and exact["blocks"] == {"units": "θ (all units)"}
+    assert exact["kind"] == "bernoulli-toy" and exact["blocks"] == [["units", "θ (all units)"]]
     import pandas as pd
 
     rows = pd.read_csv(tmp_path / "out" / "toy" / "results.csv")

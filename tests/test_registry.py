@@ -199,7 +199,10 @@ class SkipsBaseInit(Reinforce):
         (lambda: _bad_class(name="Bad Name"), "name 'Bad Name' must match [a-z][a-z0-9-]*"),
         (lambda: _bad_class(name=3), "name 3 must match"),
         (lambda: _bad_class(family="magic"), "family 'magic' must be one of score-function"),
-        (lambda: _bad_class(problem="graphs"), "problem 'graphs' must be one of sbn, weights"),
+        (
+            lambda: _bad_class(problem="graphs"),
+            "problem 'graphs' must be one of bernoulli-toy, sbn, weights",
+        ),
         (lambda: _bad_class(unbiased=True), "unbiased True must be a string"),
         (lambda: NoReference, "reference None must be a string"),
         (lambda: _bad_class(stochastic="yes"), "stochastic 'yes' must be True or False"),
@@ -223,7 +226,7 @@ class SkipsBaseInit(Reinforce):
         (lambda: SkipsBaseInit, "default parameters: AttributeError: "),
         (
             lambda: _bad_class(evals_per_draw=lambda self, model: model.no_such_thing),
-            "evals_per_draw or unbiased_layers fails on the 2-5-5-5-1 reference network: "
+            "evals_per_draw or unbiased_layers fails on the kind's reference network: "
             "AttributeError",
         ),
         (
@@ -353,5 +356,7 @@ def test_weight_estimators_are_builtins_with_their_problem_kind():
         name = "odd"
         problem = "graphs"
 
-    with pytest.raises(EstimatorError, match="problem 'graphs' must be one of sbn, weights"):
+    with pytest.raises(
+        EstimatorError, match="problem 'graphs' must be one of bernoulli-toy, sbn, weights"
+    ):
         Registry().register(Odd)

@@ -157,7 +157,7 @@ def test_cli_run_exit_codes(tmp_path, capsys):
 def test_results_json_schema_is_checked(tmp_path):
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"schema_version": 99}))
-    with pytest.raises(ResultsError, match="schema_version 99; this estbench reads version 2"):
+    with pytest.raises(ResultsError, match="schema_version 99; this estbench reads version 3"):
         load_json(path)
 
 

@@ -88,14 +88,14 @@ def test_weight_keys_need_a_weights_model_and_vice_versa(tmp_path):
     text = WEIGHTS.replace('weights = "bernoulli"\n', "").replace(
         "estimators = [", "estimators = ['st', "
     )
-    with pytest.raises(CaseError, match=r"model.activation: only for stochastic binary weights"):
+    with pytest.raises(CaseError, match=r"model.activation: a key of problem kind 'weights'"):
         load_case(write(tmp_path, text))
     sbn = "schema_version = 1\n[model]\nwidths = [2]\n[measure]\nestimators = ['weight-st']\n"
-    with pytest.raises(CaseError, match=r"'weight-st' handles a stochastic-binary-weight model"):
+    with pytest.raises(CaseError, match=r"'weight-st' handles an SBN with Bernoulli weights"):
         parse_case(sbn, name="x")
     # A Bernoulli first layer makes depth 1 a weights model.
     ok = WEIGHTS.replace("widths = [2, 2]", 'widths = [2]\nfirst_layer = "bernoulli"')
-    assert parse_case(ok, name="ok").model.weight_kinds(1) == ("bernoulli", "real")
+    assert parse_case(ok, name="ok").model.pair_kinds(1) == ("bernoulli", "real")
 
 
 def test_estimators_override_is_checked_against_the_model_kind(tmp_path):

@@ -518,9 +518,7 @@ def test_case_weight_noise_mistakes_name_file_key_value_and_expected():
     ):
         parse_case(CASE.replace('"uniform"', '"hard"'), name="hs")
     sbn = CASE.replace('weights = "bernoulli"\n', "").replace("eta_scale = 0.5\n", "")
-    with pytest.raises(
-        CaseError, match=r"model.weight_noise: only for stochastic binary weights \(got 'uniform'"
-    ):
+    with pytest.raises(CaseError, match=r"model.weight_noise: a key of problem kind 'weights'"):
         parse_case(
             sbn.replace('"weight-st", "binaryconnect(proxy=hardtanh, wrt=eta)"', '"st"'), name="hs"
         )

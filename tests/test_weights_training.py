@@ -200,7 +200,7 @@ def test_loading_the_wrong_kind_of_checkpoint_fails_naming_the_file(tmp_path):
     save_weight_checkpoint(wpath, model, X, Y)
     sbn, Xs, Ys = random_problem((2,), seed=0)
     save_checkpoint(spath, sbn, Xs, Ys)
-    with pytest.raises(CheckpointError, match="a stochastic-binary-weight checkpoint") as info:
+    with pytest.raises(CheckpointError, match="a checkpoint of problem kind 'weights'") as info:
         load_checkpoint(wpath)
     assert str(info.value).startswith(f"{wpath}: ")
     with pytest.raises(CheckpointError, match="not a stochastic-binary-weight checkpoint") as info:
@@ -288,15 +288,7 @@ def test_shipped_training_case_validates_and_its_loss_decreases():
     assert case.sweep["checkpoint"] == (0, 20, 200)
     assert all(get_estimator(e).problem == "weights" for e in case.measure.estimators)
     runner = runner_module.CaseRunner(case, None, progress=lambda m: None)  # type: ignore[arg-type]
-    X, Y, out_dim = runner._data(0)
-    init = random_weight_sbn(
-        X.shape[1],
-        case.widths_at({}),
-        out_dim,
-        generator=torch.Generator().manual_seed(case.model.seed),
-        kinds=case.model.weight_kinds(len(case.widths_at({}))),
-        eta_scale=case.model.eta_scale,
-    )
+    init, X, Y, _ = runner.initial({})
     snaps = train(init, X, Y, replace(case.training, measure_at=(0, 20, 200)))
     losses = [float(exact_loss(snaps[e], X, Y)) for e in (0, 20, 200)]
     assert losses[0] > losses[1] > losses[2] and losses[2] < 0.6 * losses[0], losses
@@ -409,5 +401,5 @@ def test_cli_runs_a_weights_case_on_a_weight_checkpoint(tmp_path, capsys):
     sbn.write_text("schema_version = 1\n[model]\nwidths = [3, 2]\n[measure]\nestimators = ['st']\n")
     assert main(["run", str(sbn), "--checkpoint", str(path), "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    assert f"{path}: a stochastic-binary-weight checkpoint" in err
+    assert f"{path}: a checkpoint of problem kind 'weights'" in err
     assert not (out / "sbn@net").exists()

@@ -78,25 +78,9 @@ def _plain_log(ax, *axes: str) -> None:
 
 
 def layer_title(data: ReportData, point: Point, layer: str) -> str:
-    """The panel title. Stochastic-weight points name what a layer's gradient flows through:
-    ``layer1 (Bernoulli η + b)``, ``layer1.W (Bernoulli η)``, ``layer1.b (b, sign
-    units)``, ``layer0 (real W + b)``."""
-    if layer == "all":
-        return "all binary layers"
-    if layer == f"layer{point.depth}":
-        return f"{layer} (head)"
-    kinds = point.weight_kinds
-    if kinds is None:
-        return layer
-    pair, _, block = layer[5:].partition(".")
-    act = point.meta["exact"].get("activation", "stochastic")
-    act = "sign" if act == "sign" else "stochastic"
-    if block == "W":
-        return f"{layer} (Bernoulli η)"
-    if block == "b":
-        return f"{layer} (b, {act} units)"
-    kind = "Bernoulli η" if kinds[int(pair)] == "bernoulli" else "real W"
-    return f"{layer} ({kind} + b)"
+    """The panel title: the block's label from its problem kind (``layer3 (head)``, ``layer1
+    (Bernoulli η + b)``, ``all binary layers``)."""
+    return point.label(layer)
 
 
 def grid_shape(n: int, max_cols: int = 4) -> tuple[int, int]:
@@ -574,12 +558,15 @@ def sweep_figure(
     draw versus ``dim``, each with its interval.
 
     Panels: rows are (relative bias, relative sd, relative RMSE at the smallest M); columns are
-    layer0 (farthest from the loss) and all binary layers pooled. All panels share both axes:
-    the three quantities are relative to the same ||g|| (RMSE^2 = bias^2 + sd^2/M), so a bias
-    reads against the spread that hides it. For ``tau`` the x values come from the variants'
-    tau column and a line joins the variants of one family.
+    the first block (layer0: farthest from the loss) and all binary layers pooled. All panels
+    share both axes: the three quantities are relative to the same ||g||
+    (RMSE^2 = bias^2 + sd^2/M), so a bias reads against the spread that hides it. For ``tau``
+    the x values come from the variants' tau column and a line joins the variants of one family.
     """
-    layers = [layer for layer in ("layer0", "all") if layer in data.layers]
+    # the first block (layer0 for layered kinds) and, where there is one, ``all``
+    if not data.layers:
+        return None
+    layers = list(dict.fromkeys(ly for ly in (data.layers[0], "all") if ly in data.layers))
     lines: dict[str, list[tuple[float, str, Point]]] = {}
     for p in points:
         failed = data.failed(p)

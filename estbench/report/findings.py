@@ -166,7 +166,7 @@ def findings(data: ReportData, point: Point) -> tuple[list[str], list[str]]:
 
     per_layer: list[str] = []
     for layer in layers:
-        name = f"{layer} (head)" if layer == f"layer{point.depth}" else layer
+        name = point.label(layer)
         per_layer.append(
             f"{name}: ranking by relative RMSE at M = {m1}: "
             + _ranking(data, point, layer, "rel_rmse", m1)

@@ -39,25 +39,21 @@ class Point:
 
     @property
     def layers(self) -> tuple[str, ...]:
-        """layer0..layerL (L = head), then ``all`` (the binary layers pooled). A stochastic-
-        weight point lists its own (``exact.layers``: the ``layerk.W`` / ``layerk.b`` blocks of
-        Bernoulli pairs, without blocks whose exact gradient is 0)."""
-        listed = self.meta["exact"].get("layers")
-        if listed is not None:
-            return tuple(listed)
-        return (*(f"layer{k}" for k in range(self.depth + 1)), "all")
+        """The blocks measured at this point, in the kind's order (``exact.blocks``: e.g.
+        layer0..layerL, the ``layerk.W`` / ``layerk.b`` blocks of Bernoulli pairs, then ``all``,
+        the binary layers pooled)."""
+        return tuple(name for name, _ in self.meta["exact"]["blocks"])
 
-    @property
-    def weight_kinds(self) -> tuple[str, ...] | None:
-        """Per pair "bernoulli" or "real" for a stochastic-weight point, else None."""
-        kinds = self.meta["exact"].get("kinds")
-        return tuple(kinds) if kinds is not None else None
+    def label(self, layer: str) -> str:
+        """A block's label as its kind gives it (figure panel titles), e.g. ``layer3 (head)``."""
+        return str(dict(self.meta["exact"]["blocks"]).get(layer, layer))
 
     def grad_norm(self, layer: str, estimator: str | None = None) -> float:
-        """‖g‖ of a layer; wrt the estimator's parametrisation (eta or mu) when it has one."""
+        """‖g‖ of a block, in the estimator's parametrisation (``wrt``, e.g. mu) when it has
+        one whose norms differ from the default's (``grad_norm_<wrt>``)."""
         ex = self.meta["exact"]
         wrt = self.info(estimator).get("wrt") if estimator is not None else None
-        norms = ex.get("grad_norm_mu", ex["grad_norm"]) if wrt == "mu" else ex["grad_norm"]
+        norms = ex.get(f"grad_norm_{wrt}", ex["grad_norm"]) if wrt else ex["grad_norm"]
         return float(norms[layer])
 
     def info(self, estimator: str) -> dict[str, Any]:

@@ -145,8 +145,15 @@ def per_layer(data: ReportData, point: Point) -> Table:
             for layer in point.layers
         ]
         rows.append([f"`{e}`", *cells])
+    named = [
+        f"{ly} = {point.label(ly).removeprefix(ly + ' (').removesuffix(')')}"
+        for ly in point.layers
+        if point.label(ly) != ly
+    ]
     caption = (
-        f"Relative bias / relative RMSE at M = {m1}, per layer (layer{point.depth} = head). "
+        f"Relative bias / relative RMSE at M = {m1}, per block"
+        + (f" ({'; '.join(named)})" if named else "")
+        + ". "
         + BIAS_NOTE
     )
     return Table(header, rows, caption)

@@ -94,7 +94,16 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
     def parse_model(self, table: Table, common: dict[str, Any]) -> ModelSpec:
         from ...weights.model import WEIGHT_NOISES
 
+        own = {
+            "first_layer": table.choice("first_layer", ("real", "bernoulli"), "real"),
+            "activation": table.choice("activation", ("stochastic", "sign"), "stochastic"),
+            "eta_scale": table.get(
+                "eta_scale", "float", 1.5, check=lambda v: v > 0, expected="a number > 0"
+            ),
+            "weight_noise": table.choice("weight_noise", WEIGHT_NOISES, "logistic"),
+        }
         if "init" in table.raw and table.raw["init"] != "random":
+            table.used.add("init")
             table.fail(
                 table.key("init"),
                 "'random' for a Bernoulli-weight model (eta ~ N(0, eta_scale^2), real W ~ "
@@ -102,16 +111,7 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
                 table.raw["init"],
             )
         keys = layered_keys(table, inits=("random",), init="random")
-        return WeightsModelSpec(
-            **common,
-            **keys,
-            first_layer=table.choice("first_layer", ("real", "bernoulli"), "real"),
-            activation=table.choice("activation", ("stochastic", "sign"), "stochastic"),
-            eta_scale=table.get(
-                "eta_scale", "float", 1.5, check=lambda v: v > 0, expected="a number > 0"
-            ),
-            weight_noise=table.choice("weight_noise", WEIGHT_NOISES, "logistic"),
-        )
+        return WeightsModelSpec(**common, **keys, **own)
 
     def check_case(self, case: Case) -> None:
         spec = case.model
