@@ -8,6 +8,7 @@ schema is documented in README.md ("Case files"); ``schema_version = 1``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -20,7 +21,7 @@ from typing import Any
 
 from .device import DEVICES, DTYPES
 from .errors import EstbenchError
-from .problem import get_kind, kinds
+from .problem import ProblemKind, get_kind, kinds
 from .shipped import cases_dir, checkpoint_stem, is_shipped_name, shipped_case_path
 
 SCHEMA_VERSION = 2
@@ -247,10 +248,9 @@ def _other_kinds_keys(table: Table, kind: str) -> None:
         if name == kind:
             continue
         probe = Table(table.file, table.path, dict(table.raw))
-        try:
+        # a value the other kind refuses still shows which keys it reads
+        with contextlib.suppress(Exception):
             other.parse_model(probe, {})
-        except Exception:  # a value the other kind refuses still shows which keys it reads
-            pass
         if unknown[0] in probe.used:
             raise CaseError(
                 f"{table.file}: {table.key(unknown[0])}: a key of problem kind {name!r} "
@@ -293,8 +293,6 @@ def parse_case(
 ) -> Case:
     """Validate a case's TOML text (``path`` names it in errors and anchors relative paths);
     ``overrides`` set dotted keys before validation and are recorded with the text."""
-    from .estimators.registry import default_registry
-
     file = str(path) if path else f"<case {name}>"
     try:
         raw = tomllib.loads(text)
@@ -321,6 +319,23 @@ def parse_case(
         raise CaseError(f"{file}: name: expected {name!r} (the file name), got {declared!r}")
     description = top.get("description", "str", "")
 
+    from .estimators.registry import default_registry  # estimators import torch: only here
+
+    registry = default_registry()
+    data = _read_data(file, top, raw, base)
+    kind, model = _read_model(file, top, raw, base)
+    training = _read_training(file, top, raw, kind, model, registry)
+    sweep = _read_sweep(file, top, raw, training)
+    _check_architecture(file, model, sweep)
+    measure = _read_measure(file, top, raw, model, sweep, registry)
+    top.done()
+    case = Case(name, path, text, data, model, training, sweep, measure, description)
+    kind.check_case(case)
+    return case
+
+
+def _read_data(file: str, top: Table, raw: dict[str, Any], base: Path | None) -> DataSpec:
+    """``[data]``: a synthetic data set (two-class, moons, xor, blobs) or an npz file."""
     d = Table(file, "data", raw.get("data", {}))
     top.used.add("data")
     data_kind = d.choice("kind", ("two-class", "moons", "xor", "blobs", "npz"), "two-class")
@@ -342,7 +357,13 @@ def parse_case(
         dim=d.get("dim", "int", 2, check=lambda v: v >= 2, expected="an integer >= 2"),
     )
     d.done()
+    return data
 
+
+def _read_model(
+    file: str, top: Table, raw: dict[str, Any], base: Path | None
+) -> tuple[ProblemKind[Any, Any], ModelSpec]:
+    """``[model]``: the keys every kind has, then the kind's own (``ProblemKind.parse_model``)."""
     m = Table(file, "model", raw.get("model", {}))
     top.used.add("model")
     kind = get_kind(m.choice("kind", tuple(kinds().kinds), "sbn"), file)
@@ -369,7 +390,19 @@ def parse_case(
     model = kind.parse_model(m, common)
     _other_kinds_keys(m, kind.name)
     m.done()
+    return kind, model
 
+
+def _read_training(
+    file: str,
+    top: Table,
+    raw: dict[str, Any],
+    kind: ProblemKind[Any, Any],
+    model: ModelSpec,
+    registry: Any,
+) -> TrainingSpec | None:
+    """``[training]`` (optional): the method (an estimator of the model's kind, or "exact"),
+    the optimiser and the epochs to measure at."""
     training = None
     if "training" in raw:
         t = Table(file, "training", raw["training"])
@@ -381,7 +414,7 @@ def parse_case(
         # as in the seed study) when not given.
         method = t.get("method", "str", kind.default_training)
         if method != "exact":
-            est = _check_estimator_spec(file, "training.method", method, default_registry())
+            est = _check_estimator_spec(file, "training.method", method, registry)
             check_problem_kind(f"{file}: training.method", est, model)
         training = TrainingSpec(
             method=method,
@@ -406,7 +439,14 @@ def parse_case(
             seed=t.get("seed", "int", 0, check=_seed, expected=SEED_RANGE),
         )
         t.done()
+    return training
 
+
+def _read_sweep(
+    file: str, top: Table, raw: dict[str, Any], training: TrainingSpec | None
+) -> dict[str, tuple[Any, ...]]:
+    """``[sweep]``: the values of depth, width, checkpoint (default: the training's
+    ``measure_at``), tau and seed whose cartesian product makes the case's points."""
     s = Table(file, "sweep", raw.get("sweep", {}))
     top.used.add("sweep")
     sweep: dict[str, tuple[Any, ...]] = {}
@@ -448,7 +488,12 @@ def parse_case(
     if seeds is not None:
         sweep["seed"] = tuple(seeds)
     s.done()
+    return sweep
 
+
+def _check_architecture(file: str, model: ModelSpec, sweep: dict[str, tuple[Any, ...]]) -> None:
+    """The hidden widths come from ``model.widths``, or ``width`` and ``depth`` (each given or
+    swept), or a checkpoint."""
     if ("depth" in sweep or "width" in sweep) and model.widths is not None:
         raise CaseError(
             f"{file}: model.widths: a sweep over depth or width needs model.width "
@@ -468,6 +513,19 @@ def parse_case(
                 f"integer, or a sweep over depth)"
             )
 
+
+def _read_measure(
+    file: str,
+    top: Table,
+    raw: dict[str, Any],
+    model: ModelSpec,
+    sweep: dict[str, tuple[Any, ...]],
+    registry: Any,
+) -> MeasureSpec:
+    """``[measure]``: the estimators (each of the model's kind, each once), draws, M and the
+    measurement options."""
+    from .results import METRICS
+
     ms = Table(file, "measure", raw.get("measure", {}))
     top.used.add("measure")
     estimators = tuple(
@@ -475,7 +533,6 @@ def parse_case(
             "estimators", "str-list", required=True, expected="a non-empty list of estimator names"
         )
     )
-    registry = default_registry()
     specs: dict[str, int] = {}
     takes_tau = False
     for i, spec in enumerate(estimators):
@@ -493,8 +550,6 @@ def parse_case(
             f"{file}: sweep.tau: none of measure.estimators has a tau parameter; expected at "
             f"least one that does (e.g. concrete, st-gs, gumbel-rao), or no tau sweep"
         )
-    from .results import METRICS
-
     metrics = ms.get(
         "metrics",
         "str-list",
@@ -531,7 +586,6 @@ def parse_case(
         dtype=ms.choice("dtype", tuple(DTYPES), "float64"),
     )
     ms.done()
-    top.done()
     if "M" not in ms.raw:  # the default M values up to the draws
         measure = replace(measure, M=tuple(m for m in DEFAULT_M if m <= measure.draws))
     elif max(measure.M) > measure.draws:
@@ -539,9 +593,7 @@ def parse_case(
             f"{file}: measure.M: expected values <= measure.draws ({measure.draws}), got "
             f"{max(measure.M)}"
         )
-    case = Case(name, path, text, data, model, training, sweep, measure, description)
-    kind.check_case(case)
-    return case
+    return measure
 
 
 def _check_estimator_spec(file: str, key: str, spec: str, registry: Any) -> Any:
