@@ -90,25 +90,33 @@ def _weighted_moments(
     outer products is the sum over pairs (t, t') of (g_t g_t') (x) (inp_t inp_t').
     """
     N = problem.n_points
+    shape = weight.shape
     firsts, seconds = [], []
     for parts in terms:
-        shape = weight.shape
-        parts = [
-            (g.expand(*shape, g.shape[-1]), inp.expand(*shape, inp.shape[-1])) for g, inp in parts
-        ]
-        wg = [weight[..., None] * g for g, _ in parts]
-        fW = _total(
-            torch.einsum("xnj,xni->nji", w, inp) for w, (_, inp) in zip(wg, parts, strict=True)
-        )
+        gs = [g.expand(*shape, g.shape[-1]) for g, _ in parts]
+        inps = [inp for _, inp in parts]
+        wg = [weight[..., None] * g for g in gs]
+        fW = _total(_contract(w, inp, shape) for w, inp in zip(wg, inps, strict=True))
         fb = _total(w.sum(0) for w in wg)
-        pairs = [
-            (t, u, 1 if u == t else 2) for t in range(len(parts)) for u in range(t, len(parts))
-        ]
-        sW = _total(
-            f * torch.einsum("xnj,xni->nji", wg[t] * parts[u][0], parts[t][1] * parts[u][1])
-            for t, u, f in pairs
-        )
-        sb = _total(f * (wg[t] * parts[u][0]).sum(0) for t, u, f in pairs)
+        pairs = [(t, u, 1 if u == t else 2) for t in range(len(gs)) for u in range(t, len(gs))]
+        products = [(wg[t] * gs[u], inps[t] * inps[u], f) for t, u, f in pairs]
+        sW = _total(f * _contract(a, inp, shape) for a, inp, f in products)
+        sb = _total(f * a.sum(0) for a, _, f in products)
         firsts += [fW.reshape(N, -1), fb]
         seconds += [sW.reshape(N, -1), sb]
     return torch.cat(firsts, -1), torch.cat(seconds, -1)
+
+
+def _contract(a: Tensor, inp: Tensor, shape: torch.Size) -> Tensor:
+    """sum_x a[x, n, j] inp[x, n, i] -> [N, j, i], ``inp`` broadcast to ``shape`` + [i].
+
+    An input that depends on the path only ([c, 1, i]: the states of a binary layer, shared by
+    every point) is one matrix product inp^T a over the paths, with no copy of the input per
+    point; it gives the same numbers as the batched product (one per point) of the general case.
+    (Not for j = 1, where einsum drops the unit dimension and sums in another order.)
+    """
+    c, n = shape
+    j, i = a.shape[-1], inp.shape[-1]
+    if j > 1 and inp.dim() == 3 and inp.shape[1] == 1 and inp.shape[0] == c:
+        return (inp[:, 0, :].T @ a.reshape(c, n * j)).T.reshape(n, j, i)
+    return torch.einsum("xnj,xni->nji", a, inp.expand(*shape, inp.shape[-1]))
