@@ -120,6 +120,16 @@ def sample_path(problem: Problem, n_draws: int, generator: torch.Generator) -> P
     return _walk(problem, (n_draws,), draw)
 
 
+def uniform_path(problem: Problem, us: Sequence[Tensor]) -> Path:
+    """The path along given uniforms ``us[k]`` [*B, N, n_{k+1}]: unit on iff u < F(a), as
+    ``sample_path`` (which draws them); the uniforms are kept."""
+
+    def draw(k: int, a: Tensor, p: Tensor) -> Tensor:
+        return torch.lt(us[k], p, out=us[k].new_empty(us[k].shape))  # 1.0/0.0, no bool pass
+
+    return _walk(problem, tuple(us[0].shape[:-2]), draw)
+
+
 def forward(problem: Problem, bits: Sequence[Tensor]) -> Path:
     """The path along given 0/1 states ``bits[k]`` [*B, N, n_{k+1}] (B may broadcast)."""
     batch = tuple(bits[0].shape[:-2])
@@ -176,14 +186,14 @@ def backprop(problem: Problem, jacobians: Sequence[Tensor], dz: Tensor) -> list[
     for k in range(problem.model.depth - 1, -1, -1):
         jac = jacobians[k]
         # delta is a fresh product: scaled in place when D_k does not broadcast it larger.
-        g = delta.mul_(jac) if _fits(jac, delta) else delta * jac
+        g = delta.mul_(jac) if broadcasts_into(jac, delta) else delta * jac
         grads.append(g)
         if k > 0:
             delta = g @ W[k]
     return grads[::-1]
 
 
-def _fits(t: Tensor, into: Tensor) -> bool:
+def broadcasts_into(t: Tensor, into: Tensor) -> bool:
     """Whether ``t`` broadcasts to ``into``'s shape (so ``into.op_(t)`` is allowed)."""
     if t.dim() > into.dim():
         return False

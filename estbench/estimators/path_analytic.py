@@ -46,7 +46,7 @@ from torch import Tensor
 
 from ..model import SBN
 from .base import Estimator, PathEstimator, Problem
-from .ops import Contribution, Path
+from .ops import Contribution, Path, broadcasts_into, per_draw
 
 
 def flip_scale(problem: Problem) -> float:
@@ -59,24 +59,41 @@ def units_first(t: Tensor) -> Tensor:
     return t.movedim(-1, 0).contiguous()
 
 
+def _units_first_shared(t: Tensor) -> Tensor:
+    """``units_first`` for a tensor expanded along its leading (draw) dimensions: the shared
+    [N, n] values made unit-major, [n, 1.., N], which broadcasts like [n, *B, N]."""
+    lead = 0
+    while lead < t.dim() - 2 and t.stride(lead) == 0:
+        lead += 1
+    if lead == 0:
+        return units_first(t)
+    small = units_first(t[(0,) * lead])  # [n, N]
+    return small.reshape(small.shape[0], *([1] * lead), small.shape[1]).expand(
+        t.shape[-1], *t.shape[:-1]
+    )
+
+
 def signs(bits: Tensor) -> Tensor:
     """s = 2b - 1 (+-1, the sign of the sampled state), unit-major (a new tensor: ``units_first``
     returns its argument itself when the layout already fits)."""
     return units_first(bits).mul(2).sub_(1)
 
 
-def contract(C: Tensor, v: Tensor) -> Tensor:
+def contract(C: Tensor, v: Tensor, *, overwrite: bool = False) -> Tensor:
     """sum_j C[j, i, ..] v[j, ..] -> [i, ..], unit-major.
 
     When C does not vary over the data (size 1 there: exact enumeration, where the layers above
     the first see the same states for every point) a batched matmul over the paths does it;
     otherwise (draws: every point has its own path) an elementwise product summed over j, which
-    runs along the long batch dimension.
+    runs along the long batch dimension. ``overwrite``: C may be overwritten.
     """
     if C.shape[-1] == 1 and v.shape[-1] > 1:
         out = v.movedim(0, -1) @ C.squeeze(-1).movedim((0, 1), (-2, -1))  # [*B, N, i]
         return out.movedim(-1, 0)
-    return (C * v.unsqueeze(1)).sum(0)
+    vj = v.unsqueeze(1)
+    if overwrite and broadcasts_into(vj, C):  # the product in place: no second flip-sized tensor
+        return C.mul_(vj).sum(0)
+    return (C * vj).sum(0)
 
 
 def head_flips(problem: Problem, path: Path, sign: Tensor) -> tuple[Tensor, Tensor]:
@@ -180,18 +197,22 @@ class PathAnalyticBase(PathEstimator):
         head = output_form_head_terms(problem, path, z_flip, sign)
         grads: list[Tensor] = []
         for k in range(m.depth - 1, -1, -1):
-            a, p = units_first(path.a[k]), units_first(path.p[k])
             F_flip = sign_in = None
-            if k > 0:  # the first binary layer reads the real input: no input flips
+            if k == 0:  # the first binary layer reads the real input: no input flips
+                p = _units_first_shared(path.p[0])  # F and F' per point, shared by the draws
+                pdf = _units_first_shared(per_draw(noise.pdf_given, path.a[0], path.p[0]))
+            else:
+                a, p = units_first(path.a[k]), units_first(path.p[k])
+                pdf = noise.pdf_given(a, p)
                 # a_kj with input i flipped, [j, i, *B, N]: a_kj - c W_k,ji s_i.
                 sign_in = signs(path.bits[k - 1])
                 W = m.weights[k].reshape(*m.weights[k].shape, *([1] * (a.dim() - 1)))
-                F_flip = noise.cdf(
-                    torch.addcmul(
-                        a.unsqueeze(1), sign_in.unsqueeze(0), W, value=-flip_scale(problem)
-                    )
+                t = torch.addcmul(
+                    a.unsqueeze(1), sign_in.unsqueeze(0), W, value=-flip_scale(problem)
                 )
-            g, delta_in = self.layer(delta, sign, p, noise.pdf_given(a, p), F_flip)
+                # The flip tensor is the main cost: its CDF in place where that is sigmoid.
+                F_flip = t.sigmoid_() if noise.name == "logistic" else noise.cdf(t)
+            g, delta_in = self.layer(delta, sign, p, pdf, F_flip)
             grads.append(g.movedim(0, -1))
             if sign_in is None or delta_in is None:
                 break
@@ -263,7 +284,7 @@ class PSA(PathAnalyticBase):
             return g, None
         # sum_j s_j (F(a_j) - F(a_ij)) delta_j = sum_j v_j F(a_j) - sum_j v_j F(a_ij): a single
         # reduction over the flip tensor, no elementwise pass.
-        return g, (v * p).sum(0) - contract(F_flip, v)
+        return g, (v * p).sum(0) - contract(F_flip, v, overwrite=True)
 
 
 class SA(PathAnalyticBase):
@@ -319,7 +340,7 @@ class SA(PathAnalyticBase):
             return g, None
         # [s_j (F(a_j) - F(a_ij))]_+, in place on the freshly computed F_flip.
         flip = F_flip.neg_().add_(p.unsqueeze(1)).mul_(sign.unsqueeze(1)).clamp_min_(0)
-        return g, contract(flip, w)
+        return g, contract(flip, w, overwrite=True)
 
 
 def _inverse_sampled_prob(sign: Tensor, p: Tensor) -> Tensor:
