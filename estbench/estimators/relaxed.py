@@ -52,7 +52,7 @@ def open_unit(u: Tensor, *, inplace: bool = False) -> Tensor:
 
 def relaxed_argument(noise: Noise, a: Tensor, u: Tensor, tau: float) -> Tensor:
     """y = (a + L) / tau with L = -F^{-1}(u): the soft step's argument for the unit drawn with
-    uniform u (on iff u < F(a) iff y > 0). ``u`` is consumed (clamped in place)."""
+    uniform u (on iff u < F(a) iff y > 0). ``u`` is consumed (overwritten in place)."""
     u = open_unit(u, inplace=True)
     # In-place updates of the fresh tensor: these passes are memory-bound. a - y is -y + a
     # bit for bit; dividing by tau = 1 is skipped (exact).
