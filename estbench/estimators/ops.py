@@ -9,13 +9,14 @@ pre-activations that produced them. Sampling convention: a unit is on iff u < F(
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import Tensor
 
-from ..model import encode
+from ..model import encode, state_bits
 from .base import Problem
 
 
@@ -34,7 +35,19 @@ def first_preactivation(problem: Problem) -> Tensor:
 def preactivation(problem: Problem, k: int, x_prev: Tensor) -> Tensor:
     """a_{k+1} = x_k W_k^T + b_k for k >= 1 (x_prev [*B, N, n_k]); the head for k = L."""
     m = problem.model
-    return x_prev @ m.weights[k].T + m.biases[k]
+    return add_bias(x_prev @ m.weights[k].T, m.biases[k])
+
+
+def add_bias(a: Tensor, b: Tensor) -> Tensor:
+    """a + b for a fresh ``a`` [*B, N, n] and a bias b [n], in place.
+
+    Same values as ``a + b``, faster: broadcasting b over [*B, N, n] runs torch's inner loop over
+    the n units only (5 on the seed network, about 2x a contiguous add); b repeated along the N
+    points is one contiguous row of N n numbers per batch entry instead."""
+    if a.dim() < 2 or not a.is_contiguous():
+        return a.add_(b)
+    n_points = a.shape[-2]
+    return a.view(-1, n_points * a.shape[-1]).add_(b.repeat(n_points)).view(a.shape)
 
 
 @dataclass(frozen=True)
@@ -53,9 +66,9 @@ class Path:
     z: Tensor
 
     def pdf(self, problem: Problem) -> list[Tensor]:
-        """F'(a_k) per layer."""
+        """F'(a_k) per layer (computed once per point where a_k is shared by all draws)."""
         noise = problem.model.noise
-        return [noise.pdf_given(a, p) for a, p in zip(self.a, self.p, strict=True)]
+        return [per_draw(noise.pdf_given, a, p) for a, p in zip(self.a, self.p, strict=True)]
 
     def scores(self, problem: Problem) -> list[Tensor]:
         """d log P(x_k | x_{k-1}) / d a_k per layer, at the sampled upstream states (P3)."""
@@ -63,22 +76,112 @@ class Path:
         return [noise.score(a, p, b) for a, p, b in zip(self.a, self.p, self.bits, strict=True)]
 
 
+def per_draw(fn: Callable[[Tensor, Tensor], Tensor], a: Tensor, p: Tensor) -> Tensor:
+    """fn(a, p) for elementwise ``fn``; when a and p are expanded along their leading (draw)
+    dimensions (stride 0: the first layer, shared by all draws), fn runs once on the shared
+    [N, n] values and its result is expanded the same way."""
+    lead = 0
+    while lead < a.dim() - 2 and a.stride(lead) == 0 and p.stride(lead) == 0:
+        lead += 1
+    if lead == 0 or a.shape != p.shape:
+        return fn(a, p)
+    index = (0,) * lead
+    return fn(a[index], p[index]).expand(a.shape)
+
+
+MAX_TABLE_UNITS = 12  # layers of up to 2^12 states feed the next one through tables
+
+
+class StateTable:
+    """Layer k+1's pre-activation a [2^n, n_{k+1}] (and F(a)) for every state of layer k (n
+    units, k >= 1; the head for k = L), used when the paths outnumber the states.
+
+    a_{k+1} depends on the path only through layer k's n bits, so where many paths share few
+    states, a matmul, a bias pass and a CDF over every path are replaced by the same operations
+    on the 2^n states and one gather per path (same numbers: the matmul of 0/1 or +-1 states
+    sums exact products in the same order for any number of rows -- checked bit for bit by the
+    estimator tests' draws against the plain computation).
+    """
+
+    def __init__(self, problem: Problem, k: int, x: Tensor, *, cdf: bool = True) -> None:
+        m = problem.model
+        states, w = _coded_states(x.shape[-1], m.coding, x.dtype, x.device)
+        self.a = preactivation(problem, k, states)
+        self.p = m.noise.cdf(self.a) if cdf else None
+        # State index of a coded row x: sum_j b_j 2^(n-1-j) with b = x ({0,1}) or (x + 1) / 2.
+        self.index = x @ w
+        if m.coding == "pm1":
+            self.index = self.index.add_(w.sum()).div_(2)  # exact: small integers
+        self.rows = self.index.long().reshape(-1)
+
+    @staticmethod
+    def pays(x: Tensor) -> bool:
+        """Whether a table beats the direct computation for inputs ``x`` [*B, N, n]. Only for
+        contiguous x: a matmul of strided rows may sum in another order (ARMS's branches
+        differed by 1 ulp)."""
+        n = x.shape[-1]
+        return n <= MAX_TABLE_UNITS and 4 * (1 << n) <= x.numel() // max(n, 1) and x.is_contiguous()
+
+    def lookup(self, values: Tensor) -> Tensor:
+        """Per-path values [*B, N, n_{k+1}] of a table [2^n, n_{k+1}] (a fresh tensor)."""
+        return values.index_select(0, self.rows).view(*self.index.shape, values.shape[-1])
+
+
+@lru_cache(maxsize=64)
+def _coded_states(
+    n: int, coding: str, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """All 2^n coded states of a layer (row t = t in binary, most significant bit first) and
+    the place values 2^(n-1-j) of its bits; constants, shared (never written to)."""
+    states = encode(state_bits(n, dtype=dtype, device=device), coding)  # type: ignore[arg-type]
+    return states, 2.0 ** torch.arange(n - 1, -1, -1, dtype=dtype, device=device)
+
+
+def next_layer(problem: Problem, k: int, x: Tensor) -> tuple[Tensor, Tensor]:
+    """(a_{k+1}, F(a_{k+1})) from the coded states x_k [*B, N, n_k], k >= 1 (fresh tensors)."""
+    if StateTable.pays(x):
+        table = StateTable(problem, k, x)
+        assert table.p is not None
+        return table.lookup(table.a), table.lookup(table.p)
+    a = preactivation(problem, k, x)
+    return a, problem.model.noise.cdf(a)
+
+
+def next_cdf(problem: Problem, k: int, x: Tensor) -> Tensor:
+    """F(a_{k+1}) from the coded states x_k, k >= 1 (a fresh tensor)."""
+    if StateTable.pays(x):
+        table = StateTable(problem, k, x)
+        assert table.p is not None
+        return table.lookup(table.p)
+    return problem.model.noise.cdf(preactivation(problem, k, x))
+
+
+def head_output(problem: Problem, x: Tensor) -> Tensor:
+    """z = x_L W_L^T + b_L from the coded states of the last binary layer."""
+    k = problem.model.depth
+    if StateTable.pays(x):
+        table = StateTable(problem, k, x, cdf=False)
+        return table.lookup(table.a)
+    return preactivation(problem, k, x)
+
+
 def _walk(problem: Problem, batch: tuple[int, ...], next_bits) -> Path:  # noqa: ANN001
     m = problem.model
     a0 = first_preactivation(problem)
     a = a0.expand(*batch, *a0.shape)
+    # The first layer's F(a) is the same for every draw: computed once, [N, n_1], and expanded.
+    p = m.noise.cdf(a0).expand(a.shape)
     xs: list[Tensor]
     bits, xs, As, ps = [], [], [], []
     for k in range(m.depth):
         if k > 0:
-            a = preactivation(problem, k, xs[-1])
-        p = m.noise.cdf(a)
+            a, p = next_layer(problem, k, xs[-1])
         b = next_bits(k, a, p)
         bits.append(b)
         xs.append(encode(b, m.coding))
         As.append(a)
         ps.append(p)
-    z = preactivation(problem, m.depth, xs[-1])
+    z = head_output(problem, xs[-1])
     return Path(bits, xs, As, ps, [problem.X, *xs], z)
 
 
@@ -86,9 +189,21 @@ def sample_path(problem: Problem, n_draws: int, generator: torch.Generator) -> P
     """One path per draw and data point: unit on iff u < F(a), u ~ U(0, 1); [S, N, n_k]."""
 
     def draw(k: int, a: Tensor, p: Tensor) -> Tensor:
-        return (uniforms(a.shape, generator, a) < p).to(a.dtype)
+        # In place, the comparison writes 1.0/0.0 into the fresh uniforms: no bool tensor and
+        # no conversion pass (same values as (u < p).to(a.dtype)).
+        return uniforms(a.shape, generator, a).lt_(p)
 
     return _walk(problem, (n_draws,), draw)
+
+
+def uniform_path(problem: Problem, us: Sequence[Tensor]) -> Path:
+    """The path along given uniforms ``us[k]`` [*B, N, n_{k+1}]: unit on iff u < F(a), as
+    ``sample_path`` (which draws them); the uniforms are kept."""
+
+    def draw(k: int, a: Tensor, p: Tensor) -> Tensor:
+        return torch.lt(us[k], p, out=us[k].new_empty(us[k].shape))  # 1.0/0.0, no bool pass
+
+    return _walk(problem, tuple(us[0].shape[:-2]), draw)
 
 
 def forward(problem: Problem, bits: Sequence[Tensor]) -> Path:
@@ -145,11 +260,20 @@ def backprop(problem: Problem, jacobians: Sequence[Tensor], dz: Tensor) -> list[
     delta = dz @ W[-1]
     grads: list[Tensor] = []
     for k in range(problem.model.depth - 1, -1, -1):
-        g = delta * jacobians[k]
+        jac = jacobians[k]
+        # delta is a fresh product: scaled in place when D_k does not broadcast it larger.
+        g = delta.mul_(jac) if broadcasts_into(jac, delta) else delta * jac
         grads.append(g)
         if k > 0:
             delta = g @ W[k]
     return grads[::-1]
+
+
+def broadcasts_into(t: Tensor, into: Tensor) -> bool:
+    """Whether ``t`` broadcasts to ``into``'s shape (so ``into.op_(t)`` is allowed)."""
+    if t.dim() > into.dim():
+        return False
+    return all(s in (1, d) for s, d in zip(t.shape[::-1], into.shape[::-1], strict=False))
 
 
 def layer_terms(path: Path, logit_grads: Sequence[Tensor], dz: Tensor) -> list[list[Contribution]]:

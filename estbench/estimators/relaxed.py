@@ -52,10 +52,13 @@ def open_unit(u: Tensor, *, inplace: bool = False) -> Tensor:
 
 def relaxed_argument(noise: Noise, a: Tensor, u: Tensor, tau: float) -> Tensor:
     """y = (a + L) / tau with L = -F^{-1}(u): the soft step's argument for the unit drawn with
-    uniform u (on iff u < F(a) iff y > 0). ``u`` is consumed (clamped in place)."""
-    y = noise.icdf(open_unit(u, inplace=True))
-    # In-place updates of the fresh tensor: these passes are memory-bound.
-    return y.neg_().add_(a).div_(tau)
+    uniform u (on iff u < F(a) iff y > 0). ``u`` is consumed (overwritten in place)."""
+    u = open_unit(u, inplace=True)
+    # In-place updates of the fresh tensor: these passes are memory-bound. a - y is -y + a
+    # bit for bit; dividing by tau = 1 is skipped (exact).
+    y = u.logit_() if noise.name == "logistic" else noise.icdf(u)
+    y = torch.sub(a, y, out=y)
+    return y if tau == 1 else y.div_(tau)
 
 
 class Concrete(Estimator[Problem, SBN]):
@@ -103,8 +106,13 @@ class Concrete(Estimator[Problem, SBN]):
             if k > 0:
                 a = preactivation(problem, k, x)
             y = relaxed_argument(noise, a, uniforms(a.shape, generator, a), tau)
-            s = noise.cdf(y)
-            jacobians.append(noise.pdf_given(y, s).mul_(c / tau))
+            if noise.name == "logistic":  # S = sigmoid in place; F' needs only S (p (1 - p))
+                s = y.sigmoid_()
+                jac = noise.pdf_given(s, s)
+            else:
+                s = noise.cdf(y)
+                jac = noise.pdf_given(y, s)
+            jacobians.append(jac if c == tau else jac.mul_(c / tau))  # x 1.0 skipped (exact)
             x = s if c == 1 else 2 * s - 1
             inputs.append(x)
         dz = head_grad(problem, preactivation(problem, m.depth, x))

@@ -34,11 +34,15 @@ from .ops import (
     Path,
     assemble,
     backprop,
+    broadcasts_into,
     first_preactivation,
     head_grad,
+    head_output,
     layer_terms,
+    next_cdf,
     preactivation,
     sample_path,
+    uniform_path,
     uniforms,
 )
 
@@ -68,20 +72,7 @@ def _log_cdf(noise: Noise, a: Tensor) -> Tensor:
 
 def _uniform_path(problem: Problem, us: Sequence[Tensor]) -> Path:
     """The path along uniforms ``us[k]`` [*B, N, n_{k+1}]: unit on iff u < F(a) (as sample_path)."""
-    m = problem.model
-    a = first_preactivation(problem).expand(us[0].shape)
-    xs: list[Tensor]
-    bits, xs, As, ps = [], [], [], []
-    for k in range(m.depth):
-        if k > 0:
-            a = preactivation(problem, k, xs[-1])
-        p = m.noise.cdf(a)
-        b = (us[k] < p).to(a.dtype)
-        bits.append(b)
-        xs.append(encode(b, m.coding))
-        As.append(a)
-        ps.append(p)
-    return Path(bits, xs, As, ps, [problem.X, *xs], preactivation(problem, m.depth, xs[-1]))
+    return uniform_path(problem, us)
 
 
 def _propagate(problem: Problem, k: int, x: Tensor, us: Sequence[Tensor | None]) -> Tensor:
@@ -90,11 +81,11 @@ def _propagate(problem: Problem, k: int, x: Tensor, us: Sequence[Tensor | None])
     Leading dimensions *F of ``x`` (branches, flips) broadcast against the uniforms [*B, N, n]."""
     m = problem.model
     for j in range(k + 1, m.depth):
-        a = preactivation(problem, j, x)
         u = us[j]
         assert u is not None
-        x = encode((u < m.noise.cdf(a)).to(a.dtype), m.coding)
-    return preactivation(problem, m.depth, x)
+        # F(a) > u (= u < F(a)) written over the fresh F(a): no bool tensor, no conversion.
+        x = encode(next_cdf(problem, j, x).gt_(u), m.coding)
+    return head_output(problem, x)
 
 
 def _flip_bits(bits: Tensor) -> Tensor:
@@ -200,7 +191,11 @@ class Reinforce(PathEstimator):
     ) -> list[list[Contribution]]:
         f = problem.model.head.loss(path.z, problem.Y)
         signal = (f if context is None else f - context)[..., None]
-        logit_grads = [signal * s for s in path.scores(problem)]
+        # The scores are fresh tensors: scaled in place.
+        logit_grads = [
+            s.mul_(signal) if broadcasts_into(signal, s) else s * signal
+            for s in path.scores(problem)
+        ]
         return layer_terms(path, logit_grads, head_grad(problem, path.z))
 
 
@@ -512,7 +507,8 @@ class _PairEstimator(NoiseEstimator):
 
     def pair(self, u: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         """(b1, b2) = (1[u > 1 - p], 1[u < p])."""
-        return (u > 1 - p).to(u.dtype), (u < p).to(u.dtype)
+        b1 = (1 - p).lt_(u)  # 1 - p < u, written over the fresh 1 - p
+        return b1, torch.lt(u, p, out=u.new_empty(u.shape))
 
     @abstractmethod
     def pair_weight(
@@ -544,7 +540,8 @@ class _PairEstimator(NoiseEstimator):
                 else:
                     f2 = _loss(problem, _propagate(problem, k, encode(b2, m.coding), us))
             w = self.pair_weight(m.noise, a, p, u, b1, b2)
-            logit_grads.append((f1 - f2)[..., None] * w)
+            df = (f1 - f2)[..., None]
+            logit_grads.append(w.mul_(df) if broadcasts_into(df, w) else w * df)  # w is fresh
         terms = layer_terms(path, logit_grads, head_grad(problem, path.z))
         return assemble(problem, terms, per_point=False)
 

@@ -57,6 +57,8 @@ class StraightThrough(StraightThroughBase):
 
     def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
         scale = coding_scale(problem)
+        if scale == 1:  # {0,1} states: D = F'(a) itself (x 1.0 would be a whole extra pass)
+            return path.pdf(problem)
         return [scale * d for d in path.pdf(problem)]
 
 
