@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 from torch import Tensor
 
-from ..model import encode, state_bits
+from ..model import encode
 from .base import Problem
 
 
@@ -89,82 +88,6 @@ def per_draw(fn: Callable[[Tensor, Tensor], Tensor], a: Tensor, p: Tensor) -> Te
     return fn(a[index], p[index]).expand(a.shape)
 
 
-MAX_TABLE_UNITS = 12  # layers of up to 2^12 states feed the next one through tables
-
-
-class StateTable:
-    """Layer k+1's pre-activation a [2^n, n_{k+1}] (and F(a)) for every state of layer k (n
-    units, k >= 1; the head for k = L), used when the paths outnumber the states.
-
-    a_{k+1} depends on the path only through layer k's n bits, so where many paths share few
-    states, a matmul, a bias pass and a CDF over every path are replaced by the same operations
-    on the 2^n states and one gather per path (same numbers: the matmul of 0/1 or +-1 states
-    sums exact products in the same order for any number of rows -- checked bit for bit by the
-    estimator tests' draws against the plain computation).
-    """
-
-    def __init__(self, problem: Problem, k: int, x: Tensor, *, cdf: bool = True) -> None:
-        m = problem.model
-        states, w = _coded_states(x.shape[-1], m.coding, x.dtype, x.device)
-        self.a = preactivation(problem, k, states)
-        self.p = m.noise.cdf(self.a) if cdf else None
-        # State index of a coded row x: sum_j b_j 2^(n-1-j) with b = x ({0,1}) or (x + 1) / 2.
-        self.index = x @ w
-        if m.coding == "pm1":
-            self.index = self.index.add_(w.sum()).div_(2)  # exact: small integers
-        self.rows = self.index.long().reshape(-1)
-
-    @staticmethod
-    def pays(x: Tensor) -> bool:
-        """Whether a table beats the direct computation for inputs ``x`` [*B, N, n]. Only for
-        contiguous x: a matmul of strided rows may sum in another order (ARMS's branches
-        differed by 1 ulp)."""
-        n = x.shape[-1]
-        return n <= MAX_TABLE_UNITS and 4 * (1 << n) <= x.numel() // max(n, 1) and x.is_contiguous()
-
-    def lookup(self, values: Tensor) -> Tensor:
-        """Per-path values [*B, N, n_{k+1}] of a table [2^n, n_{k+1}] (a fresh tensor)."""
-        return values.index_select(0, self.rows).view(*self.index.shape, values.shape[-1])
-
-
-@lru_cache(maxsize=64)
-def _coded_states(
-    n: int, coding: str, dtype: torch.dtype, device: torch.device
-) -> tuple[Tensor, Tensor]:
-    """All 2^n coded states of a layer (row t = t in binary, most significant bit first) and
-    the place values 2^(n-1-j) of its bits; constants, shared (never written to)."""
-    states = encode(state_bits(n, dtype=dtype, device=device), coding)  # type: ignore[arg-type]
-    return states, 2.0 ** torch.arange(n - 1, -1, -1, dtype=dtype, device=device)
-
-
-def next_layer(problem: Problem, k: int, x: Tensor) -> tuple[Tensor, Tensor]:
-    """(a_{k+1}, F(a_{k+1})) from the coded states x_k [*B, N, n_k], k >= 1 (fresh tensors)."""
-    if StateTable.pays(x):
-        table = StateTable(problem, k, x)
-        assert table.p is not None
-        return table.lookup(table.a), table.lookup(table.p)
-    a = preactivation(problem, k, x)
-    return a, problem.model.noise.cdf(a)
-
-
-def next_cdf(problem: Problem, k: int, x: Tensor) -> Tensor:
-    """F(a_{k+1}) from the coded states x_k, k >= 1 (a fresh tensor)."""
-    if StateTable.pays(x):
-        table = StateTable(problem, k, x)
-        assert table.p is not None
-        return table.lookup(table.p)
-    return problem.model.noise.cdf(preactivation(problem, k, x))
-
-
-def head_output(problem: Problem, x: Tensor) -> Tensor:
-    """z = x_L W_L^T + b_L from the coded states of the last binary layer."""
-    k = problem.model.depth
-    if StateTable.pays(x):
-        table = StateTable(problem, k, x, cdf=False)
-        return table.lookup(table.a)
-    return preactivation(problem, k, x)
-
-
 def _walk(problem: Problem, batch: tuple[int, ...], next_bits) -> Path:  # noqa: ANN001
     m = problem.model
     a0 = first_preactivation(problem)
@@ -175,13 +98,14 @@ def _walk(problem: Problem, batch: tuple[int, ...], next_bits) -> Path:  # noqa:
     bits, xs, As, ps = [], [], [], []
     for k in range(m.depth):
         if k > 0:
-            a, p = next_layer(problem, k, xs[-1])
+            a = preactivation(problem, k, xs[-1])
+            p = m.noise.cdf(a)
         b = next_bits(k, a, p)
         bits.append(b)
         xs.append(encode(b, m.coding))
         As.append(a)
         ps.append(p)
-    z = head_output(problem, xs[-1])
+    z = preactivation(problem, m.depth, xs[-1])
     return Path(bits, xs, As, ps, [problem.X, *xs], z)
 
 

@@ -37,9 +37,7 @@ from .ops import (
     broadcasts_into,
     first_preactivation,
     head_grad,
-    head_output,
     layer_terms,
-    next_cdf,
     preactivation,
     sample_path,
     uniform_path,
@@ -81,11 +79,12 @@ def _propagate(problem: Problem, k: int, x: Tensor, us: Sequence[Tensor | None])
     Leading dimensions *F of ``x`` (branches, flips) broadcast against the uniforms [*B, N, n]."""
     m = problem.model
     for j in range(k + 1, m.depth):
+        a = preactivation(problem, j, x)
         u = us[j]
         assert u is not None
         # F(a) > u (= u < F(a)) written over the fresh F(a): no bool tensor, no conversion.
-        x = encode(next_cdf(problem, j, x).gt_(u), m.coding)
-    return head_output(problem, x)
+        x = encode(m.noise.cdf(a).gt_(u), m.coding)
+    return preactivation(problem, m.depth, x)
 
 
 def _flip_bits(bits: Tensor) -> Tensor:
