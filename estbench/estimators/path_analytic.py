@@ -44,9 +44,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..model import SBN, encode, state_bits
+from ..model import SBN
 from .base import Estimator, PathEstimator, Problem
-from .ops import Contribution, Path, broadcasts_into, per_draw, preactivation
+from .ops import Contribution, Path, broadcasts_into, per_draw
 
 
 def flip_scale(problem: Problem) -> float:
@@ -71,47 +71,6 @@ def _units_first_shared(t: Tensor) -> Tensor:
     return small.reshape(small.shape[0], *([1] * lead), small.shape[1]).expand(
         t.shape[-1], *t.shape[:-1]
     )
-
-
-def _flip_cdf(problem: Problem, k: int, a: Tensor, sign_in: Tensor) -> Tensor:
-    """F(a_kj with input i flipped), [j, i, *B, N], from a_k and the input signs (unit-major):
-    F(a_kj - c W_k,ji s_i)."""
-    noise = problem.model.noise
-    W = problem.model.weights[k]
-    W = W.reshape(*W.shape, *([1] * (a.dim() - 1)))
-    t = torch.addcmul(a.unsqueeze(1), sign_in.unsqueeze(0), W, value=-flip_scale(problem))
-    # The flip tensor is the main cost: its CDF in place where that is sigmoid.
-    return t.sigmoid_() if noise.name == "logistic" else noise.cdf(t)
-
-
-MAX_TABLE_UNITS = 12  # input layers up to 2^12 states get the flip CDFs from a table
-
-
-def _flip_cdf_table(problem: Problem, k: int, bits_in: Tensor) -> Tensor | None:
-    """``_flip_cdf`` by table look-up, or None where a table does not pay.
-
-    a_k depends on the path only through the n_in input bits, so F(a_kj with input i flipped)
-    takes at most 2^n_in values per (j, i): they are computed once per call, with the same
-    operations on the same numbers as ``_flip_cdf`` (pre-activation of each input state, then
-    the flip), and gathered by the index of each point's input state. One gather replaces the
-    flip-sized multiply-add and CDF (the CDF was 20 % of PSA's time on the seed network).
-    """
-    m = problem.model
-    n_in = bits_in.shape[-1]
-    n_states = 1 << n_in
-    n_paths = bits_in.numel() // max(n_in, 1)
-    if n_in > MAX_TABLE_UNITS or 4 * n_states > n_paths:
-        return None
-    states = state_bits(n_in, dtype=bits_in.dtype, device=bits_in.device)  # [2^n, n_in]
-    a_tab = units_first(preactivation(problem, k, encode(states, m.coding)))  # [j, 2^n]
-    table = _flip_cdf(problem, k, a_tab, signs(states))  # [j, i, 2^n]
-    # Row t of state_bits is t in binary, most significant bit first.
-    weights = 2.0 ** torch.arange(n_in - 1, -1, -1, dtype=bits_in.dtype, device=bits_in.device)
-    index = (bits_in @ weights).long()  # exact: small integers
-    rows = table.shape[0] * n_in
-    # gather along the states with one index row shared by all (j, i): about 2x index_select
-    flat = torch.gather(table.reshape(rows, n_states), 1, index.reshape(1, -1).expand(rows, -1))
-    return flat.view(*table.shape[:2], *index.shape)
 
 
 def signs(bits: Tensor) -> Tensor:
@@ -245,10 +204,14 @@ class PathAnalyticBase(PathEstimator):
             else:
                 a, p = units_first(path.a[k]), units_first(path.p[k])
                 pdf = noise.pdf_given(a, p)
+                # a_kj with input i flipped, [j, i, *B, N]: a_kj - c W_k,ji s_i.
                 sign_in = signs(path.bits[k - 1])
-                F_flip = _flip_cdf_table(problem, k, path.bits[k - 1])
-                if F_flip is None:
-                    F_flip = _flip_cdf(problem, k, a, sign_in)
+                W = m.weights[k].reshape(*m.weights[k].shape, *([1] * (a.dim() - 1)))
+                t = torch.addcmul(
+                    a.unsqueeze(1), sign_in.unsqueeze(0), W, value=-flip_scale(problem)
+                )
+                # The flip tensor is the main cost: its CDF in place where that is sigmoid.
+                F_flip = t.sigmoid_() if noise.name == "logistic" else noise.cdf(t)
             g, delta_in = self.layer(delta, sign, p, pdf, F_flip)
             grads.append(g.movedim(0, -1))
             if sign_in is None or delta_in is None:
