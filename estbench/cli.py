@@ -295,7 +295,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 "family": est.family,
                 "problem": est.problem,
                 "wrt": getattr(est, "wrt", None),
-                "unbiased": est.unbiased,
+                "unbiased": est.claim(models[est.problem]),
                 "path_estimator": isinstance(est, PathEstimator),
                 "evals_per_draw_5_5_5": est.evals_per_draw(models[est.problem]),
                 "hyperparameters": {

@@ -762,7 +762,7 @@ def _run(plan: RunPlan, say: Callable[[str], None], progress: bool | None) -> Ru
                     claimed_unbiased=m.claimed,
                     verdicts=m.verdicts,
                     evals_per_draw=variant.estimator.evals_per_draw(problem.model),
-                    unbiased=variant.estimator.unbiased,
+                    unbiased=variant.estimator.claim(problem.model),
                 )
             except Exception as e:  # an estimator's failure is recorded, not fatal
                 message = f"{type(e).__name__}: {e}"

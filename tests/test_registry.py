@@ -226,8 +226,7 @@ class SkipsBaseInit(Reinforce):
         (lambda: SkipsBaseInit, "default parameters: AttributeError: "),
         (
             lambda: _bad_class(evals_per_draw=lambda self, model: model.no_such_thing),
-            "evals_per_draw or unbiased_layers fails on the kind's reference network: "
-            "AttributeError",
+            "evals_per_draw or claim fails on the kind's reference network: AttributeError",
         ),
         (
             lambda: _bad_class(evals_per_draw=lambda self, model: float("nan")),
@@ -235,7 +234,15 @@ class SkipsBaseInit(Reinforce):
         ),
         (
             lambda: _bad_class(unbiased_layers=lambda self, model: {0, 4}),
-            "unbiased_layers gives {0, 4}, expected layer indices 0..3",
+            "overrides unbiased_layers; override claim(model) instead",
+        ),
+        (
+            lambda: _bad_class(claim=lambda self, model: "mostly"),
+            "claim gives 'mostly', expected one of 'yes', 'head only', 'last layer only', 'no'",
+        ),
+        (
+            lambda: _bad_class(unbiased="yes, except at depth 2"),
+            "unbiased 'yes, except at depth 2' must be one of 'yes', 'head only'",
         ),
         (lambda: Reinforce(), "<estimator reinforce> is not an estbench Estimator subclass"),
     ],

@@ -22,8 +22,9 @@ Rules every estimator follows:
   tests/test_device.py runs every estimator on the ``meta`` device to catch a stray CPU tensor;
 * no Python loop over draws or data points; draws are computed in chunks whose size the base class
   derives from ``bytes_per_draw`` and the memory budget;
-* metadata as class attributes: ``name`` (what users type), ``family``, ``unbiased`` (a sentence:
-  "yes", "no", or e.g. "last layer only") with the machine-readable ``unbiased_layers``,
+* metadata as class attributes: ``name`` (what users type), ``family``, ``unbiased`` (the claim
+  about its bias, one of ``CLAIMS``: "yes", "head only", "last layer only", "no"; ``claim(model)``
+  when parameters change it) from which ``unbiased_layers`` follows,
   ``evals_per_draw`` (evaluations of the loss on a complete path per draw), ``hyperparameters``
   (name -> ``Hyper`` with default), ``reference``, and ``problem``: the name of the problem kind
   it handles (``estbench.problem``), ``"sbn"`` (default, this module's ``Problem``),
@@ -41,9 +42,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, final
 
 import torch
 from torch import Tensor
@@ -57,6 +58,15 @@ CHUNK_BYTES = 64 << 20  # working memory of one chunk of draws (CPU)
 CUDA_CHUNK_BYTES = 256 << 20  # on a GPU: fewer, larger kernels (no cache to fit)
 MIN_CHUNK_DRAWS = 64  # draws per chunk, at least (within the memory budget)
 FAMILIES = ("score-function", "relaxation", "straight-through", "path-analytic", "deterministic")
+# What an estimator may claim about its bias (``Estimator.claim``), and the pairs k = 0..L
+# (L = the head) each claim covers: every pair; the head alone (its gradient is pathwise when the
+# states are hard); the last binary layer's pair and the head; none.
+CLAIMS: dict[str, Callable[[int], Iterable[int]]] = {
+    "yes": lambda depth: range(depth + 1),
+    "head only": lambda depth: (depth,),
+    "last layer only": lambda depth: (depth - 1, depth),
+    "no": lambda depth: (),
+}
 
 
 class ModelLike(Protocol):
@@ -155,7 +165,7 @@ class Estimator(ABC, Generic[ProblemT, ModelT]):
 
     name: ClassVar[str]
     family: ClassVar[str]
-    unbiased: ClassVar[str]  # "yes", "no", or a precise statement such as "last layer only"
+    unbiased: ClassVar[str]  # the claim with the default parameters, one of CLAIMS
     reference: ClassVar[str]
     hyperparameters: ClassVar[dict[str, Hyper]] = {}
     stochastic: ClassVar[bool] = True  # False for deterministic "estimators" (mean field)
@@ -186,9 +196,17 @@ class Estimator(ABC, Generic[ProblemT, ModelT]):
     def __repr__(self) -> str:
         return f"<estimator {self.spec}>"
 
+    def claim(self, model: ModelT) -> str:
+        """What this configuration claims about its bias on ``model``, one of ``CLAIMS``: the
+        class's ``unbiased``, unless its parameters change it (override this, never
+        ``unbiased_layers``, so that the sentence and the layers have one source)."""
+        return self.unbiased
+
+    @final
     def unbiased_layers(self, model: ModelT) -> frozenset[int]:
-        """Indices of the layers (0..L, L = head) whose gradient the estimator claims unbiased."""
-        return frozenset(range(model.depth + 1)) if self.unbiased == "yes" else frozenset()
+        """Indices of the pairs (0..L, L = head) whose gradient the estimator claims unbiased:
+        those of its ``claim`` (``CLAIMS``)."""
+        return frozenset(CLAIMS[self.claim(model)](model.depth))
 
     def evals_per_draw(self, model: ModelT) -> float:
         """Evaluations of the loss on a complete path per draw (cost, spec §0 "FE")."""

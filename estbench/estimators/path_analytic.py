@@ -159,11 +159,8 @@ class PathAnalyticBase(PathEstimator):
     """Shared backward recursion of PSA and SA; subclasses give one layer's step (``layer``)."""
 
     family = "path-analytic"
+    # The last binary layer's pair (L-1) and the head (L); below that single-flip truncation.
     unbiased = "last layer only"
-
-    def unbiased_layers(self, model: SBN) -> frozenset[int]:
-        # The last binary layer's pair (L-1) and the head (L); below that single-flip truncation.
-        return frozenset({model.depth - 1, model.depth})
 
     def evals_per_draw(self, model: SBN) -> float:
         # f on the sampled path, plus f on each of the n_L single-flip neighbours of x_L (only the

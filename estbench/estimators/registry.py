@@ -10,7 +10,8 @@ Plugins are discovered without importing, sorted, then loaded one by one (as fla
 that fails to import, or whose class breaks the contract's metadata (not an ``Estimator``
 subclass, a badly formed ``name``, an unknown ``family`` or ``problem``, malformed
 ``hyperparameters``, abstract methods left, a constructor that fails with the defaults,
-``evals_per_draw`` or ``unbiased_layers`` failing on the reference network) or takes a name that
+an ``unbiased`` claim outside ``CLAIMS``, an override of ``unbiased_layers`` instead of
+``claim``, ``evals_per_draw`` or ``claim`` failing on the reference network) or takes a name that
 is already registered, is reported with its package name in ``Registry.problems`` and
 skipped; everything else keeps working. Two plugins claiming one name are both skipped, so that a
 name never means a different estimator depending on what happens to be installed; a built-in
@@ -37,7 +38,7 @@ from typing import Any
 from .._version import __version__
 from ..options import split_specs
 from ..problem import kinds, plugins_disabled
-from .base import FAMILIES, Estimator, EstimatorError, Hyper
+from .base import CLAIMS, FAMILIES, Estimator, EstimatorError, Hyper
 
 GROUP = "estbench.estimators"
 NAME = re.compile(r"[a-z][a-z0-9-]*")
@@ -259,6 +260,10 @@ def contract_fault(cls: object) -> str | None:
         value = getattr(cls, attr, None)
         if not isinstance(value, str):
             return f"{attr} {value!r} must be a string"
+    if cls.unbiased not in CLAIMS:
+        return f"unbiased {cls.unbiased!r} must be one of {', '.join(map(repr, CLAIMS))}"
+    if cls.unbiased_layers is not Estimator.unbiased_layers:
+        return "overrides unbiased_layers; override claim(model) instead (the layers follow)"
     if not isinstance(getattr(cls, "stochastic", None), bool):
         return f"stochastic {getattr(cls, 'stochastic', None)!r} must be True or False"
     hypers = getattr(cls, "hyperparameters", None)
@@ -279,12 +284,15 @@ def contract_fault(cls: object) -> str | None:
     model = reference_models()[str(problem)]  # what estbench list states costs on
     try:
         evals = float(est.evals_per_draw(model))
-        layers = set(est.unbiased_layers(model))
+        claim = est.claim(model)
     except Exception as e:
         return (
-            f"evals_per_draw or unbiased_layers fails on the kind's reference network: "
+            f"evals_per_draw or claim fails on the kind's reference network: "
             f"{type(e).__name__}: {e}"
         )
+    if claim not in CLAIMS:
+        return f"claim gives {claim!r}, expected one of {', '.join(map(repr, CLAIMS))}"
+    layers = set(est.unbiased_layers(model))
     if not (math.isfinite(evals) and evals >= 0):
         return f"evals_per_draw gives {evals!r} on the reference network, expected a number >= 0"
     if not all(isinstance(k, int) and 0 <= k <= model.depth for k in layers):
@@ -294,7 +302,7 @@ def contract_fault(cls: object) -> str | None:
 
 def reference_models() -> dict[str, Any]:
     """Per problem kind, the network on which ``estbench list`` states costs and
-    ``contract_fault`` tries ``evals_per_draw`` and ``unbiased_layers``."""
+    ``contract_fault`` tries ``evals_per_draw`` and ``claim``."""
     return _reference_models(tuple(sorted(kinds().kinds)))
 
 

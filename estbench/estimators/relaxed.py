@@ -127,9 +127,6 @@ class _HardRelaxedBase(Estimator[Problem, SBN]):
     family = "relaxation"
     unbiased = "head only"
 
-    def unbiased_layers(self, model):  # noqa: ANN001, ANN201
-        return frozenset({model.depth})  # hard states: the head's gradient is pathwise
-
     def conditional_kernels(
         self, problem: Problem, a: Tensor, p: Tensor, bits: Tensor, generator: torch.Generator
     ) -> Tensor | None:

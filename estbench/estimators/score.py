@@ -310,10 +310,7 @@ class LocalExpectation(PathEstimator):
 
     name = "leg"
     family = "score-function"
-    unbiased = (
-        "yes (form=markov-blanket); form=single-layer: last binary layer and head only "
-        "(all layers when L = 1)"
-    )
+    unbiased = "yes"  # form=markov-blanket; form=single-layer: see ``claim``
     reference = (
         "Titsias & Lazaro-Gredilla, NeurIPS 2015, arXiv 1503.01494; deep Markov-blanket form as "
         "in Tokui & Sato's code (beam2d/sbn), cf. Young, HNCA, arXiv 2110.07700"
@@ -328,10 +325,11 @@ class LocalExpectation(PathEstimator):
         ),
     }
 
-    def unbiased_layers(self, model: SBN) -> frozenset[int]:
+    def claim(self, model: SBN) -> str:
+        """form=single-layer: the last binary layer and the head only (every layer when L = 1)."""
         if self.params["form"] == "markov-blanket" or model.depth == 1:
-            return frozenset(range(model.depth + 1))
-        return frozenset({model.depth - 1, model.depth})
+            return "yes"
+        return "last layer only"
 
     def evals_per_draw(self, model: SBN) -> float:
         return 1.0 + model.widths[-1]

@@ -23,10 +23,7 @@ class StraightThroughBase(PathEstimator):
     """Sampled forward pass, then the recursion of spec §1.4 with ``jacobian(problem, a, bits)``."""
 
     family = "straight-through"
-    unbiased = "no"
-
-    def unbiased_layers(self, model):  # noqa: ANN001, ANN201
-        return frozenset({model.depth})  # the head's pathwise gradient
+    unbiased = "head only"  # the head's gradient is pathwise
 
     def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
         """The proxy D_k = "dx_k / da_k" of every binary layer along ``path``."""

@@ -367,9 +367,6 @@ class WeightStraightThrough(WeightPathEstimator):
         "sign_proxy": SIGN_PROXY,
     }
 
-    def unbiased_layers(self, model: WeightSBN) -> frozenset[int]:
-        return frozenset({model.depth})
-
     def path_terms(
         self, problem: WeightProblem, path: WeightPath, keep: bool, context: Any = None
     ) -> list[LayerGrad]:
@@ -426,7 +423,7 @@ class BinaryConnect(WeightPathEstimator):
 
     name = "binaryconnect"
     family = "straight-through"
-    unbiased = "no (forward=sample: head only)"
+    unbiased = "head only"  # forward=sample; forward=sign: see ``claim``
     default_wrt = "mu"
     reference = "Courbariaux, Bengio & David, arXiv 1511.00363 (NeurIPS 2015)"
     hyperparameters = {
@@ -442,8 +439,9 @@ class BinaryConnect(WeightPathEstimator):
         ),
     }
 
-    def unbiased_layers(self, model: WeightSBN) -> frozenset[int]:
-        return frozenset({model.depth}) if self.params["forward"] == "sample" else frozenset()
+    def claim(self, model: WeightSBN) -> str:
+        """forward=sign: deterministic sign(eta) weights, biased everywhere, the head too."""
+        return "head only" if self.params["forward"] == "sample" else "no"
 
     def fixed_weights(self, problem: WeightProblem) -> list[Tensor | None] | None:
         if self.params["forward"] == "sample":

@@ -282,9 +282,6 @@ class WeightStraightThroughGumbelSoftmax(_WeightRelaxedBase):
     unbiased = "head only"
     reference = "Jang, Gu & Poole, arXiv 1611.01144 (ICLR 2017)"
 
-    def unbiased_layers(self, model: WeightSBN) -> frozenset[int]:
-        return frozenset({model.depth})  # hard states and weights: the head is pathwise
-
     def extra_kernels(self) -> int:
         """Conditional noises beyond the forward pass's own (0 for ST-GS)."""
         return 0

@@ -50,15 +50,14 @@ class NoisyReinforce(Estimator):
         return clean + self.SD * noise
 
 
+def fixture_estimators() -> list:  # also run by tests/test_numbers_unchanged.py
+    return ["reinforce", "arm", "st", "psa", "concrete", NoisyReinforce(), Exploding()]
+
+
 if __name__ == "__main__":
     out = HERE / "report-fixture"
     shutil.rmtree(out, ignore_errors=True)
-    run(
-        HERE / "report-fixture.toml",
-        estimators=["reinforce", "arm", "st", "psa", "concrete", NoisyReinforce(), Exploding()],
-        out=out,
-        progress=False,
-    )
+    run(HERE / "report-fixture.toml", estimators=fixture_estimators(), out=out, progress=False)
     # Keep only what a report reads.
     shutil.rmtree(out / "report-fixture" / "points")
     for name in ("run.json", ".lock"):
