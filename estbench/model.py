@@ -332,6 +332,12 @@ def encode(bits: Tensor, coding: Coding) -> Tensor:
     return bits if coding == "01" else 2 * bits - 1
 
 
+def coding_scale(coding: str) -> float:
+    """What an "on" unit passes on minus what an "off" one does, = d E[x] / d P(on): 2 for +-1
+    states (E x = 2F - 1), 1 for {0,1} states (E b = F)."""
+    return 2.0 if coding == "pm1" else 1.0
+
+
 @dataclass(frozen=True, eq=False)
 class SBN:
     """A layered SBN. ``weights[k], biases[k]`` for k < L feed binary layer k+1; the last pair is

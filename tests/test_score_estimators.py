@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from estbench.estimators import Problem, get_estimator
-from estbench.estimators.score import ARM, RLOO, arms_joint
+from estbench.estimators.score_noise import ARM, RLOO, arms_joint
 from estbench.exact import exact_gradient
 from estbench.exact_moments import path_moments
 from estbench.problems import anchor_network, bernoulli_toy

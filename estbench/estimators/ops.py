@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..model import encode
+from ..model import coding_scale, encode
 from .base import Problem
 
 
@@ -214,3 +214,53 @@ def enumerate_bits(widths: Sequence[int], like: Tensor) -> list[Tensor]:
 
     joint = state_bits(sum(widths), dtype=like.dtype, device=like.device)
     return [b[:, None, :] for b in torch.split(joint, list(widths), dim=1)]
+
+
+# ---- shared by the score-function estimators (score.py, score_noise.py) ----------------------
+
+
+def point_losses(problem: Problem, z: Tensor) -> Tensor:
+    """l(z, y_n) per point, [*B, N] (z [*B, N, K]; extra batch dimensions must lead)."""
+    return problem.model.head.loss(z, problem.Y)
+
+
+def propagate(problem: Problem, k: int, x: Tensor, us: Sequence[Tensor | None]) -> Tensor:
+    """Head output z after binary layer k+1 takes the coded states ``x`` [*F, *B, N, n_{k+1}] and
+    layers k+2..L follow with uniforms ``us[j]`` (unit on iff u < F(a); entries j <= k unused).
+    Leading dimensions *F of ``x`` (branches, flips) broadcast against the uniforms [*B, N, n]."""
+    m = problem.model
+    for j in range(k + 1, m.depth):
+        a = preactivation(problem, j, x)
+        u = us[j]
+        assert u is not None
+        # F(a) > u (= u < F(a)) written over the fresh F(a): no bool tensor, no conversion.
+        x = encode(m.noise.cdf(a).gt_(u), m.coding)
+    return preactivation(problem, m.depth, x)
+
+
+def flip_bits(bits: Tensor) -> Tensor:
+    """[*B, N, n] -> [n, *B, N, n]: copy j has unit j toggled (flip index leading, so that head
+    losses broadcast against the targets)."""
+    n = bits.shape[-1]
+    eye = torch.eye(n, dtype=bits.dtype, device=bits.device)
+    eye = eye.reshape(n, *([1] * (bits.dim() - 1)), n)
+    return bits + eye * (1 - 2 * bits)
+
+
+def last_layer_flip_losses(problem: Problem, path: Path) -> Tensor:
+    """l with unit j of the last binary layer toggled, [*B, N, n_L], by rank-1 head updates."""
+    m = problem.model
+    b = path.bits[-1]
+    dx = (1 - 2 * b) * coding_scale(m.coding)  # change of x_Lj when it flips
+    WT = m.weights[-1].T  # [n_L, K]
+    dx = dx.movedim(-1, 0)  # [n_L, *B, N]
+    z = path.z + dx[..., None] * WT.reshape(WT.shape[0], *([1] * (dx.dim() - 1)), WT.shape[1])
+    return point_losses(problem, z).movedim(0, -1)
+
+
+def last_layer_local_expectation(problem: Problem, path: Path, f: Tensor) -> Tensor:
+    """F'(a_j) (f(x | x_j on) - f(x | x_j off)) for the last binary layer, [*B, N, n_L]: the exact
+    per-unit local expectation gradient (LEG) given the other units of that layer."""
+    b = path.bits[-1]
+    diff = (2 * b - 1) * (f[..., None] - last_layer_flip_losses(problem, path))
+    return path.pdf(problem)[-1] * diff

@@ -29,10 +29,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..model import SBN, Noise
+from ..model import SBN, Noise, coding_scale
 from .base import Estimator, Hyper, Problem
 from .ops import assemble, backprop, first_preactivation, head_grad, preactivation, uniforms
-from .straight_through import coding_scale
 
 TAU = Hyper(
     1.0,
@@ -97,7 +96,7 @@ class Concrete(Estimator[Problem, SBN]):
         self, problem: Problem, n_draws: int, generator: torch.Generator, context: Any
     ) -> Tensor:
         m = problem.model
-        noise, tau, c = m.noise, self.params["tau"], coding_scale(problem)
+        noise, tau, c = m.noise, self.params["tau"], coding_scale(problem.model.coding)
         a0 = first_preactivation(problem)
         a = a0.expand(n_draws, *a0.shape)
         x = problem.X
@@ -140,7 +139,7 @@ class _HardRelaxedBase(Estimator[Problem, SBN]):
         self, problem: Problem, n_draws: int, generator: torch.Generator, context: Any
     ) -> Tensor:
         m = problem.model
-        noise, tau, c = m.noise, self.params["tau"], coding_scale(problem)
+        noise, tau, c = m.noise, self.params["tau"], coding_scale(problem.model.coding)
         a0 = first_preactivation(problem)
         a = a0.expand(n_draws, *a0.shape)
         x = problem.X

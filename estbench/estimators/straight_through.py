@@ -9,14 +9,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..model import SBN
+from ..model import SBN, coding_scale
 from .base import Estimator, Hyper, PathEstimator, Problem
 from .ops import Contribution, Path, assemble, backprop, head_grad, layer_terms
-
-
-def coding_scale(problem: Problem) -> float:
-    """d E[x] / d F(a): 2 for +-1 states (E x = 2F - 1), 1 for {0,1} states (E b = F)."""
-    return 2.0 if problem.model.coding == "pm1" else 1.0
 
 
 class StraightThroughBase(PathEstimator):
@@ -53,7 +48,7 @@ class StraightThrough(StraightThroughBase):
     unbiased = "head only"
 
     def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
-        scale = coding_scale(problem)
+        scale = coding_scale(problem.model.coding)
         if scale == 1:  # {0,1} states: D = F'(a) itself (x 1.0 would be a whole extra pass)
             return path.pdf(problem)
         return [scale * d for d in path.pdf(problem)]
@@ -102,7 +97,7 @@ class StraightThroughHardtanh(StraightThroughBase):
     unbiased = "head only"
 
     def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
-        half = coding_scale(problem) / 2
+        half = coding_scale(problem.model.coding) / 2
         return [half * (a.abs() <= 1).to(a.dtype) for a in path.a]
 
 
@@ -121,7 +116,7 @@ class StraightThroughTanh(StraightThroughBase):
     unbiased = "head only"
 
     def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
-        half = coding_scale(problem) / 2
+        half = coding_scale(problem.model.coding) / 2
         return [half * (1 - torch.tanh(a) ** 2) for a in path.a]
 
 
@@ -155,7 +150,7 @@ class StraightThroughSlope(StraightThroughBase):
 
     def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
         s = self.params["s"]
-        scale = coding_scale(problem) * s
+        scale = coding_scale(problem.model.coding) * s
         if self.params["form"] == "hard":
             return [(scale / 2) * ((s * a).abs() <= 1).to(a.dtype) for a in path.a]
         noise = problem.model.noise
@@ -209,7 +204,7 @@ class Darn(StraightThroughBase):
     unbiased = "head only"
 
     def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
-        c = coding_scale(problem)
+        c = coding_scale(problem.model.coding)
         return [(c * (b - 0.5)) * s for b, s in zip(path.bits, path.scores(problem), strict=True)]
 
 
@@ -247,7 +242,7 @@ class MeanField(Estimator[Problem, SBN]):
     def gradient(self, problem: Problem) -> Tensor:
         """The mean-field gradient, [P]."""
         m = problem.model
-        c = coding_scale(problem)
+        c = coding_scale(problem.model.coding)
         W, b = m.weights, m.biases
         mu, inputs, jac = problem.X, [problem.X], []
         for k in range(m.depth):

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from ..estimators.base import Estimator, Hyper
+from ..model import coding_scale
 from .exact import exact_gradient
 from .model import WeightProblem, WeightSBN
 from .paths import (
@@ -56,11 +57,6 @@ WEIGHTS_MODE: Hyper = Hyper(
     help="one weight draw shared by all data points, or one per point (same mean, other variance)",
 )
 LayerGrad = tuple[Tensor, Tensor]  # (d theta_k [..., n_out, n_in], d b_k [..., n_out])
-
-
-def coding_scale(model: WeightSBN) -> float:
-    """d E[x] / d P(on): 2 for ±1 states, 1 for {0, 1} states."""
-    return 2.0 if model.coding == "pm1" else 1.0
 
 
 # ---- reductions over the data: per point (``keep``) or the draw's mean ----------------------
@@ -251,7 +247,7 @@ def activation_jacobians(model: WeightSBN, path: WeightPath, sign_proxy: str) ->
     d E[x | a] / d a = c F'(a) (c = 2 for ±1, 1 for {0,1}). Sign activations have no noise: the
     empirical proxies of ``sign_jacobian`` (``hardtanh``, ``identity``, ``tanh``,
     ``approxsign``), the ±1 sign's proxy scaled to the coding."""
-    c = coding_scale(model)
+    c = coding_scale(model.coding)
     if model.noise is not None:
         return [c * model.noise.pdf_given(a, on) for a, on in zip(path.a, path.on, strict=True)]
     return [sign_jacobian(model, a, sign_proxy) for a in path.a]
@@ -273,7 +269,7 @@ def sign_jacobian(model: WeightSBN, a: Tensor, sign_proxy: str) -> Tensor:
     (ApproxSign). Verified: each against c F'(a) of its noise by autograd of the CDF, and the
     estimators using it against autograd of the matching surrogate (tests/test_weights_relaxed.py).
     """
-    c = coding_scale(model)
+    c = coding_scale(model.coding)
     if sign_proxy == "identity":
         return a.new_full((), c / 2)
     if sign_proxy == "tanh":

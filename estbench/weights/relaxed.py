@@ -45,13 +45,12 @@ from torch import Tensor
 from ..estimators.base import Hyper
 from ..estimators.ops import uniforms
 from ..estimators.relaxed import TAU, open_unit
-from ..model import NOISES, Noise, encode
+from ..model import NOISES, Noise, coding_scale, encode
 from .estimators import (
     SIGN_PROXY,
     WEIGHTS_MODE,
     LayerGrad,
     WeightEstimator,
-    coding_scale,
     flatten,
     outer,
     sign_jacobian,
@@ -243,7 +242,7 @@ class WeightConcrete(_WeightRelaxedBase):
                 y = state_argument(m.noise, a, v, tau)
                 s = m.noise.cdf(y)
                 x = s if m.coding == "01" else 2 * s - 1
-                jacobians.append(m.noise.pdf_given(y, s) * (coding_scale(m) / tau))
+                jacobians.append(m.noise.pdf_given(y, s) * (coding_scale(m.coding) / tau))
             inputs.append(x)
         z = apply_weights(weights[-1], x, self.per_point) + m.biases[-1]
         return RelaxedPass(weights, inputs, jacobians, factors, z)
@@ -313,7 +312,7 @@ class WeightStraightThroughGumbelSoftmax(_WeightRelaxedBase):
             more = conditional_kernels(m.noise, a, path.bits[k], tau, extra, generator)
             if more is not None:
                 kern = kern + more
-            jacobians.append(kern * (coding_scale(m) / (tau * mean_of)))
+            jacobians.append(kern * (coding_scale(m.coding) / (tau * mean_of)))
         return RelaxedPass(path.weights, path.inputs, jacobians, factors, path.z)
 
 

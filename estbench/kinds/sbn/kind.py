@@ -266,10 +266,11 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
         return self.problem(model, X, target.expand(3, 2))
 
     def estimators(self) -> list[type]:
-        from ...estimators import path_analytic, relaxed, score, straight_through
+        from ...estimators import path_analytic, relaxed, score, score_noise, straight_through
 
         return [
             *score.ESTIMATORS,
+            *score_noise.ESTIMATORS,
             *relaxed.ESTIMATORS,
             *straight_through.ESTIMATORS,
             *path_analytic.ESTIMATORS,
