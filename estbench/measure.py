@@ -43,12 +43,65 @@ class MeasureOptions:
 
 
 @dataclass(frozen=True)
+class Row:
+    """One tidy row of results.csv before the run adds its case, estimator and point columns:
+    a metric of one block, at one M where it has one, from ``method`` "exact" (path
+    enumeration) or "mc" (the draws, with a standard error and 95 % interval where one exists)."""
+
+    layer: str
+    metric: str
+    value: float
+    M: int | None = None
+    se: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    method: str = "mc"
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "metric": self.metric,
+            "M": self.M,
+            "value": self.value,
+            "se": self.se,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "method": self.method,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
 class Measurement:
-    rows: list[dict[str, Any]]
+    rows: list[Row]
     seconds_per_draw: float
     exact: bool
     verdicts: dict[str, bool]  # layer -> unbiasedness test passed
     claimed: list[str]  # layers the estimator claims unbiased
+
+
+class _Rows:
+    """Collects the rows of one block, keeping the metrics asked for (all when ``wanted`` is
+    None), in the order they are added (the order of results.csv)."""
+
+    def __init__(self, layer: str, wanted: set[str] | None) -> None:
+        self.layer, self.wanted = layer, wanted
+        self.rows: list[Row] = []
+
+    def add(
+        self,
+        metric: str,
+        value: float,
+        *,
+        M: int | None = None,
+        se: float | None = None,
+        lo: float | None = None,
+        hi: float | None = None,
+        method: str = "mc",
+    ) -> None:
+        if self.wanted is None or metric in self.wanted:
+            self.rows.append(Row(self.layer, metric, float(value), M, se, lo, hi, method))
 
 
 def measure(
@@ -60,16 +113,60 @@ def measure(
     generator: torch.Generator,
     blocks: Sequence[Block] | None = None,
 ) -> Measurement:
-    """Draw ``opts.draws`` estimates and compute every metric for every layer.
+    """Draw ``opts.draws`` estimates and compute every metric for every block.
 
     ``problem`` and ``g_flat`` are the float64 reference on the device of the run; ``generator``
     lives on that device. The draws are made in ``opts.dtype`` and converted to float64.
     ``blocks``: the blocks to report (the kind's, from ``ProblemKind.reference``; default
     ``pair_blocks``); ``g_flat`` is the exact gradient in the estimator's
-    parametrisation (its ``wrt``, e.g. eta or mu for Bernoulli weights).
+    parametrisation (its ``wrt``, e.g. eta or mu for Bernoulli weights). Per block: the exact
+    rows where the kind enumerates the estimator's moments (``_exact_rows``), else the Monte
+    Carlo rows (``_mc_rows``); then the rows of groups of M draws (``_grouped_rows``) and of the
+    draws' shape (``_draw_rows``).
     """
     problem = problem.to(dtype=torch.float64)
     g_flat = g_flat.to(dtype=torch.float64)
+    draws, seconds, context = _timed_draws(est, problem, g_flat, opts, generator)
+    moments = _exact_moments(est, problem, context, opts)
+    evals = est.evals_per_draw(problem.model)
+    claimed_idx = est.unbiased_layers(problem.model)
+    blocks = pair_blocks(problem.model.layer_sizes) if blocks is None else blocks
+    claimed = [b.name for b in blocks if claimed_idx.issuperset(b.pairs)]
+    wanted = set(opts.metrics) if opts.metrics else None
+    rows: list[Row] = []
+    verdicts: dict[str, bool] = {}
+    boot: list[Tensor] = []  # Poisson bootstrap weights, drawn once per estimator (first MC block)
+    for block in blocks:
+        layer, sl = block.name, block.slice
+        d, g = draws[:, sl], g_flat[sl]
+        gn = float(g.norm())
+        if gn == 0:
+            raise ZeroDivisionError(
+                f"the exact gradient of {layer} is zero; relative metrics are undefined"
+            )
+        # The unbiasedness test's 1e-3 is split over the layers, so a correct estimator is
+        # flagged at a point with probability <= 2e-3.
+        test = mt.unbiasedness_test(d, g, alpha=1e-3 / len(blocks))
+        out = _Rows(layer, wanted)
+        if moments is not None:
+            B, T, verdict = _exact_rows(out, moments.mean[sl], moments.variance[sl], g, opts)
+        else:
+            B, T, verdict = _mc_rows(out, d, g, test, opts, boot, generator)
+        verdicts[layer] = verdict
+        _grouped_rows(out, d, g, B, T, evals, opts, "exact" if moments is not None else "mc")
+        _draw_rows(out, d, test, evals)
+        rows += out.rows
+    return Measurement(rows, seconds, moments is not None, verdicts, claimed)
+
+
+def _timed_draws(
+    est: Estimator,
+    problem: ProblemLike,
+    g_flat: Tensor,
+    opts: MeasureOptions,
+    generator: torch.Generator,
+) -> tuple[Tensor, float, Any]:
+    """The checked draws (float64), the seconds per draw, and the estimator's context."""
     draw_problem = problem.to(dtype=opts.dtype)
     context = est.prepare(draw_problem, generator)
     # A few throwaway draws from their own generator (the measured stream is untouched) so that
@@ -86,144 +183,128 @@ def measure(
     synchronize(problem.device)
     seconds = (time.perf_counter() - t0) / opts.draws
     check_draws(est, draws, opts.draws, g_flat, opts)
-    draws = draws.to(torch.float64)
-    moments = _exact_moments(est, problem, context, opts)
-    evals = est.evals_per_draw(problem.model)
-    claimed_idx = est.unbiased_layers(problem.model)
-    blocks = pair_blocks(problem.model.layer_sizes) if blocks is None else blocks
-    claimed = [b.name for b in blocks if claimed_idx.issuperset(b.pairs)]
-    wanted = set(opts.metrics) if opts.metrics else None
-    Ms = torch.tensor(opts.M, dtype=draws.dtype, device=draws.device)
-    rows: list[dict[str, Any]] = []
-    verdicts: dict[str, bool] = {}
+    return draws.to(torch.float64), seconds, context
 
-    def add(
-        layer: str,
-        metric: str,
-        value: float,
-        *,
-        M: int | None = None,
-        se: float | None = None,
-        lo: float | None = None,
-        hi: float | None = None,
-        method: str = "mc",
-    ) -> None:
-        if wanted is None or metric in wanted:
-            rows.append(
-                {
-                    "layer": layer,
-                    "metric": metric,
-                    "M": M,
-                    "value": float(value),
-                    "se": se,
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "method": method,
-                }
-            )
 
-    boot: Tensor | None = None
-    for block in blocks:
-        layer, sl = block.name, block.slice
-        d, g = draws[:, sl], g_flat[sl]
-        gn = float(g.norm())
-        if gn == 0:
-            raise ZeroDivisionError(
-                f"the exact gradient of {layer} is zero; relative metrics are undefined"
-            )
-        # The unbiasedness test's 1e-3 is split over the layers, so a correct estimator is
-        # flagged at a point with probability <= 2e-3.
-        test = mt.unbiasedness_test(d, g, alpha=1e-3 / len(blocks))
-        if moments is not None:
-            mu, var = moments.mean[sl], moments.variance[sl]
-            B, T = float(((mu - g) ** 2).sum()), float(var.sum())
-            add(layer, "rel_bias", math.sqrt(B) / gn, method="exact")
-            add(layer, "bias_sq", B, method="exact")
-            add(layer, "variance", T, method="exact")
-            add(layer, "mse", B + T, method="exact")
-            for M in opts.M:
-                add(layer, "rel_rmse", math.sqrt(B + T / M) / gn, M=M, method="exact")
-            cos_mu = float(mu @ g) / (float(mu.norm()) * gn) if float(mu.norm()) > 0 else 0.0
-            add(layer, "cos_of_mean", cos_mu, method="exact")
-            keep = var > 0
-            if keep.any():
-                add(
-                    layer,
-                    "snr",
-                    float((mu[keep].abs() / var[keep].sqrt()).median()),
-                    method="exact",
-                )
-            verdict = math.sqrt(B) / gn <= EXACT_UNBIASED_TOL
-            add(layer, "unbiased_test", float(verdict), method="exact")
-        else:
-            sb = mt.squared_bias(d, g)
-            B, T = sb.value, sb.total_variance
-            rb = mt.relative_bias(d, g)
-            add(layer, "rel_bias", rb.value, se=rb.se, lo=rb.ci_low, hi=rb.ci_high)
-            add(layer, "bias_sq", B, se=sb.se, lo=B - mt.Z95 * sb.se, hi=B + mt.Z95 * sb.se)
-            tv = mt.total_variance(d)
-            add(layer, "variance", tv.value, se=tv.se, lo=tv.ci_low, hi=tv.ci_high)
-            ms = mt.mse_single(d, g)
-            add(layer, "mse", ms.value, se=ms.se, lo=ms.ci_low, hi=ms.ci_high)
-            point = ((max(B, 0.0) + T / Ms).clamp_min(0) / gn**2).sqrt()
-            sd: Tensor | None
-            lo: Tensor | None
-            hi: Tensor | None
-            if opts.bootstrap > 1:
-                if boot is None:  # drawn once per estimator, shared by the layers
-                    boot = mt.poisson_weights(opts.bootstrap, d.shape[0], generator)
-                sd, lo, hi = mt.rel_rmse_bootstrap(d, g, Ms, boot)
-            else:
-                sd = lo = hi = None
-            for i, M in enumerate(opts.M):
-                add(
-                    layer,
-                    "rel_rmse",
-                    float(point[i]),
-                    M=M,
-                    se=None if sd is None else float(sd[i]),
-                    lo=None if lo is None else float(lo[i]),
-                    hi=None if hi is None else float(hi[i]),
-                )
-            add(layer, "cos_of_mean", mt.cosine_of_mean(d, g).value)
-            add(layer, "snr", mt.snr_median(d).value)
-            verdict = test.passed
-            add(layer, "unbiased_test", float(verdict))
-        verdicts[layer] = verdict
-        method = "exact" if moments is not None else "mc"
-        prefix = mt.prefix_sums(d)
-        for M in opts.M:
-            add(
-                layer,
-                "rel_rmse_cost",
-                math.sqrt(max(B, 0.0) + T * evals / M) / gn,
+def _exact_rows(
+    out: _Rows, mu: Tensor, var: Tensor, g: Tensor, opts: MeasureOptions
+) -> tuple[float, float, bool]:
+    """Rows from the exact mean ``mu`` and variance ``var`` of one draw (no sampling error);
+    returns the squared bias, the total variance and the unbiasedness verdict."""
+    gn = float(g.norm())
+    B, T = float(((mu - g) ** 2).sum()), float(var.sum())
+    out.add("rel_bias", math.sqrt(B) / gn, method="exact")
+    out.add("bias_sq", B, method="exact")
+    out.add("variance", T, method="exact")
+    out.add("mse", B + T, method="exact")
+    for M in opts.M:
+        out.add("rel_rmse", math.sqrt(B + T / M) / gn, M=M, method="exact")
+    cos_mu = float(mu @ g) / (float(mu.norm()) * gn) if float(mu.norm()) > 0 else 0.0
+    out.add("cos_of_mean", cos_mu, method="exact")
+    keep = var > 0
+    if keep.any():
+        out.add("snr", float((mu[keep].abs() / var[keep].sqrt()).median()), method="exact")
+    verdict = math.sqrt(B) / gn <= EXACT_UNBIASED_TOL
+    out.add("unbiased_test", float(verdict), method="exact")
+    return B, T, verdict
+
+
+def _mc_rows(
+    out: _Rows,
+    d: Tensor,
+    g: Tensor,
+    test: Any,
+    opts: MeasureOptions,
+    boot: list[Tensor],
+    generator: torch.Generator,
+) -> tuple[float, float, bool]:
+    """Rows estimated from the draws ``d`` with standard errors and intervals; returns the
+    squared bias, the total variance and the unbiasedness test's verdict. ``boot`` holds the
+    bootstrap weights once drawn (shared by the blocks of an estimator)."""
+    gn = float(g.norm())
+    sb = mt.squared_bias(d, g)
+    B, T = sb.value, sb.total_variance
+    rb = mt.relative_bias(d, g)
+    out.add("rel_bias", rb.value, se=rb.se, lo=rb.ci_low, hi=rb.ci_high)
+    out.add("bias_sq", B, se=sb.se, lo=B - mt.Z95 * sb.se, hi=B + mt.Z95 * sb.se)
+    tv = mt.total_variance(d)
+    out.add("variance", tv.value, se=tv.se, lo=tv.ci_low, hi=tv.ci_high)
+    ms = mt.mse_single(d, g)
+    out.add("mse", ms.value, se=ms.se, lo=ms.ci_low, hi=ms.ci_high)
+    Ms = torch.tensor(opts.M, dtype=d.dtype, device=d.device)
+    point = ((max(B, 0.0) + T / Ms).clamp_min(0) / gn**2).sqrt()
+    sd: Tensor | None
+    lo: Tensor | None
+    hi: Tensor | None
+    if opts.bootstrap > 1:
+        if not boot:  # drawn once per estimator, shared by the layers
+            boot.append(mt.poisson_weights(opts.bootstrap, d.shape[0], generator))
+        sd, lo, hi = mt.rel_rmse_bootstrap(d, g, Ms, boot[0])
+    else:
+        sd = lo = hi = None
+    for i, M in enumerate(opts.M):
+        out.add(
+            "rel_rmse",
+            float(point[i]),
+            M=M,
+            se=None if sd is None else float(sd[i]),
+            lo=None if lo is None else float(lo[i]),
+            hi=None if hi is None else float(hi[i]),
+        )
+    out.add("cos_of_mean", mt.cosine_of_mean(d, g).value)
+    out.add("snr", mt.snr_median(d).value)
+    out.add("unbiased_test", float(test.passed))
+    return B, T, bool(test.passed)
+
+
+def _grouped_rows(
+    out: _Rows,
+    d: Tensor,
+    g: Tensor,
+    B: float,
+    T: float,
+    evals: float,
+    opts: MeasureOptions,
+    method: str,
+) -> None:
+    """Per M: the relative RMSE at equal cost (from B and T, so ``method`` is theirs), and from
+    groups of M draws (where there are two groups at least) the grouped relative RMSE and the
+    cosine of a group mean with the gradient (mean and 15/85 % quantiles)."""
+    gn = float(g.norm())
+    prefix = mt.prefix_sums(d)
+    for M in opts.M:
+        out.add(
+            "rel_rmse_cost",
+            math.sqrt(max(B, 0.0) + T * evals / M) / gn,
+            M=M,
+            method=method,
+        )
+        means = mt.group_means(d, M, prefix) if d.shape[0] // M >= 2 else None
+        grouped = mt.rel_rmse_grouped(d, g, M, means=means)
+        if grouped is not None:
+            out.add(
+                "rel_rmse_grouped",
+                grouped.value,
                 M=M,
-                method=method,
+                se=grouped.se,
+                lo=grouped.ci_low,
+                hi=grouped.ci_high,
             )
-            means = mt.group_means(d, M, prefix) if d.shape[0] // M >= 2 else None
-            grouped = mt.rel_rmse_grouped(d, g, M, means=means)
-            if grouped is not None:
-                add(
-                    layer,
-                    "rel_rmse_grouped",
-                    grouped.value,
-                    M=M,
-                    se=grouped.se,
-                    lo=grouped.ci_low,
-                    hi=grouped.ci_high,
-                )
-                cos = mt.cosines(d, g, M, means=means)
-                R = cos.numel()
-                add(layer, "cos_mean", float(cos.mean()), M=M, se=float(cos.std()) / math.sqrt(R))
-                q15, q85 = torch.quantile(cos, QUANTILES.to(cos)).tolist()  # one sort
-                add(layer, "cos_q15", q15, M=M)
-                add(layer, "cos_q85", q85, M=M)
-        zf = mt.zero_fraction(d)
-        add(layer, "zero_frac", zf.value, se=zf.se)
-        add(layer, "z_max", test.z_max)
-        add(layer, "bias_z", test.ratio)
-        add(layer, "evals_per_draw", evals, method="exact")
-    return Measurement(rows, seconds, moments is not None, verdicts, claimed)
+            cos = mt.cosines(d, g, M, means=means)
+            R = cos.numel()
+            out.add("cos_mean", float(cos.mean()), M=M, se=float(cos.std()) / math.sqrt(R))
+            q15, q85 = torch.quantile(cos, QUANTILES.to(cos)).tolist()  # one sort
+            out.add("cos_q15", q15, M=M)
+            out.add("cos_q85", q85, M=M)
+
+
+def _draw_rows(out: _Rows, d: Tensor, test: Any, evals: float) -> None:
+    """The draws' exact zeros, the unbiasedness test's largest |z| and B^/SE(B^), and the cost."""
+    zf = mt.zero_fraction(d)
+    out.add("zero_frac", zf.value, se=zf.se)
+    out.add("z_max", test.z_max)
+    out.add("bias_z", test.ratio)
+    out.add("evals_per_draw", evals, method="exact")
 
 
 class DrawError(EstbenchError):

@@ -52,7 +52,7 @@ from .errors import EstbenchError, MemoryBudgetError
 from .estimators.base import Estimator
 from .estimators.registry import default_registry
 from .exact import default_memory_budget, format_bytes
-from .measure import MeasureOptions, measure
+from .measure import MeasureOptions, Row, measure
 from .problem import Block, ProblemKind, Reference, get_kind, kind_of
 from .results import (
     atomic_write,
@@ -284,22 +284,9 @@ def reference(problem: Any, memory_budget: int | None = None) -> tuple[Reference
     return ref, exact
 
 
-def _error_rows(blocks: list[Block], message: str) -> list[dict[str, Any]]:
-    layers = [b.name for b in blocks]
-    return [
-        {
-            "layer": layer,
-            "metric": "rel_bias",
-            "M": None,
-            "value": math.nan,
-            "se": None,
-            "ci_low": None,
-            "ci_high": None,
-            "method": "",
-            "error": message,
-        }
-        for layer in layers
-    ]
+def _error_rows(blocks: list[Block], message: str) -> list[Row]:
+    """An estimator that failed: one rel_bias row per block, NaN, with the message."""
+    return [Row(b.name, "rel_bias", math.nan, method="", error=message) for b in blocks]
 
 
 # Peak memory of one estimator's measurement, in float64 copies of its [S, P] draws: the draws,
@@ -705,8 +692,9 @@ def execute(
 
 
 def _run(plan: RunPlan, say: Callable[[str], None], progress: bool | None) -> RunReport:
-    case, directory, variants, opts = plan.case, plan.directory, plan.variants, plan.opts
-    dev, signature, seed = plan.device, plan.signature, plan.signature["seed"]
+    """Every point of the plan not finished by an earlier run with the same signature (resume),
+    then results.csv and results.json from the point files."""
+    case, directory, variants = plan.case, plan.directory, plan.variants
     (directory / "points").mkdir(parents=True, exist_ok=True)
     report = RunReport(case.name, directory)
     for note in plan.notes:
@@ -721,68 +709,14 @@ def _run(plan: RunPlan, say: Callable[[str], None], progress: bool | None) -> Ru
         file=sys.stderr,
     )
     for point in plan.points:
-        pid = point_id(point)
-        path = directory / "points" / f"{pid}.json"
-        if path.exists():
-            try:
-                done = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                done = {}
-            if done.get("signature") == signature:
-                report.points_skipped += 1
-                _collect_flags(report, done)
-                bar.update(len(variants))
-                continue
-        t0 = time.perf_counter()
-        rows: list[dict[str, Any]] = []
-        meta: dict[str, Any] = {"point": point, "signature": signature, "estimators": {}}
-        # The reference is float64 on the run's device (the network was built on the CPU).
-        problem = runner.problem(point).to(dtype=torch.float64, device=dev)
-        ref, meta["exact"] = reference(problem, plan.memory_budget)
-        for variant in variants:
-            gen = make_generator(dev, stream_seed(seed, case.name, pid, variant.label))
-            wrt = getattr(variant.estimator, "wrt", None)
-            info: dict[str, Any] = {"tau": variant.tau}
-            if wrt is not None:
-                info["wrt"] = wrt
-            try:
-                g_flat = ref.gradient(wrt)
-                m = measure(
-                    variant.estimator,
-                    problem,
-                    g_flat,
-                    opts,
-                    generator=gen,
-                    blocks=ref.blocks,
-                )
-                new_rows = m.rows
-                info.update(
-                    seconds_per_draw=m.seconds_per_draw,
-                    exact=m.exact,
-                    claimed_unbiased=m.claimed,
-                    verdicts=m.verdicts,
-                    evals_per_draw=variant.estimator.evals_per_draw(problem.model),
-                    unbiased=variant.estimator.claim(problem.model),
-                )
-            except Exception as e:  # an estimator's failure is recorded, not fatal
-                message = f"{type(e).__name__}: {e}"
-                new_rows = _error_rows(ref.blocks, message)
-                info["error"] = message
-                report.errors.append(f"{case.name} {pid} {variant.label}: {message}")
-                say(f"estbench: error: {case.name} {pid} {variant.label}: {message}")
-            for r in new_rows:
-                r.update(
-                    case=case.name,
-                    estimator=variant.label,
-                    tau=variant.tau,
-                    error=r.get("error"),
-                    **point,
-                )
-            rows += new_rows
-            meta["estimators"][variant.label] = info
-            bar.update(1)
-        meta["seconds"] = time.perf_counter() - t0
-        meta["rows"] = rows
+        path = directory / "points" / f"{point_id(point)}.json"
+        done = _finished(path, plan.signature)
+        if done is not None:
+            report.points_skipped += 1
+            _collect_flags(report, done)
+            bar.update(len(variants))
+            continue
+        meta = _run_point(plan, runner, point, report, say, lambda: bar.update(1))
         atomic_write(path, json.dumps(meta, sort_keys=True, default=_json_default) + "\n")
         report.points_done += 1
         _collect_flags(report, meta)
@@ -791,6 +725,99 @@ def _run(plan: RunPlan, say: Callable[[str], None], progress: bool | None) -> Ru
         say(f"estbench: WARNING: {flag}")
     _assemble(plan)
     return report
+
+
+def _finished(path: Path, signature: dict[str, Any]) -> dict[str, Any] | None:
+    """The point file of an earlier run with this signature, or None (not there, unreadable
+    -- e.g. cut short by a crash before its atomic rename -- or another run's)."""
+    if not path.exists():
+        return None
+    try:
+        done = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return done if isinstance(done, dict) and done.get("signature") == signature else None
+
+
+def _run_point(
+    plan: RunPlan,
+    runner: CaseRunner,
+    point: dict[str, Any],
+    report: RunReport,
+    say: Callable[[str], None],
+    tick: Callable[[], None],
+) -> dict[str, Any]:
+    """One point: its problem and exact reference (computed once, shared by the estimators),
+    then every estimator variant; returns the point file's content (rows included)."""
+    t0 = time.perf_counter()
+    meta: dict[str, Any] = {"point": point, "signature": plan.signature, "estimators": {}}
+    # The reference is float64 on the run's device (the network was built on the CPU).
+    problem = runner.problem(point).to(dtype=torch.float64, device=plan.device)
+    ref, meta["exact"] = reference(problem, plan.memory_budget)
+    rows: list[dict[str, Any]] = []
+    for variant in plan.variants:
+        new_rows, meta["estimators"][variant.label] = _measure_variant(
+            plan, point, problem, ref, variant, report, say
+        )
+        rows += [
+            {
+                **r.as_dict(),
+                "case": plan.case.name,
+                "estimator": variant.label,
+                "tau": variant.tau,
+                **point,
+            }
+            for r in new_rows
+        ]
+        tick()
+    meta["seconds"] = time.perf_counter() - t0
+    meta["rows"] = rows
+    return meta
+
+
+def _measure_variant(
+    plan: RunPlan,
+    point: dict[str, Any],
+    problem: Any,
+    ref: Reference,
+    variant: Variant,
+    report: RunReport,
+    say: Callable[[str], None],
+) -> tuple[list[Row], dict[str, Any]]:
+    """One estimator variant at one point: its rows and its entry of the point file. Its draws
+    come from its own stream (root seed, case, point, estimator); an estimator that fails is
+    recorded (error rows and message), never fatal."""
+    case, pid = plan.case, point_id(point)
+    seed = plan.signature["seed"]
+    gen = make_generator(plan.device, stream_seed(seed, case.name, pid, variant.label))
+    wrt = getattr(variant.estimator, "wrt", None)
+    info: dict[str, Any] = {"tau": variant.tau}
+    if wrt is not None:
+        info["wrt"] = wrt
+    try:
+        m = measure(
+            variant.estimator,
+            problem,
+            ref.gradient(wrt),
+            plan.opts,
+            generator=gen,
+            blocks=ref.blocks,
+        )
+    except Exception as e:  # an estimator's failure is recorded, not fatal
+        message = f"{type(e).__name__}: {e}"
+        info["error"] = message
+        report.errors.append(f"{case.name} {pid} {variant.label}: {message}")
+        say(f"estbench: error: {case.name} {pid} {variant.label}: {message}")
+        return _error_rows(ref.blocks, message), info
+    info.update(
+        seconds_per_draw=m.seconds_per_draw,
+        exact=m.exact,
+        claimed_unbiased=m.claimed,
+        verdicts=m.verdicts,
+        evals_per_draw=variant.estimator.evals_per_draw(problem.model),
+        unbiased=variant.estimator.claim(problem.model),
+    )
+    return m.rows, info
 
 
 def _json_default(o: Any) -> Any:

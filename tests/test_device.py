@@ -152,7 +152,7 @@ def test_measure_in_float32_keeps_the_reference_in_float64():
             est = default_registry().create(spec)
             options = MeasureOptions(**{**opts.__dict__, "dtype": dtype})
             m = measure(est, p, g, options, generator=gen)
-            rows[dtype, spec] = {(r["layer"], r["metric"], r["M"]): r for r in m.rows}
+            rows[dtype, spec] = {(r.layer, r.metric, r.M): r.as_dict() for r in m.rows}
     # exact moments of a path estimator come from the float64 problem: identical numbers
     for key, r64 in rows[torch.float64, "psa"].items():
         r32 = rows[torch.float32, "psa"][key]

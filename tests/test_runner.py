@@ -179,7 +179,7 @@ def test_exact_moments_agree_with_monte_carlo():
     assert exact.exact and not mc.exact
 
     def pick(m, layer, metric):  # noqa: ANN001, ANN202
-        return next(r for r in m.rows if r["layer"] == layer and r["metric"] == metric)
+        return next(r.as_dict() for r in m.rows if r.layer == layer and r.metric == metric)
 
     for layer in ("layer0", "layer1", "layer2", "all"):
         for metric in ("rel_bias", "variance"):
@@ -194,7 +194,7 @@ def test_large_M_without_enough_draws_gives_analytic_rows_only():
     g = exact_gradient(pr.model, pr.X, pr.Y).flat()
     opts = MeasureOptions(draws=30, M=(1, 10, 15, 16, 100), bootstrap=10, exact_moments=False)
     m = measure(get_estimator("reinforce"), pr, g, opts, generator=torch.Generator().manual_seed(0))
-    grouped = {r["M"] for r in m.rows if r["metric"] == "rel_rmse_grouped"}
-    cos = {r["M"] for r in m.rows if r["metric"] == "cos_mean"}
+    grouped = {r.M for r in m.rows if r.metric == "rel_rmse_grouped"}
+    cos = {r.M for r in m.rows if r.metric == "cos_mean"}
     assert grouped == cos == {1, 10, 15}
-    assert {r["M"] for r in m.rows if r["metric"] == "rel_rmse"} == {1, 10, 15, 16, 100}
+    assert {r.M for r in m.rows if r.metric == "rel_rmse"} == {1, 10, 15, 16, 100}
