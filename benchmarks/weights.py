@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from estbench import default_registry, get_estimator
-from estbench.weights import WeightProblem, exact_gradient, random_weight_sbn
+from estbench.kinds.weights import WeightProblem, exact_gradient, random_weight_sbn
 
 from .common import smoke
 

@@ -17,8 +17,8 @@ from .errors import CheckpointError, EstbenchError, MemoryBudgetError, ModelErro
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
     from .estimators import Estimator, Problem, default_registry, get_estimator
-    from .exact import ExactResult, exact_gradient, exact_loss, plan_exact
-    from .model import (
+    from .kinds.sbn.exact import ExactResult, exact_gradient, exact_loss, plan_exact
+    from .kinds.sbn.model import (
         HEADS,
         NOISES,
         SBN,
@@ -39,19 +39,19 @@ _LAZY = {
     "Problem": "estimators",
     "default_registry": "estimators",
     "get_estimator": "estimators",
-    "ExactResult": "exact",
-    "exact_gradient": "exact",
-    "exact_loss": "exact",
-    "plan_exact": "exact",
-    "HEADS": "model",
-    "NOISES": "model",
-    "SBN": "model",
-    "convert_coding": "model",
-    "flatten_layer": "model",
-    "flatten_layers": "model",
-    "random_sbn": "model",
-    "state_bits": "model",
-    "unflatten_layer": "model",
+    "ExactResult": "kinds.sbn.exact",
+    "exact_gradient": "kinds.sbn.exact",
+    "exact_loss": "kinds.sbn.exact",
+    "plan_exact": "kinds.sbn.exact",
+    "HEADS": "kinds.sbn.model",
+    "NOISES": "kinds.sbn.model",
+    "SBN": "kinds.sbn.model",
+    "convert_coding": "kinds.sbn.model",
+    "flatten_layer": "kinds.sbn.model",
+    "flatten_layers": "kinds.sbn.model",
+    "random_sbn": "kinds.sbn.model",
+    "state_bits": "kinds.sbn.model",
+    "unflatten_layer": "kinds.sbn.model",
 }
 
 

@@ -5,7 +5,7 @@ Keys: ``W0, b0, ..., WL, bL`` (the last pair is the head) and optional ``X`` [N,
 model the caller states (command line or case file). Other keys (e.g. the seed files' exact
 reference values) are kept in ``Checkpoint.extra`` and otherwise ignored.
 
-Stochastic-binary-weight models (``estbench.weights.checkpoint``) use the same format with the
+Stochastic-binary-weight models (``estbench.kinds.weights.checkpoint``) use the same format with the
 marker ``estbench_model = "weight-sbn"``; ``load_checkpoint`` refuses such a file (and the weight
 loader refuses a file without the marker), naming it, so neither kind is misread as the other.
 """
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .errors import CheckpointError, ModelError
-from .model import SBN, check_coding, get_head, get_noise
+from .kinds.sbn.model import SBN, check_coding, get_head, get_noise
 from .shipped import is_shipped_name, resolve_checkpoint
 
 _PARAM = re.compile(r"([Wb])(\d+)")

@@ -7,11 +7,12 @@ tests/test_cli.py checks that the names agree with theirs.
 
 from __future__ import annotations
 
+import os
 import re
 
-CODING_NAMES = ("pm1", "01")  # estbench.model.CODINGS
-NOISE_NAMES = ("logistic", "gaussian", "uniform")  # estbench.model.NOISES
-HEAD_NAMES = ("logistic", "softmax", "mse")  # estbench.model.HEADS
+CODING_NAMES = ("pm1", "01")  # estbench.kinds.sbn.model.CODINGS
+NOISE_NAMES = ("logistic", "gaussian", "uniform")  # estbench.kinds.sbn.model.NOISES
+HEAD_NAMES = ("logistic", "softmax", "mse")  # estbench.kinds.sbn.model.HEADS
 DEVICE_NAMES = ("cpu", "cuda")  # estbench.device.DEVICES
 DTYPE_NAMES = ("float64", "float32")  # estbench.device.DTYPES
 
@@ -67,3 +68,12 @@ def split_specs(text: str) -> list[str]:
             current.append(ch)
     parts.append("".join(current).strip())
     return [p for p in parts if p]
+
+
+DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes; override with ESTBENCH_MEMORY_BUDGET or the argument
+
+
+def default_memory_budget() -> int:
+    """The memory budget: ESTBENCH_MEMORY_BUDGET (e.g. 4G) or 1 GiB."""
+    env = os.environ.get("ESTBENCH_MEMORY_BUDGET")
+    return parse_bytes(env) if env else DEFAULT_MEMORY_BUDGET

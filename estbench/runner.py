@@ -51,8 +51,8 @@ from .device import generator as make_generator
 from .errors import EstbenchError, MemoryBudgetError
 from .estimators.base import Estimator
 from .estimators.registry import default_registry
-from .exact import default_memory_budget, format_bytes
 from .measure import MeasureOptions, Row, measure
+from .options import default_memory_budget, format_bytes
 from .problem import Block, ProblemKind, Reference, get_kind, kind_of
 from .results import (
     atomic_write,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from estbench.model import SBN, random_sbn
+from estbench.kinds.sbn.model import SBN, random_sbn
 from estbench.shipped import SEED_CHECKPOINTS as SHIPPED
 from estbench.shipped import seed_nets_dir
 

@@ -1,13 +1,13 @@
 """Test-only oracle: the exact objective by enumerating every joint path x_1..x_L, and its
-gradient by autograd. Independent of estbench.exact: probabilities as products of F and 1 - F,
-its own loss formulas, and no hand-written backward pass. Cost 2^(n_1 + ... + n_L)."""
+gradient by autograd. Independent of estbench.kinds.sbn.exact: probabilities as products of F and
+1 - F, its own loss formulas, and no hand-written backward pass. Cost 2^(n_1 + ... + n_L)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from estbench.model import SBN
+from estbench.kinds.sbn.model import SBN
 
 
 def _loss(head: str, z: Tensor, y: Tensor) -> Tensor:

@@ -55,7 +55,8 @@ def test_the_suite_covers_the_issue():
 
 def test_benchmarks_use_only_the_public_api():
     """Imports from estbench name only its public modules: the package, estbench.api (the
-    notebook API), estbench.cli (the command line) and estbench.weights (Bernoulli weights)."""
+    notebook API), estbench.cli (the command line) and estbench.kinds.weights (Bernoulli
+    weights)."""
     for path in (ROOT / "benchmarks").glob("*.py"):
         for line in path.read_text().splitlines():
             m = re.match(r"\s*(?:from|import)\s+(estbench[\w.]*)", line)
@@ -64,7 +65,7 @@ def test_benchmarks_use_only_the_public_api():
                     "estbench",
                     "estbench.api",
                     "estbench.cli",
-                    "estbench.weights",
+                    "estbench.kinds.weights",
                 ), (path, line)
 
 

@@ -11,11 +11,11 @@ import torch
 from estbench.cli import main
 from estbench.estimators import Estimator
 from estbench.estimators import registry as registry_module
-from estbench.estimators.ops import assemble, head_grad, layer_terms, sample_path
-from estbench.estimators.score import Reinforce
-from estbench.estimators.straight_through import StraightThrough
+from estbench.kinds.sbn.estimators.ops import assemble, head_grad, layer_terms, sample_path
+from estbench.kinds.sbn.estimators.score import Reinforce
+from estbench.kinds.sbn.estimators.straight_through import StraightThrough
+from estbench.kinds.weights.estimators import WeightReinforce
 from estbench.testing import check_estimator
-from estbench.weights.estimators import WeightReinforce
 
 
 class STClaimingUnbiased(StraightThrough):

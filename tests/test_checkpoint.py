@@ -10,7 +10,7 @@ import torch
 
 from estbench.checkpoint import load_checkpoint, save_checkpoint
 from estbench.errors import CheckpointError
-from estbench.exact import exact_gradient
+from estbench.kinds.sbn.exact import exact_gradient
 
 from .conftest import random_problem
 
@@ -209,7 +209,11 @@ def test_non_finite_parameters_name_the_first_bad_index(tmp_path):
 
 
 def test_weight_checkpoints_refuse_bad_files_and_data(tmp_path, capsys):
-    from estbench.weights import load_weight_checkpoint, random_weight_sbn, save_weight_checkpoint
+    from estbench.kinds.weights import (
+        load_weight_checkpoint,
+        random_weight_sbn,
+        save_weight_checkpoint,
+    )
 
     g = torch.Generator().manual_seed(4)
     model = random_weight_sbn(2, (3, 2), 1, generator=g, kinds=("real", "bernoulli", "real"))

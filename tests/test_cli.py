@@ -85,7 +85,7 @@ def test_module_entry_point_and_bad_file(tmp_path):
 def _weight_checkpoint(tmp_path):
     import torch
 
-    from estbench.weights import random_weight_sbn, save_weight_checkpoint
+    from estbench.kinds.weights import random_weight_sbn, save_weight_checkpoint
 
     g = torch.Generator().manual_seed(4)
     model = random_weight_sbn(
@@ -101,7 +101,7 @@ def _weight_checkpoint(tmp_path):
 def test_exact_reads_a_weight_checkpoint(tmp_path, capsys):
     """A stochastic-weight checkpoint gets the weight solver with its stored settings: the
     JSON equals exact_gradient wrt eta and mu; the human output names d eta and d mu."""
-    from estbench.weights import exact_gradient as weight_exact_gradient
+    from estbench.kinds.weights import exact_gradient as weight_exact_gradient
 
     path, model, X, Y = _weight_checkpoint(tmp_path)
     ref = weight_exact_gradient(model, X, Y)
@@ -130,7 +130,8 @@ def test_exact_refuses_options_that_contradict_a_weight_checkpoint(tmp_path, cap
 
 
 def test_parser_names_agree_with_the_modules():
-    from estbench import device, model, options
+    from estbench import device, options
+    from estbench.kinds.sbn import model
 
     assert options.CODING_NAMES == model.CODINGS
     assert tuple(model.NOISES) == options.NOISE_NAMES

@@ -16,9 +16,9 @@ from estbench.cases import CaseError, parse_case
 from estbench.cli import main
 from estbench.errors import EstbenchError
 from estbench.estimators import PathEstimator, Problem, default_registry
-from estbench.exact_moments import path_moments
+from estbench.kinds.sbn.model import SBN
+from estbench.kinds.sbn.moments import path_moments
 from estbench.measure import MeasureOptions, measure
-from estbench.model import SBN
 from estbench.runner import run_case, run_settings
 
 from .conftest import random_problem, seed_net_path

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from estbench.errors import MemoryBudgetError, ModelError
-from estbench.exact import exact_gradient, exact_loss, parse_bytes, plan_exact
-from estbench.model import convert_coding, flatten_layers
+from estbench.kinds.sbn.exact import exact_gradient, exact_loss, plan_exact
+from estbench.kinds.sbn.model import convert_coding, flatten_layers
+from estbench.options import parse_bytes
 
 from .conftest import random_problem
 from .oracle import joint_enumeration

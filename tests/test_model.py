@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from estbench.errors import ModelError
-from estbench.model import HEADS, NOISES, SBN, flatten_layer, state_bits, unflatten_layer
+from estbench.kinds.sbn.model import HEADS, NOISES, SBN, flatten_layer, state_bits, unflatten_layer
 
 A = torch.linspace(-3, 3, 61, dtype=torch.float64)
 

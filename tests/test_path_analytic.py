@@ -15,11 +15,11 @@ import torch
 
 from estbench.checkpoint import load_checkpoint
 from estbench.estimators import Problem, get_estimator
-from estbench.estimators.ops import assemble, sample_path
-from estbench.exact import exact_gradient
-from estbench.exact_moments import path_moments
-from estbench.model import convert_coding
-from estbench.problems import ANCHOR_EXACT_GRADIENT, anchor_network, bernoulli_toy
+from estbench.kinds.sbn.estimators.ops import assemble, sample_path
+from estbench.kinds.sbn.exact import exact_gradient
+from estbench.kinds.sbn.model import convert_coding
+from estbench.kinds.sbn.moments import path_moments
+from estbench.kinds.sbn.problems import ANCHOR_EXACT_GRADIENT, anchor_network, bernoulli_toy
 
 from .conftest import random_problem
 

@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 
 from estbench.checkpoint import save_checkpoint
 from estbench.cli import main
-from estbench.model import random_sbn
+from estbench.kinds.sbn.model import random_sbn
 from estbench.results import load_results
 
 # ---- a minimal TOML writer (tomli_w is not a dependency) ------------------------------------

@@ -13,7 +13,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 RUNNABLE = {
     "python-api": "from estbench import exact_gradient, load_checkpoint",
-    "weights-api": "from estbench.weights import (",
+    "weights-api": "from estbench.kinds.weights import (",
 }
 
 

@@ -19,7 +19,7 @@ from estbench.estimators import (
     split_specs,
 )
 from estbench.estimators import registry as registry_module
-from estbench.estimators.score import Reinforce
+from estbench.kinds.sbn.estimators.score import Reinforce
 
 
 def test_parse_specs():

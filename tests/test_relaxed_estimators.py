@@ -21,9 +21,9 @@ import pytest
 import torch
 
 from estbench.estimators import EstimatorError, Problem, get_estimator
-from estbench.estimators.relaxed import open_unit
-from estbench.model import convert_coding
-from estbench.problems import bernoulli_toy
+from estbench.kinds.sbn.estimators.relaxed import open_unit
+from estbench.kinds.sbn.model import convert_coding
+from estbench.kinds.sbn.problems import bernoulli_toy
 
 from .conftest import random_problem
 

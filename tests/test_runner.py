@@ -14,7 +14,7 @@ from estbench.cases import parse_case
 from estbench.cli import main
 from estbench.estimators import Estimator, Problem
 from estbench.estimators.registry import get_estimator
-from estbench.exact import exact_gradient
+from estbench.kinds.sbn.exact import exact_gradient
 from estbench.measure import MeasureOptions, measure
 from estbench.results import COLUMNS, METRICS, ResultsError, load_json
 from estbench.runner import run_case

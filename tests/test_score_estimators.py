@@ -24,10 +24,10 @@ import pytest
 import torch
 
 from estbench.estimators import Problem, get_estimator
-from estbench.estimators.score_noise import ARM, RLOO, arms_joint
-from estbench.exact import exact_gradient
-from estbench.exact_moments import path_moments
-from estbench.problems import anchor_network, bernoulli_toy
+from estbench.kinds.sbn.estimators.score_noise import ARM, RLOO, arms_joint
+from estbench.kinds.sbn.exact import exact_gradient
+from estbench.kinds.sbn.moments import path_moments
+from estbench.kinds.sbn.problems import anchor_network, bernoulli_toy
 
 from .conftest import random_problem
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from estbench.checkpoint import load_checkpoint
-from estbench.exact import exact_gradient
+from estbench.kinds.sbn.exact import exact_gradient
 
 
 def rel(a: np.ndarray, b: np.ndarray) -> float:

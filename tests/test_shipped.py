@@ -18,6 +18,7 @@ from estbench.cases import find_case, load_case, parse_case, with_overrides
 from estbench.checkpoint import checkpoint_kind, load_data, save_checkpoint
 from estbench.cli import main
 from estbench.errors import CheckpointError, EstbenchError
+from estbench.kinds.weights import load_weight_checkpoint
 from estbench.shipped import (
     SEED_CHECKPOINTS,
     cases_dir,
@@ -27,7 +28,6 @@ from estbench.shipped import (
     seed_nets_dir,
     shipped_cases,
 )
-from estbench.weights import load_weight_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 # The exported files as committed; a re-export or a damaged copy changes these.

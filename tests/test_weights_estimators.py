@@ -10,18 +10,18 @@ import pytest
 import torch
 
 from estbench.estimators.base import Problem
-from estbench.estimators.straight_through import StraightThrough
-from estbench.exact_moments import path_moments as core_path_moments
-from estbench.weights.estimators import (
+from estbench.kinds.sbn.estimators.straight_through import StraightThrough
+from estbench.kinds.sbn.moments import path_moments as core_path_moments
+from estbench.kinds.weights.estimators import (
     BinaryConnect,
     WeightARM,
     WeightDisARM,
     WeightReinforce,
     WeightStraightThrough,
 )
-from estbench.weights.exact import exact_gradient
-from estbench.weights.model import WeightProblem
-from estbench.weights.paths import Uniforms, path_moments, weight_configurations
+from estbench.kinds.weights.exact import exact_gradient
+from estbench.kinds.weights.model import WeightProblem
+from estbench.kinds.weights.paths import Uniforms, path_moments, weight_configurations
 
 from .test_weights_exact import make_problem
 
@@ -226,7 +226,7 @@ def linear_regime_problem(coding, activation="uniform", head=None):
 
 
 def max_preactivation(problem):
-    from estbench.weights.paths import enumerate_paths
+    from estbench.kinds.weights.paths import enumerate_paths
 
     path, _ = enumerate_paths(problem)
     return max(float(a.abs().max()) for a in path.a)
@@ -253,7 +253,7 @@ def test_st_is_exact_where_the_derivation_says(coding):
 def test_st_is_biased_when_the_derivation_does_not_hold(change):
     """The same network with a nonlinear E[x | a] (logistic noise) or a loss that is not
     multilinear in x (mse: the x_j^2 terms): biased below the head, exact in the head."""
-    from estbench.model import HEADS
+    from estbench.kinds.sbn.model import HEADS
 
     if change == "logistic noise":
         problem = linear_regime_problem("pm1", activation="logistic")

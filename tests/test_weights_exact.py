@@ -10,17 +10,17 @@ import pytest
 import torch
 
 from estbench.errors import MemoryBudgetError, ModelError
-from estbench.exact import exact_gradient as core_exact_gradient
-from estbench.model import flatten_layers, state_bits
-from estbench.weights import exact as weights_exact
-from estbench.weights.exact import (
+from estbench.kinds.sbn.exact import exact_gradient as core_exact_gradient
+from estbench.kinds.sbn.model import flatten_layers, state_bits
+from estbench.kinds.weights import exact as weights_exact
+from estbench.kinds.weights.exact import (
     exact_gradient,
     exact_loss,
     lattice_distribution,
     state_lattices,
 )
-from estbench.weights.model import WeightSBN, random_weight_sbn
-from estbench.weights.paths import weight_configurations
+from estbench.kinds.weights.model import WeightSBN, random_weight_sbn
+from estbench.kinds.weights.paths import weight_configurations
 
 from .oracle import _loss
 

@@ -24,11 +24,10 @@ from torch import Tensor
 from estbench.cases import CaseError, parse_case
 from estbench.errors import CheckpointError, ModelError
 from estbench.estimators.base import Problem
-from estbench.estimators.straight_through import StraightThrough
-from estbench.exact_moments import path_moments as core_path_moments
-from estbench.model import NOISES, flatten_layers
-from estbench.testing import check_estimator
-from estbench.weights import (
+from estbench.kinds.sbn.estimators.straight_through import StraightThrough
+from estbench.kinds.sbn.model import NOISES, flatten_layers
+from estbench.kinds.sbn.moments import path_moments as core_path_moments
+from estbench.kinds.weights import (
     BinaryConnect,
     WeightARM,
     WeightConcrete,
@@ -44,13 +43,14 @@ from estbench.weights import (
     random_weight_sbn,
     save_weight_checkpoint,
 )
-from estbench.weights import estimators as west
-from estbench.weights.paths import (
+from estbench.kinds.weights import estimators as west
+from estbench.kinds.weights.paths import (
     draw_uniforms,
     path_from_uniforms,
     path_moments,
     weight_configurations,
 )
+from estbench.testing import check_estimator
 
 from .test_weights_estimators import AffineHead, cell_expectation, linear_regime_problem, z_test
 from .test_weights_exact import close, joint_oracle, make_problem

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from estbench.cases import parse_case
-from estbench.runner import CaseRunner
-from estbench.weights import (
+from estbench.kinds.weights import (
     WeightStraightThrough,
     exact_gradient,
     exact_loss,
 )
+from estbench.runner import CaseRunner
 
 from .test_weights_exact import close, joint_oracle
 from .test_weights_hardsigmoid import NETS as HS_NETS

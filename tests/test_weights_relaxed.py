@@ -14,9 +14,7 @@ from scipy import integrate
 
 from estbench import get_estimator
 from estbench.estimators.base import EstimatorError
-from estbench.metrics import unbiasedness_test
-from estbench.testing import check_estimator
-from estbench.weights import (
+from estbench.kinds.weights import (
     WeightConcrete,
     WeightGumbelRao,
     WeightProblem,
@@ -24,9 +22,11 @@ from estbench.weights import (
     WeightStraightThroughGumbelSoftmax,
     exact_gradient,
 )
-from estbench.weights.estimators import sign_jacobian
-from estbench.weights.paths import draw_uniforms, path_from_uniforms
-from estbench.weights.relaxed import weight_argument
+from estbench.kinds.weights.estimators import sign_jacobian
+from estbench.kinds.weights.paths import draw_uniforms, path_from_uniforms
+from estbench.kinds.weights.relaxed import weight_argument
+from estbench.metrics import unbiasedness_test
+from estbench.testing import check_estimator
 
 from .test_weights_exact import make_problem
 

@@ -19,9 +19,7 @@ from estbench.checkpoint import checkpoint_kind, load_checkpoint, save_checkpoin
 from estbench.data import make_dataset, targets_for_head
 from estbench.errors import CheckpointError, EstbenchError
 from estbench.estimators.registry import get_estimator
-from estbench.runner import run_case
-from estbench.training import TrainingError, mirror_step, train
-from estbench.weights import (
+from estbench.kinds.weights import (
     WeightProblem,
     WeightSBN,
     exact_gradient,
@@ -30,6 +28,8 @@ from estbench.weights import (
     random_weight_sbn,
     save_weight_checkpoint,
 )
+from estbench.runner import run_case
+from estbench.training import TrainingError, mirror_step, train
 
 from .conftest import random_problem
 

@@ -28,7 +28,7 @@ Rules every estimator follows:
   ``evals_per_draw`` (evaluations of the loss on a complete path per draw), ``hyperparameters``
   (name -> ``Hyper`` with default), ``reference``, and ``problem``: the name of the problem kind
   it handles (``estbench.problem``), ``"sbn"`` (default, this module's ``Problem``),
-  ``"weights"`` (an ``estbench.weights.WeightProblem``, SBNs with Bernoulli weights) or a
+  ``"weights"`` (an ``estbench.kinds.weights.WeightProblem``, SBNs with Bernoulli weights) or a
   plugin's kind;
 * an estimator whose only randomness is the sampled path subclasses ``PathEstimator`` and also
   provides ``path_estimate(problem, bits)``: the estimate for given binary states, per data point,
@@ -50,8 +50,8 @@ import torch
 from torch import Tensor
 
 from ..errors import EstbenchError
-from ..exact import default_memory_budget
-from ..model import SBN
+from ..kinds.sbn.model import SBN
+from ..options import default_memory_budget
 from ..problem import DataProblem
 
 CHUNK_BYTES = 64 << 20  # working memory of one chunk of draws (CPU)
@@ -300,7 +300,7 @@ class PathEstimator(Estimator[Problem, SBN]):
         self, problem: Problem, bits: Sequence[Tensor], context: Any = None
     ) -> Tensor:
         """Per-point estimates [..., N, P] for 0/1 states ``bits[k]`` [..., N, n_{k+1}]."""
-        from .ops import assemble, forward
+        from ..kinds.sbn.estimators.ops import assemble, forward
 
         terms = self.path_terms(problem, forward(problem, bits), context)
         return assemble(problem, terms, per_point=True)
@@ -308,7 +308,7 @@ class PathEstimator(Estimator[Problem, SBN]):
     def _draw(
         self, problem: Problem, n_draws: int, generator: torch.Generator, context: Any
     ) -> Tensor:
-        from .ops import assemble, sample_path
+        from ..kinds.sbn.estimators.ops import assemble, sample_path
 
         terms = self.path_terms(problem, sample_path(problem, n_draws, generator), context)
         return assemble(problem, terms, per_point=False)

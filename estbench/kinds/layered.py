@@ -33,7 +33,7 @@ class LayeredModelSpec(ModelSpec):
 def layered_keys(table: Table, *, inits: tuple[str, ...], init: str) -> dict[str, Any]:
     """The ``LayeredModelSpec`` keys of a ``[model]`` table (``inits``: the initialisations the
     kind offers, ``init`` the default)."""
-    from ..model import CODINGS, HEADS, NOISES
+    from .sbn.model import CODINGS, HEADS, NOISES
 
     return {
         "coding": table.choice("coding", CODINGS, "01"),

@@ -19,7 +19,7 @@ import torch
 
 from estbench.api import run
 from estbench.estimators.base import Estimator
-from estbench.estimators.score import Reinforce
+from estbench.kinds.sbn.estimators.score import Reinforce
 
 HERE = Path(__file__).parent
 

@@ -1,10 +1,11 @@
 """The ``sbn`` kind: layered SBNs with real weights W_k, b_k and stochastic binary activations,
 x_k = 1[F(a_k) > u] with a_k = W_{k-1} x_{k-1} + b_{k-1}, read by a head (spec §1.1).
 
-Its exact reference is the layer-wise forward algorithm (``estbench.exact``), its path estimators'
-moments come from enumerating every path (``estbench.exact_moments``), its checkpoints are the
-seed authors' npz layout (``estbench.checkpoint``). Gradients are in the one parametrisation
-``theta`` = (W_k, b_k), flattened per layer as concat(W_k.reshape(-1), b_k).
+Its exact reference is the layer-wise forward algorithm (``exact``), its path estimators'
+moments come from enumerating every path (``moments``), its checkpoints are the seed authors'
+npz layout (``estbench.checkpoint``), its estimators are in ``estimators/``. Gradients are in
+the one parametrisation ``theta`` = (W_k, b_k), flattened per layer as
+concat(W_k.reshape(-1), b_k).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from ...estimators.base import Problem
-    from ...model import SBN
+    from .model import SBN
 
 # The exact gradient: one element of a layer-to-layer transition table per data point, forward
 # and backward (from the width-12 x depth-8 benchmark: 1.2 s for 100 points x 7 x 2^24).
@@ -65,8 +66,8 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
     ) -> tuple[SBN, Tensor]:
         import torch
 
-        from ...initialization import ap2_init, uniform_sbn
-        from ...model import random_sbn
+        from .initialization import ap2_init, uniform_sbn
+        from .model import random_sbn
 
         assert isinstance(spec, SbnModelSpec)
         out_dim = head_outputs(spec, labels, stored=stored)
@@ -148,7 +149,7 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
         return Problem.create(net, X, Y)
 
     def network_type(self) -> type:
-        from ...model import SBN
+        from .model import SBN
 
         return SBN
 
@@ -174,7 +175,7 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
     # ---- exact reference ---------------------------------------------------------------------
 
     def reference(self, problem: Problem, memory_budget: int | None = None) -> Reference:
-        from ...exact import exact_gradient
+        from .exact import exact_gradient
 
         ex = exact_gradient(problem.model, problem.X, problem.Y, memory_budget=memory_budget)
         return Reference(
@@ -184,7 +185,7 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
     def gradient_arrays(
         self, problem: Problem, reference: Reference
     ) -> list[list[tuple[str, Tensor]]]:
-        from ...model import unflatten_layer
+        from .model import unflatten_layer
 
         out = []
         for v, W in zip(problem.split(reference.gradient()), problem.model.weights, strict=True):
@@ -193,12 +194,12 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
         return out
 
     def exact_gradient(self, problem: Problem) -> Tensor:
-        from ...exact import exact_gradient
+        from .exact import exact_gradient
 
         return exact_gradient(problem.model, problem.X, problem.Y).flat()
 
     def exact_bytes(self, net: SBN, n_points: int, memory_budget: int) -> int:
-        from ...exact import plan_exact
+        from .exact import plan_exact
 
         return plan_exact(net.widths, n_points, net.out_dim, memory_budget=memory_budget).bytes
 
@@ -209,7 +210,7 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
 
     def path_moments(self, estimator: Any, problem: Problem, context: Any, max_paths: int) -> Any:
         from ...estimators.base import PathEstimator
-        from ...exact_moments import path_count, path_moments
+        from .moments import path_count, path_moments
 
         if not isinstance(estimator, PathEstimator) or path_count(problem) > max_paths:
             return None
@@ -227,7 +228,7 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
         quadratic, so ST-type bias shows; n_L = 3 so PSA/SA bias shows in layer 0)."""
         import torch
 
-        from ...model import random_sbn
+        from .model import random_sbn
 
         out = []
         for seed, widths, coding, head, K in (
@@ -249,7 +250,7 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
         """Squared error with zero read-out weights and the bias at the target: l = 0."""
         import torch
 
-        from ...model import SBN, get_head, get_noise, random_sbn
+        from .model import SBN, get_head, get_noise, random_sbn
 
         f64 = torch.float64
         g = torch.Generator().manual_seed(7)
@@ -266,7 +267,7 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
         return self.problem(model, X, target.expand(3, 2))
 
     def estimators(self) -> list[type]:
-        from ...estimators import path_analytic, relaxed, score, score_noise, straight_through
+        from .estimators import path_analytic, relaxed, score, score_noise, straight_through
 
         return [
             *score.ESTIMATORS,
@@ -280,6 +281,6 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
         """The seed study's 2-5-5-5-1 architecture."""
         import torch
 
-        from ...model import random_sbn
+        from .model import random_sbn
 
         return random_sbn(2, (5, 5, 5), 1, generator=torch.Generator().manual_seed(0))

@@ -1,8 +1,8 @@
 """The ``weights`` kind: SBNs whose weights are Bernoulli on {-1, +1}, P(W = +1) = F_w(eta), with
-stochastic or sign activations (``estbench.weights``).
+stochastic or sign activations (``estbench.kinds.weights``).
 
 Its exact reference is a lattice DP over each unit's weighted input followed by the layer-wise
-forward algorithm (``estbench.weights.exact``), in two parametrisations: the latent weights
+forward algorithm (``estbench.kinds.weights.exact``), in two parametrisations: the latent weights
 ``eta`` (the default) and the weight means ``mu`` = E W. A Bernoulli pair k < L is reported whole
 (``layerk``) and as its weights (``layerk.W``) and biases (``layerk.b``); a block whose exact
 gradient is 0 in every coordinate (with sign activations: the real parameters feeding a sign) is
@@ -24,7 +24,7 @@ from ..sbn.kind import SECONDS_PER_TABLE_ELEMENT
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from ...weights import WeightProblem, WeightSBN
+    from . import WeightProblem, WeightSBN
 
 
 @dataclass(frozen=True)
@@ -87,12 +87,12 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
     description = "an SBN with Bernoulli weights"
     default_training = "weight-reinforce"
     parametrisations = ("eta", "mu")
-    checkpoint_marker = "weight-sbn"  # estbench.weights.checkpoint.WEIGHT_SBN
+    checkpoint_marker = "weight-sbn"  # estbench.kinds.weights.checkpoint.WEIGHT_SBN
 
     # ---- case files --------------------------------------------------------------------------
 
     def parse_model(self, table: Table, common: dict[str, Any]) -> ModelSpec:
-        from ...weights.model import WEIGHT_NOISES
+        from .model import WEIGHT_NOISES
 
         own = {
             "first_layer": table.choice("first_layer", ("real", "bernoulli"), "real"),
@@ -148,7 +148,7 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
         """eta ~ N(0, eta_scale^2), real W ~ N(0, scale^2 / fan-in), b ~ N(0, 0.25)."""
         import torch
 
-        from ...weights import random_weight_sbn
+        from . import random_weight_sbn
 
         assert isinstance(spec, WeightsModelSpec)
         out_dim = head_outputs(spec, labels, stored=stored)
@@ -174,7 +174,7 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
         and they must be the case's: it is measured as it was trained, never silently re-read
         with other settings."""
         from ...errors import CheckpointError
-        from ...weights import load_weight_checkpoint
+        from . import load_weight_checkpoint
 
         assert isinstance(spec, WeightsModelSpec)
         ckpt = load_weight_checkpoint(path)
@@ -199,7 +199,7 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
         """The file stores coding, activation and head: an option that contradicts them is an
         error (leave it out)."""
         from ...errors import CheckpointError
-        from ...weights import load_weight_checkpoint
+        from . import load_weight_checkpoint
 
         ckpt = load_weight_checkpoint(path)
         stored = {"coding": ckpt.coding, "noise": ckpt.activation, "head": ckpt.head}
@@ -216,13 +216,13 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
         return head_targets(spec, labels, net.out_dim, stored=stored)
 
     def save(self, path: Path, net: WeightSBN, X: Tensor, Y: Tensor) -> None:
-        from ...weights import save_weight_checkpoint
+        from . import save_weight_checkpoint
 
         save_weight_checkpoint(path, net, X, Y)
 
     def load_snapshot(self, path: Path, like: WeightSBN) -> WeightSBN:
         from ...errors import CheckpointError
-        from ...weights import load_weight_checkpoint
+        from . import load_weight_checkpoint
 
         net = load_weight_checkpoint(path).model()
 
@@ -239,12 +239,12 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
         return net
 
     def problem(self, net: WeightSBN, X: Tensor, Y: Tensor) -> WeightProblem:
-        from ...weights import WeightProblem
+        from . import WeightProblem
 
         return WeightProblem.create(net, X, Y)
 
     def network_type(self) -> type:
-        from ...weights import WeightSBN
+        from . import WeightSBN
 
         return WeightSBN
 
@@ -272,7 +272,7 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
     # ---- exact reference ---------------------------------------------------------------------
 
     def reference(self, problem: WeightProblem, memory_budget: int | None = None) -> Reference:
-        from ...weights import exact_gradient
+        from . import exact_gradient
 
         m = problem.model
         wx = exact_gradient(m, problem.X, problem.Y, memory_budget=memory_budget)
@@ -307,12 +307,12 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
         return out
 
     def exact_gradient(self, problem: WeightProblem) -> Tensor:
-        from ...weights import exact_gradient
+        from . import exact_gradient
 
         return exact_gradient(problem.model, problem.X, problem.Y).flat("eta")
 
     def exact_bytes(self, net: WeightSBN, n_points: int, memory_budget: int) -> int:
-        from ...weights.exact import check_budget
+        from .exact import check_budget
 
         return check_budget(net, n_points, memory_budget)
 
@@ -326,7 +326,7 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
     ) -> Any:
         """Enumerates 2^(#Bernoulli weights + sum n_k) joint configurations (states only when
         the estimator fixes the weights: a deterministic weight forward)."""
-        from ...weights import WeightPathEstimator, path_moments
+        from . import WeightPathEstimator, path_moments
 
         if not isinstance(estimator, WeightPathEstimator):
             return None
@@ -338,7 +338,7 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
         return path_moments(estimator, problem, context=context, max_configs=max_paths)
 
     def path_count(self, estimator: Any, net: WeightSBN) -> int | None:
-        from ...weights import WeightPathEstimator
+        from . import WeightPathEstimator
 
         if not isinstance(estimator, WeightPathEstimator):
             return None
@@ -357,7 +357,7 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
         most 2^12 joint configurations, so path estimators are decided exactly."""
         import torch
 
-        from ...weights import random_weight_sbn
+        from . import random_weight_sbn
 
         out = []
         for seed, widths, kinds, coding, activation, head, K, weight_noise, eta_scale in (
@@ -422,8 +422,8 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
         """Squared error with zero read-out weights and the bias at the target: l = 0 everywhere."""
         import torch
 
-        from ...model import get_head
-        from ...weights.model import WeightSBN, get_activation, random_weight_sbn
+        from ..sbn.model import get_head
+        from .model import WeightSBN, get_activation, random_weight_sbn
 
         g = torch.Generator().manual_seed(7)
         base = random_weight_sbn(2, (3, 2), 2, generator=g, coding="pm1", head="mse")
@@ -440,7 +440,7 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
         return self.problem(model, X, target.expand(3, 2))
 
     def estimators(self) -> list[type]:
-        from ...weights.estimators import ESTIMATORS
+        from .estimators import ESTIMATORS
 
         return list(ESTIMATORS)
 
@@ -448,6 +448,6 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
         """The seed study's 2-5-5-5-1 shape with Bernoulli hidden pairs."""
         import torch
 
-        from ...weights import random_weight_sbn
+        from . import random_weight_sbn
 
         return random_weight_sbn(2, (5, 5, 5), 1, generator=torch.Generator().manual_seed(0))

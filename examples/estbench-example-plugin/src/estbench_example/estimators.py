@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from estbench.estimators import Estimator, EstimatorError, Problem
-from estbench.estimators.ops import assemble, head_grad, layer_terms, sample_path
+from estbench.kinds.sbn.estimators.ops import assemble, head_grad, layer_terms, sample_path
 
 
 class ReinforceBatchBaseline(Estimator):

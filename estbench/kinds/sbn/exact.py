@@ -25,22 +25,14 @@ never held: fresh allocations of 128 MiB tables cost more in page faults than re
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .errors import MemoryBudgetError
+from ...errors import MemoryBudgetError
+from ...options import default_memory_budget, format_bytes
 from .model import SBN, encode, flatten_layers, state_bits
-from .options import format_bytes, parse_bytes
-
-DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes; override with ESTBENCH_MEMORY_BUDGET or the argument
-
-
-def default_memory_budget() -> int:
-    env = os.environ.get("ESTBENCH_MEMORY_BUDGET")
-    return parse_bytes(env) if env else DEFAULT_MEMORY_BUDGET
 
 
 @dataclass(frozen=True)

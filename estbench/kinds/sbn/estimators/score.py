@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ....estimators.base import Estimator, Hyper, PathEstimator, Problem
 from ..exact import exact_gradient
 from ..model import SBN, Noise, coding_scale
-from .base import Estimator, Hyper, PathEstimator, Problem
 from .ops import (
     Contribution,
     Path,

@@ -20,11 +20,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .errors import MemoryBudgetError
-from .estimators.base import PathEstimator, Problem
+from ...errors import MemoryBudgetError
+from ...estimators.base import PathEstimator, Problem
+from ...options import default_memory_budget, format_bytes
+from ...problem import PathMoments
 from .estimators.ops import enumerate_bits, forward
-from .exact import default_memory_budget, format_bytes
-from .problem import PathMoments
 
 DEFAULT_MAX_PATHS = 1 << 18
 

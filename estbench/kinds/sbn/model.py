@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import torch
 from torch import Tensor
 
-from .errors import ModelError
+from ...errors import ModelError
 
 Coding = Literal["pm1", "01"]
 CODINGS: tuple[Coding, ...] = ("pm1", "01")

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..checkpoint import (
+from ...checkpoint import (
     MODEL_KEY,
     check_data,
     check_pair,
@@ -41,9 +41,9 @@ from ..checkpoint import (
     string_value,
     write_npz,
 )
-from ..errors import CheckpointError, ModelError
-from ..model import CODINGS, HEADS
-from ..shipped import resolve_checkpoint
+from ...errors import CheckpointError, ModelError
+from ...shipped import resolve_checkpoint
+from ..sbn.model import CODINGS, HEADS
 from .model import ACTIVATIONS, WEIGHT_NOISES, WeightSBN
 
 WEIGHT_SBN = "weight-sbn"  # the checkpoint marker (key estbench_model) of this kind

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ....estimators.base import Problem
 from ..model import coding_scale, encode
-from .base import Problem
 
 
 def uniforms(shape: Sequence[int], generator: torch.Generator, like: Tensor) -> Tensor:

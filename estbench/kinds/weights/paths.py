@@ -7,7 +7,7 @@ default, as in training: one weight draw per mini-batch) and [*B, N, n_out, n_in
 (each point its own weights). Both modes have the same expected loss and the same mean of any
 per-point estimate; they differ in variance (``path_moments`` gives both exactly).
 
-Sampling convention (as in ``estbench.estimators.ops``): W_ji = +1 iff u < p_ji = F_w(eta_ji)
+Sampling convention (as in the sbn kind's ``estimators.ops``): W_ji = +1 iff u < p_ji = F_w(eta_ji)
 (``WeightSBN.probs``; sigmoid(eta) for the default logistic weight noise), i.e. W = sign(eta + L)
 with L = -F_w^{-1}(u) ~ F_w, and a stochastic unit is on iff v < F(a), with u, v ~ U(0, 1) drawn
 from the caller's generator; the antithetic branch of ARM-type estimators uses 1[u > 1 - p]
@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import MemoryBudgetError
-from ..estimators.ops import uniforms
-from ..model import encode, state_bits
-from ..problem import PathMoments
+from ...errors import MemoryBudgetError
+from ...problem import PathMoments
+from ..sbn.estimators.ops import uniforms
+from ..sbn.model import encode, state_bits
 from .model import WeightProblem, WeightSBN, on_off
 
 

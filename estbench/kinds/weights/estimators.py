@@ -36,8 +36,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..estimators.base import Estimator, Hyper
-from ..model import coding_scale
+from ...estimators.base import Estimator, Hyper
+from ..sbn.model import coding_scale
 from .exact import exact_gradient
 from .model import WeightProblem, WeightSBN
 from .paths import (

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ....estimators.base import Estimator, Hyper, Problem
 from ..model import SBN, Noise, coding_scale, encode
-from .base import Estimator, Hyper, Problem
 from .ops import (
     Contribution,
     Path,

@@ -15,7 +15,8 @@ W~ = clip(y, -1, 1) (a hardtanh of the noisy latent weight), dW~/deta = (1 / tau
 tend to the hard sample W as tau -> 0 and to 0 as tau -> infinity.
 
 **Stochastic activations** are relaxed as the core ``concrete`` relaxes them (module
-``estbench.estimators.relaxed``): on iff v < F(a), L' = -F^{-1}(v), x~ = S((a + L')/tau) with
+``estbench.kinds.sbn.estimators.relaxed``): on iff v < F(a), L' = -F^{-1}(v),
+x~ = S((a + L')/tau) with
 S = F ({0,1}) or 2 S - 1 (±1), dx~/da = c tau^-1 F'((a + L')/tau), c = 1 or 2, with the same
 tau as the weights.
 
@@ -42,10 +43,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..estimators.base import Hyper
-from ..estimators.ops import uniforms
-from ..estimators.relaxed import TAU, open_unit
-from ..model import NOISES, Noise, coding_scale, encode
+from ...estimators.base import Hyper
+from ..sbn.estimators.ops import uniforms
+from ..sbn.estimators.relaxed import TAU, open_unit
+from ..sbn.model import NOISES, Noise, coding_scale, encode
 from .estimators import (
     SIGN_PROXY,
     WEIGHTS_MODE,

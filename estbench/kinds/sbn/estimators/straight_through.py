@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ....estimators.base import Estimator, Hyper, PathEstimator, Problem
 from ..model import SBN, coding_scale
-from .base import Estimator, Hyper, PathEstimator, Problem
 from .ops import Contribution, Path, assemble, backprop, head_grad, layer_terms
 
 

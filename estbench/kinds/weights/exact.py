@@ -15,7 +15,7 @@ Its distribution on the lattice {-m..m} (m = fan-in) is a Poisson-binomial-type 
 computed by the dynamic programme ``lattice_distribution`` over the fan-in. A Bernoulli first
 layer reads real inputs, where s_j takes up to 2^d values: those are enumerated
 (``first_layer_on_off``). The transition tables T_k[s, t] = prod_j P(x_kj = t_j | s) then feed
-the same forward algorithm as the core solver (``estbench.exact``): P_1 = T_0(X_n),
+the same forward algorithm as the core solver (``estbench.kinds.sbn.exact``): P_1 = T_0(X_n),
 P_k = P_{k-1} T_k, J = mean_n sum_t P_L[n, t] l_t.
 
 Gradients come from autograd over this differentiable forward pass, with the probabilities
@@ -47,9 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import MemoryBudgetError
-from ..exact import default_memory_budget, format_bytes
-from ..model import encode, flatten_layers, state_bits
+from ...errors import MemoryBudgetError
+from ...options import default_memory_budget, format_bytes
+from ..sbn.model import encode, flatten_layers, state_bits
 from .model import WeightSBN, on_off
 
 
@@ -71,7 +71,7 @@ def lattice_distribution(plus: Tensor, minus: Tensor, zero: Tensor) -> Tensor:
 
 def state_lattices(p: Tensor, q: Tensor, coding: str) -> Tensor:
     """Distribution of s_j = sum_i W_ji x_i for *every* binary input state x, [2^m, n_out,
-    2m + 1] in the order of ``estbench.model.state_bits`` (input 0 the top bit).
+    2m + 1] in the order of ``estbench.kinds.sbn.model.state_bits`` (input 0 the top bit).
 
     The DP of ``lattice_distribution`` after inputs 0..i-1 depends only on those bits, so the
     states are processed as a binary tree: level i holds the 2^i prefixes, and each splits into
@@ -115,7 +115,7 @@ def first_layer_on_off(
 
 def product_table(on: Tensor, off: Tensor) -> Tensor:
     """[R, n] per-unit probabilities -> [R, 2^n] joint of independent units (unit 0 top bit,
-    the order of ``estbench.model.state_bits``)."""
+    the order of ``estbench.kinds.sbn.model.state_bits``)."""
     rows, n = on.shape
     table = on.new_ones(rows, 1)
     for j in range(n):

@@ -1,13 +1,13 @@
 """SBNs with stochastic binary weights: the model, its activations, and its data batch.
 
 A network has a real input x_0 in R^d, binary layers k = 1..L and a linear head, as in
-``estbench.model``; what changes is that the weight matrix of a pair may be *stochastic*:
+``estbench.kinds.sbn.model``; what changes is that the weight matrix of a pair may be *stochastic*:
 
     W_ji = sign(eta_ji + L_ji),   L_ji i.i.d. ~ F_w symmetric,   independent over (j, i),
 
 so W_ji in {-1, +1} with P(W_ji = +1) = P(L > -eta) = F_w(eta_ji), with the latent weights eta as
 parameters. Their means are mu = E W = 2 F_w(eta) - 1 and d mu / d eta = 2 F_w'(eta). The
-*weight noise* F_w (``weight_noise``) is a core noise object (``estbench.model.NOISES``):
+*weight noise* F_w (``weight_noise``) is a core noise object (``estbench.kinds.sbn.model.NOISES``):
 
 * ``"logistic"`` (default): P(W = +1) = sigmoid(eta), mu = tanh(eta / 2),
   d mu / d eta = 2 sigmoid(eta) sigmoid(-eta) = (1 - mu^2) / 2.
@@ -54,8 +54,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..errors import ModelError
-from ..model import (
+from ...errors import ModelError
+from ...problem import DataProblem
+from ..sbn.model import (
     HEADS,
     NOISES,
     Coding,
@@ -66,7 +67,6 @@ from ..model import (
     get_head,
     get_noise,
 )
-from ..problem import DataProblem
 
 WeightKind = Literal["real", "bernoulli"]
 KINDS: tuple[WeightKind, ...] = ("real", "bernoulli")
@@ -284,9 +284,10 @@ class WeightSBN:
         )
 
     def with_weights(self, weights: Sequence[Tensor | None]):  # noqa: ANN201
-        """The core ``estbench.model.SBN`` with the Bernoulli pairs fixed to given ±1 weights
-        (``weights[k]`` for Bernoulli k, None for real pairs). Needs stochastic activations."""
-        from ..model import SBN
+        """The core SBN (``estbench.kinds.sbn.model.SBN``) with the Bernoulli pairs fixed to
+        given ±1 weights (``weights[k]`` for Bernoulli k, None for real pairs). Needs stochastic
+        activations."""
+        from ..sbn.model import SBN
 
         if self.noise is None:
             raise ModelError("the core SBN has stochastic activations; this model uses sign")

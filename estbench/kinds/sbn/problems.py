@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .estimators.base import Problem
+from ...estimators.base import Problem
 from .model import SBN, get_head, get_noise
 
 

@@ -44,8 +44,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ....estimators.base import Estimator, PathEstimator, Problem
 from ..model import SBN
-from .base import Estimator, PathEstimator, Problem
 from .ops import Contribution, Path, broadcasts_into, per_draw
 
 
