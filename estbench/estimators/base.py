@@ -256,12 +256,10 @@ class Estimator(ABC, Generic[ProblemT, ModelT]):
 
     def chunk_size(self, problem: ProblemT, n_draws: int, memory_budget: int | None = None) -> int:
         """Draws per chunk: what fits in CHUNK_BYTES of working memory (chunks that fit in cache
-        run 1.3-2x faster than one huge batch on the seed network), but at least MIN_CHUNK_DRAWS
-        (smaller chunks pay the per-chunk Python overhead again and again, and their tensors are
-        too small for torch to split elementwise work across threads -- it does so above 32768
-        elements; on the seed network this took ARM from 17 to 64 draws per chunk and 20,000
-        draws from 2.1-2.6 s to 1.3-1.5 s, PSA from 43 to 64 and 2.3-2.7 s to 1.8-2.0 s), and
-        never more than the memory budget holds."""
+        run faster than one huge batch), but at least MIN_CHUNK_DRAWS (smaller chunks pay the
+        per-chunk Python overhead again and again, and their tensors are too small for torch to
+        split elementwise work across threads -- it does so above 32768 elements), and never more
+        than the memory budget holds. Timings: README, "Performance"."""
         budget = default_memory_budget() if memory_budget is None else memory_budget
         per_draw = max(1, self.bytes_per_draw(problem))
         target = CUDA_CHUNK_BYTES if problem.X.device.type == "cuda" else CHUNK_BYTES

@@ -24,8 +24,8 @@ Derivations are ours, from the model definition; the seed paper (Shekhovtsov & Y
 2006.06880) could be read here only in its abstract and introduction, which state that "correct
 ST estimators for ... weights" are obtained and that latent weights "arise from the mirror descent
 method when optimizing over probabilities" -- the formulas below are consistent with that but
-were NOT checked against the paper's equations (UNVERIFIED as a citation; verified numerically
-as stated in each docstring).
+were NOT checked against the paper's equations (UNVERIFIED as a citation; verified numerically,
+as README.md's "Stochastic binary weights" lists per estimator).
 """
 
 from __future__ import annotations
@@ -183,10 +183,6 @@ class WeightReinforce(WeightPathEstimator):
     d E[l] and E[d log P] = 0. Cost: 1 loss evaluation, no backward pass.
     Reference: Williams, Machine Learning 8, 1992; for weights as in Shekhovtsov & Yanush,
     arXiv 2006.06880 (the score of Bernoulli weights; equations not checked, see module).
-    Verified: exact mean = exact dJ/deta to 1e-10 by enumerating weights and states (both
-    codings, stochastic and sign activations, real and Bernoulli first layer, both modes, both
-    weight noises); exact variance of both modes against the variance of draws; with the uniform
-    weight noise the sigmoid score b - p fails the exact test.
     """
 
     name = "weight-reinforce"
@@ -266,8 +262,7 @@ def sign_jacobian(model: WeightSBN, a: Tensor, sign_proxy: str) -> Tensor:
     triangular on [-1, 1] (approxsign), evaluated on the deterministic path: the empirical proxies
     read as ST estimators of the SBN with that noise, at its mode. References: Hubara et al.,
     arXiv 1602.02830 (hardtanh); Liu et al., "Bi-Real Net", ECCV 2018, arXiv 1808.00278
-    (ApproxSign). Verified: each against c F'(a) of its noise by autograd of the CDF, and the
-    estimators using it against autograd of the matching surrogate (tests/test_weights_relaxed.py).
+    (ApproxSign).
     """
     c = coding_scale(model.coding)
     if sign_proxy == "identity":
@@ -343,14 +338,7 @@ class WeightStraightThrough(WeightPathEstimator):
     so with them ST is biased in every layer below the head; the head's pathwise gradient is
     unbiased. Cost: 1 loss evaluation, 1 backward pass.
     Reference: Shekhovtsov & Yanush, arXiv 2006.06880 (GCPR 2021) -- formulas derived here, not
-    checked against the paper's equations (see module). Verified: E[g] = E_W[core st mean on
-    SBN(W)] to 1e-12 by enumeration; unbiased to 1e-10 in every layer for an affine (test-only)
-    head and uniform noise in its linear range (depth 2, Bernoulli first layer, both codings);
-    biased there with logistic noise or the mse head, and with sign activations in depth; head
-    unbiased to 1e-10; wrt = mu times d mu/d eta equals wrt = eta draw for draw; the mirror-
-    descent step is checked numerically (stationarity of the Bregman-proximal objective). With
-    the uniform weight noise: E[g] = E_W[core st mean on SBN(W)] to 1e-12, equal to
-    binaryconnect(proxy=hardtanh) draw for draw (tests/test_weights_hardsigmoid.py).
+    checked against the paper's equations (see module).
     """
 
     name = "weight-st"
@@ -412,9 +400,6 @@ class BinaryConnect(WeightPathEstimator):
     References: Courbariaux, Bengio & David, "BinaryConnect", NeurIPS 2015, arXiv 1511.00363;
     Hubara et al., "Binarized neural networks", arXiv 1602.02830; interpretation after
     Shekhovtsov & Yanush, arXiv 2006.06880 (not checked against its equations).
-    Verified: forward=sample, proxy=identity equals weight-st(wrt=mu) draw for draw; exact mean
-    of forward=sign by enumerating states equals the core ST mean on SBN(sign(eta)); with the
-    uniform weight noise forward=sample, proxy=hardtanh equals weight-st(wrt=eta) draw for draw.
     """
 
     name = "binaryconnect"
@@ -564,10 +549,6 @@ class WeightARM(_PairEstimator):
     Unbiased in every layer. Cost: 1 + (#Bernoulli pairs) + (#stochastic layers) loss
     evaluations per draw. Reference: Yin & Zhou, ICLR 2019, arXiv 1807.11143; the same pair and
     weight as the core ``arm``.
-    Verified: statistically unbiased (per-coordinate z with Bonferroni, false-fail rate 1e-3)
-    in both modes, stochastic and sign activations, both weight noises; the complement pair
-    (b' = 1 - b) fails the same test, and so does the estimate without d phi / d eta for the
-    uniform weight noise.
     """
 
     name = "weight-arm"
@@ -591,7 +572,6 @@ class WeightDisARM(_PairEstimator):
     pair equals its base. Unbiased in every layer; the same branches and cost as ``weight-arm``.
     Reference: Dong, Mnih & Tucker, NeurIPS 2020, arXiv 2006.10680; the same weight as the core
     ``disarm``.
-    Verified: statistically unbiased like ``weight-arm``.
     """
 
     name = "weight-disarm"

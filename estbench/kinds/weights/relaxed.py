@@ -204,12 +204,6 @@ class WeightConcrete(_WeightRelaxedBase):
     evaluation, 1 backward pass. wrt = eta only.
     References: Maddison, Mnih & Teh, "The Concrete distribution", arXiv 1611.00712; Jang, Gu &
     Poole, "Categorical reparameterization with Gumbel-Softmax", arXiv 1611.01144.
-    Verified: equals torch autograd of the relaxed forward pass rebuilt from the same uniforms to
-    1e-10 (both weight modes, logistic/gaussian/sign activations, both codings, real and
-    Bernoulli first layer, both weight noises); E[g_eta] of a one-weight network against
-    quadrature by a z-test (false-fail rate 1e-4), with a factor-1 Jacobian failing the same test;
-    limits tau -> 0 (hard sample) and tau -> infinity (W~ -> 0); check_estimator
-    (tests/test_weights_relaxed.py, tests/test_weights_hardsigmoid.py).
     """
 
     name = "weight-concrete"
@@ -271,11 +265,6 @@ class WeightStraightThroughGumbelSoftmax(_WeightRelaxedBase):
     The head gradient is pathwise at the hard sample, so unbiased ("head only"). Cost: 1 loss
     evaluation, 1 backward pass.
     Reference: Jang, Gu & Poole, arXiv 1611.01144 (ICLR 2017).
-    Verified: the hard forward equals ``path_from_uniforms``'s and the estimate equals autograd
-    of hard + (relaxed - relaxed.detach()) with the same uniforms to 1e-10; E[g_eta] of a
-    one-weight network with a stochastic unit against quadrature by a z-test (false-fail rate
-    1e-4; the factor-1 Jacobian fails); head unbiased and bias below the head measured against
-    the exact gradient; check_estimator (tests/test_weights_relaxed.py).
     """
 
     name = "weight-st-gs"
@@ -338,10 +327,6 @@ class WeightGumbelRao(WeightStraightThroughGumbelSoftmax):
     per weight and stochastic unit.
     Reference: Paulus, Maddison & Krause, "Rao-Blackwellizing the straight-through
     Gumbel-Softmax gradient estimator", ICLR 2021, arXiv 2010.04838.
-    Verified: K = 1 equals weight-st-gs draw for draw; with K = 10 the paired difference from
-    ST-GS on the same hard path has mean 0 (z-test, false-fail rate 1e-4) and the variance is
-    lower; check_estimator
-    (tests/test_weights_relaxed.py).
     """
 
     name = "weight-gumbel-rao"

@@ -247,7 +247,7 @@ class PSA(PathAnalyticBase):
 
     Bias: exact in expectation for the last binary layer (pair L-1; it equals the local
     expectation gradient there) and the head, hence exactly unbiased for L = 1. Additionally
-    exact at pair L-2 when n_L = 1 [spec §4.4, checked in the tests]. Biased below (only
+    exact at pair L-2 when n_L = 1 [spec §4.4]. Biased below (only
     single-flip paths are kept); 3-5 % relative on the seed networks, up to tens of % on random
     nets with weight scale 1.3-1.5.
 
@@ -257,16 +257,14 @@ class PSA(PathAnalyticBase):
     Reference: A. Shekhovtsov, V. Yanush & P. Flach, "Path sample-analytic gradient estimators
     for stochastic binary networks", NeurIPS 2020, arXiv 2006.03143.
 
-    Verification: checked against the authors' code (shekhovt/PSA-Neurips2020,
+    Provenance: checked against the authors' code (shekhovt/PSA-Neurips2020,
     gradeval/model.py ``fw_SAH``; models/sah_functions.py ``linear_binary_inner_SAH``,
     ``binary_out_SAH_vec``): their value-zero q tensors carry d q'_j = d Delta_0j +
     sum_i (Delta_ij - Delta_0j) d q_i with Delta_ij = -y_j sigmoid(a_j - 2 w_ji x_i), i.e. the
     recursion above with F = sigmoid; the output layer is the form above with p_out detached.
-    The exact expectation (path enumeration) reproduces the seed networks' stored
-    ``psa_expected_grad_layer{k}`` (computed with the authors' code, {0,1} coding) to 1e-10 and
-    the E PSA row of spec §5.3. The paper body could not be read here (abstract only), so the
-    correspondence to the paper's equations is through the authors' code. General F (sigmoid ->
-    F, sigmoid' -> F') is spec-derived; its last-layer exactness is checked for all three noises.
+    The paper body could not be read here (abstract only), so the correspondence to the paper's
+    equations is through the authors' code. General F (sigmoid -> F, sigmoid' -> F') is
+    spec-derived.
     """
 
     name = "psa"
@@ -303,26 +301,25 @@ class SA(PathAnalyticBase):
 
     Because of the 1/(2P) weighting it is not deterministic even for a single unit: there it is
     g / (2 P(b)), unbiased with variance g^2 (1 / (4 p (1 - p)) - 1) (zero only at p = 1/2);
-    spec §5.1's "Var = 0" holds for PSA, not for this SA (checked in the tests).
+    spec §5.1's "Var = 0" holds for PSA, not for this SA.
 
     Bias: exact in expectation for the last binary layer and the head (so exact for L = 1);
     additionally exact at pair L-2 when n_L <= 2 (spec §4.5; its mean there is a trapezoid
-    rule over a multilinear expectation) -- checked in the tests. Biased below, usually much
+    rule over a multilinear expectation). Biased below, usually much
     less than PSA (spec §4.5: 0.08-13 % against PSA's 0.4-73 % on random nets).
 
     Cost: as PSA, 1 + n_L loss evaluations per draw.
 
     Reference: Shekhovtsov, Yanush & Flach, NeurIPS 2020 (arXiv 2006.03143), the authors' code.
 
-    Verification: transcribed from the authors' code (shekhovt/PSA-Neurips2020,
+    Provenance: transcribed from the authors' code (shekhovt/PSA-Neurips2020,
     gradeval/model.py ``fw_SA`` at t = 0: Delta_0 = (F(a).detach() - F(a)) y / 2, Delta_i =
     y (F(a) - F(a_i)) 1[(a_i - a) y < 0], p = (Delta_0 (1 - sum q) + Delta_i q) / P with P
-    detached; gradeval/test_grad1.py runs it as "SA-t=0"). The exact expectation reproduces the
-    E SA (t = 0) row of spec §5.3. Whether this is the paper's SA could not be checked (paper
-    body not available). The t > 0 variant is NOT implemented: it samples from a smoothed CDF
-    F_t (logistic convolved with U[-t, t]) instead of the model's F while keeping sigmoid' in
-    the gradient, so it is an estimator for a different model, and what it estimates is not
-    documented in what could be read (UNVERIFIED, spec §4.5).
+    detached; gradeval/test_grad1.py runs it as "SA-t=0"). Whether this is the paper's SA could
+    not be checked (paper body not available). The t > 0 variant is NOT implemented: it samples
+    from a smoothed CDF F_t (logistic convolved with U[-t, t]) instead of the model's F while
+    keeping sigmoid' in the gradient, so it is an estimator for a different model, and what it
+    estimates is not documented in what could be read (UNVERIFIED, spec §4.5).
     """
 
     name = "sa"

@@ -79,11 +79,9 @@ class Concrete(Estimator[Problem, SBN]):
 
     References: Maddison, Mnih & Teh, "The Concrete distribution", arXiv 1611.00712; Jang, Gu &
     Poole, "Categorical reparameterization with Gumbel-Softmax", arXiv 1611.01144.
-    Verified: [code] equals the seed study's ``concrete`` (shekhovt/PSA-Neurips2020,
+    Provenance: [code] equals the seed study's ``concrete`` (shekhovt/PSA-Neurips2020,
     ``gradeval/model.py`` ``fw_concrete``: sigmoid((a - Z)/tau), Z = logit(U), relaxed values
-    fed forward, {0,1} states; our a + L with L = -Z is the same). [num] the §5.1 quadrature
-    mean and anchor "E Concrete" by Monte Carlo z-tests; autograd of the relaxed objective with
-    the same noise; coding invariance of the first layer (tests/test_relaxed_estimators.py).
+    fed forward, {0,1} states; our a + L with L = -Z is the same).
     """
 
     name = "concrete"
@@ -182,9 +180,8 @@ class StraightThroughGumbelSoftmax(_HardRelaxedBase):
     One unit (spec §5.1): E = f'(1) A + f'(0) B with A, B the two halves of
     int sigma'(l) tau^-1 sigma'((theta + l)/tau) dl split at l = -theta.
     Cost: 1 loss evaluation, 1 backward pass.
-    Reference: Jang, Gu & Poole, arXiv 1611.01144 (ICLR 2017). Verified: [num] the §5.1
-    quadrature mean and second moment and the anchors "E ST-GS", "Var ST-GS" by Monte Carlo
-    z-tests (tests/test_relaxed_estimators.py); it samples the same paths as ``st``.
+    Reference: Jang, Gu & Poole, arXiv 1611.01144 (ICLR 2017). It samples the same paths as
+    ``st``.
     """
 
     name = "st-gs"
@@ -214,13 +211,10 @@ class GumbelRao(_HardRelaxedBase):
     (K - 1) extra noise draws and kernel evaluations per unit.
 
     Reference: Paulus, Maddison & Krause, "Rao-Blackwellizing the straight-through
-    Gumbel-Softmax gradient estimator", ICLR 2021, arXiv 2010.04838. Verified: [code] the
+    Gumbel-Softmax gradient estimator", ICLR 2021, arXiv 2010.04838. Provenance: [code] the
     partial-derivative reading agrees with nshepperd/gumbel-rao-pytorch (``gumbel_rao.py``,
     which argues the paper's "total derivative" sentence is a mistake because only the partial
-    form keeps the ST-GS mean); [num] the §5.1 quadrature moments and anchor "Var GR (K = 10)",
-    the ST-GS mean on deep networks by a paired z-test with lower variance, and a
-    total-derivative negative control that the same harness rejects
-    (tests/test_relaxed_estimators.py). The paper's set of K values was not checked.
+    form keeps the ST-GS mean). The paper's set of K values was not checked.
     """
 
     name = "gumbel-rao"
@@ -245,8 +239,8 @@ class GumbelRao(_HardRelaxedBase):
         mass = torch.where(bits == 1, p, noise.cdf(-a))
         a_tau, sign_tau = a / tau, (1 - 2 * bits) / tau
         total = None
-        # A loop over K keeps the working set at one [S, N, n] tensor (a [K - 1, S, N, n] batch
-        # was 2x slower, out of cache); every op after the draw is in place on fresh tensors.
+        # One [S, N, n] tensor at a time, looping over K, stays in cache (a [K - 1, S, N, n] batch
+        # does not: README "Performance"); every op after the draw is in place on fresh tensors.
         for _ in range(extra):
             v = uniforms(a.shape, generator, a).mul_(mass)
             q = noise.icdf(open_unit(v, inplace=True))

@@ -83,7 +83,7 @@ class Reinforce(PathEstimator):
       ``draw`` call and then held fixed (spec §2.1, "frozen baseline").
 
     Requires only f on the cube. Cost: 1 loss evaluation, no backward pass through the network.
-    Reference: R. J. Williams, Machine Learning 8, 1992. Spec §2.1 [num: exactly unbiased].
+    Reference: R. J. Williams, Machine Learning 8, 1992. Spec §2.1.
     """
 
     name = "reinforce"
@@ -152,9 +152,6 @@ class MuProp(PathEstimator):
     shared by all draws of a call, but counted: evals_per_draw = 2 as in spec §0).
     Reference: Gu, Levine, Sutskever & Mnih, ICLR 2016, arXiv 1511.05176; formula as in
     tensorflow/models research/rebar (spec §2.6, [code]).
-    Verified here: exactly unbiased by path enumeration on depth-3 networks (both codings, three
-    noises, all heads) and on the anchor network of spec §5.3; the §5.1 closed form (mean and
-    variance) and the numeric anchors (Var MuProp) on the Bernoulli toy.
     """
 
     name = "muprop"
@@ -236,10 +233,6 @@ class LocalExpectation(PathEstimator):
     directly -- checked against that code); K. Young, "Hindsight network credit assignment"
     (arXiv 2011.12351, 2110.07700) assigns credit through immediate children in the same way
     (equivalence of the exact formulas still UNVERIFIED: abstracts only).
-    Verified here: markov-blanket exactly unbiased by path enumeration (depth 3, both codings,
-    three noises) and on the anchor network (matches the exact row of spec §5.3); single-layer
-    exact in the last binary layer and head, zero below; both give g with zero variance on the
-    Bernoulli toy (spec §5.1).
     """
 
     name = "leg"

@@ -89,9 +89,6 @@ class RLOO(NoiseEstimator):
     ICLR 2019 workshop; Salimans & Knowles, arXiv 1401.1022 (2014; id checked: "On using control
     variates with stochastic approximation for variational Bayes..."). Formula checked against
     alekdimi/arms ``loorf`` (mean over samples of (f - fbar)(b - p) K/(K-1)).
-    Verified here: exact mean and variance on the Bernoulli toy by enumerating the K uniforms
-    (spec §5.1 closed form and the Var RLOO K = 4 anchors); statistically unbiased on depth-3
-    networks; the 1/K variant is flagged biased by the same test.
     """
 
     name = "rloo"
@@ -224,10 +221,6 @@ class ARM(_PairEstimator):
     (spec §2.2: CRN had lower variance). Requires only f on the cube.
     Reference: Yin & Zhou, ICLR 2019, arXiv 1807.11143; pair as in Yin's ARM-gradient and
     google-research disarm (spec §2.2 [code]; also alekdimi/arms 'arm', checked here).
-    Verified here: exact mean and variance on the Bernoulli toy by Gauss-Legendre quadrature
-    over u (spec §5.1 closed form, Var ARM anchors); statistically unbiased on depth-3 networks
-    (both codings, gaussian/uniform noise, softmax/mse heads) for crn and fresh; the complement
-    pair is flagged biased by the same test.
     """
 
     name = "arm"
@@ -258,8 +251,6 @@ class DisARM(_PairEstimator):
     References: Dong, Mnih & Tucker, NeurIPS 2020, arXiv 2006.10680; Yin, Ho, Yan, Qian & Zhou,
     arXiv 2006.06448 (U2G). Formula as in google-research disarm and alekdimi/arms 'disarm'
     ((-1)^{b2} 1[b1 != b2] sigmoid(|phi|) / 2, checked here).
-    Verified here: exact mean and variance on the Bernoulli toy by quadrature (spec §5.1 closed
-    form, Var DisARM anchors); statistically unbiased on depth-3 networks.
     """
 
     name = "disarm"
@@ -302,10 +293,7 @@ class ARMS(NoiseEstimator):
     Requires only f on the cube. Cost: 1 + (K-1) L loss evaluations per draw.
     Reference: Dimitriev & Zhou, ICML 2021, arXiv 2105.14141 (id checked); formula checked
     against alekdimi/arms ``networks.py`` 'arms' (copula, flip at p < 1/2, J_K, debias factor).
-    Verified here: J_K against simulation of the copula; K = 2 reproduces DisARM's exact toy
-    variance; the toy mean (and variance against the exact count distribution) by Monte Carlo at
-    K = 4; the deep per-layer form statistically unbiased on depth-3 networks (both codings,
-    three noises) -- the spec had not checked the deep form.
+    The spec had not checked the deep per-layer form.
     """
 
     name = "arms"
@@ -392,8 +380,6 @@ class TokuiSato(NoiseEstimator):
     ICML 2017 (PMLR 70); arXiv 1611.01239. Checked against beam2d/sbn
     ``compute_reparameterized_local_expectation`` (flips, downstream with the same noise,
     gradient through q(z_j) (vb - vb_flipped)).
-    Verified here: deterministic g (zero variance) on the Bernoulli toy; statistically unbiased on
-    depth-3 networks (both codings, three noises).
     """
 
     name = "tokui-sato"
@@ -455,9 +441,6 @@ class REBAR(NoiseEstimator):
     Grathwohl et al. (RELAX), ICLR 2018, arXiv 1711.00123; conditional sampling as in the RELAX
     tex and tensorflow/models research/rebar (spec §2.5 [code]); the joint deep form is [derived]
     in the spec and re-derived here.
-    Verified here: mean = g on the Bernoulli toy by 2-D Gauss-Legendre quadrature over (u, v) for
-    several theta, tau, eta; statistically unbiased on depth-3 networks (both codings, three
-    noises, softmax/mse/logistic heads).
     """
 
     name = "rebar"

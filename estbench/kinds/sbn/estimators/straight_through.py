@@ -40,7 +40,6 @@ class StraightThrough(StraightThroughBase):
     The head gradient is pathwise, hence unbiased. Cost: 1 loss evaluation, 1 backward pass.
     Reference: Shekhovtsov & Yanush, "Reintroducing straight-through estimators as principled
     methods for stochastic binary networks", arXiv 2006.06880 (GCPR 2021); spec §4.1.
-    Verified: the seed networks' stored exact expectations of ST (sigmoid'(a) backward, {0,1}).
     """
 
     name = "st"
@@ -66,8 +65,6 @@ class StraightThroughIdentity(StraightThroughBase):
     Closed forms on the {0,1} toy f(b) = (b - t)^2: g_hat = 2(b - t), mean 2(p - t),
     variance 4p(1 - p); in +-1 coding g_hat = b - t (spec §5.1). Cost: 1 loss evaluation,
     1 backward pass. Reference: Bengio, Leonard & Courville, arXiv 1308.3432.
-    Verified: spec §5.1 closed forms and the §5.3 anchor row "E ST identity (+-1)" (exact path
-    enumeration, tests/test_st_estimators.py).
     """
 
     name = "st-identity"
@@ -88,8 +85,7 @@ class StraightThroughHardtanh(StraightThroughBase):
     binary layer and unbiased in the head. On the one-unit toy g_hat = (b - t) 1[|theta| <= 1]
     (spec §5.1). Cost: 1 loss evaluation, 1 backward pass.
     Reference: Hubara et al., "Binarized neural networks", arXiv 1602.02830; the authors'
-    ``HardSTMethod`` in shekhovt/PSA-Neurips2020. Verified: closed form on the toy and equality
-    with ``st`` under uniform noise by exact path enumeration.
+    ``HardSTMethod`` in shekhovt/PSA-Neurips2020.
     """
 
     name = "st-hardtanh"
@@ -108,7 +104,7 @@ class StraightThroughTanh(StraightThroughBase):
     F(a) = sigmoid(2a)); for the model's own noise it is a heuristic, biased in every binary
     layer and unbiased in the head. On the toy g_hat = (b - t)(1 - tanh^2 theta) (spec §5.1).
     Cost: 1 loss evaluation, 1 backward pass. Reference: spec §4.1 (tanh proxy, used
-    empirically; see Shekhovtsov & Yanush, arXiv 2006.06880). Verified: toy closed form.
+    empirically; see Shekhovtsov & Yanush, arXiv 2006.06880).
     """
 
     name = "st-tanh"
@@ -132,7 +128,6 @@ class StraightThroughSlope(StraightThroughBase):
     Biased in every binary layer for s != 1 (and for s = 1 as ST is), unbiased in the head.
     Cost: 1 loss evaluation, 1 backward pass. Reference: Chung, Ahn & Bengio, "Hierarchical
     multiscale recurrent neural networks", arXiv 1609.01704 (slope annealing); spec §4.1.
-    Verified: s = 1 (smooth) gives bit-identical draws to ``st``.
     """
 
     name = "st-slope"
@@ -195,8 +190,6 @@ class Darn(StraightThroughBase):
       binary unit to (b - p)^2 f'(b), which is not this estimator (ZGR is its average with ST).
       The DARN paper itself could not be read here; the "1/2" name follows the MuProp
       description and the ZGR author's binary code.
-    * [num] exact path enumeration reproduces the spec §5.3 row "E DARN/ReinMax" on the anchor
-      network and the §5.1 variance closed form (tests/test_st_estimators.py).
     """
 
     name = "darn"
@@ -223,8 +216,6 @@ class MeanField(Estimator[Problem, SBN]):
     nonlinear F. Cost: one deterministic forward and backward pass per ``draw`` call.
     Reference: the seed study's AP1 / "tanh" method (Shekhovtsov, Yanush & Flach,
     arXiv 2006.03143, ``gradeval/model.py`` ``fw_AP1``: sigmoid(a) fed forward, {0,1}).
-    Verified: equals the seed networks' stored ``ap1_grad_layer{k}`` to 1e-10 ({0,1} coding),
-    and autograd of the mean-field objective on random networks of every noise and head.
     """
 
     name = "mean-field"
