@@ -16,12 +16,13 @@ from .errors import CheckpointError, EstbenchError, MemoryBudgetError, ModelErro
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
-    from .estimators import Estimator, Problem, default_registry, get_estimator
+    from .estimators import Estimator, default_registry, get_estimator
     from .kinds.sbn.exact import ExactResult, exact_gradient, exact_loss, plan_exact
     from .kinds.sbn.model import (
         HEADS,
         NOISES,
         SBN,
+        Problem,
         convert_coding,
         flatten_layer,
         flatten_layers,
@@ -36,7 +37,7 @@ _LAZY = {
     "model_from_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
     "Estimator": "estimators",
-    "Problem": "estimators",
+    "Problem": "kinds.sbn.model",
     "default_registry": "estimators",
     "get_estimator": "estimators",
     "ExactResult": "kinds.sbn.exact",

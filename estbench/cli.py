@@ -276,7 +276,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .estimators.base import PathEstimator
     from .problem import kinds
 
     registry = _registry()
@@ -296,7 +295,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 "problem": est.problem,
                 "wrt": getattr(est, "wrt", None),
                 "unbiased": est.claim(models[est.problem]),
-                "path_estimator": isinstance(est, PathEstimator),
+                "path_estimator": found.kinds[est.problem].path_count(est, models[est.problem])
+                is not None,
                 "evals_per_draw_5_5_5": est.evals_per_draw(models[est.problem]),
                 "hyperparameters": {
                     k: {

@@ -15,8 +15,9 @@ from estbench import exact_gradient, load_checkpoint
 from estbench.cases import CaseError, parse_case
 from estbench.cli import main
 from estbench.errors import EstbenchError
-from estbench.estimators import PathEstimator, Problem, default_registry
-from estbench.kinds.sbn.model import SBN
+from estbench.estimators import default_registry
+from estbench.kinds.sbn.estimators.ops import PathEstimator
+from estbench.kinds.sbn.model import SBN, Problem
 from estbench.kinds.sbn.moments import path_moments
 from estbench.measure import MeasureOptions, measure
 from estbench.runner import run_case, run_settings

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from estbench.cli import main
-from estbench.estimators.base import Estimator, Problem
+from estbench.estimators.base import Estimator
+from estbench.kinds.sbn.model import Problem
 from estbench.report.load import load_report_data
 from estbench.results import ResultsError, load_results
 from estbench.runner import case_lock, run_case

@@ -38,6 +38,8 @@ HARNESS = [
     "training.py",
     "cli.py",
     "api.py",
+    "estimators/base.py",
+    "estimators/registry.py",
     *(f"report/{p.name}" for p in sorted((ROOT / "estbench" / "report").glob("*.py"))),
 ]
 

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from estbench.checkpoint import load_checkpoint
-from estbench.estimators import Problem, get_estimator
+from estbench.estimators import get_estimator
 from estbench.kinds.sbn.estimators.ops import assemble, sample_path
 from estbench.kinds.sbn.exact import exact_gradient
-from estbench.kinds.sbn.model import convert_coding
+from estbench.kinds.sbn.model import Problem, convert_coding
 from estbench.kinds.sbn.moments import path_moments
 from estbench.kinds.sbn.problems import ANCHOR_EXACT_GRADIENT, anchor_network, bernoulli_toy
 

@@ -20,9 +20,9 @@ import math
 import pytest
 import torch
 
-from estbench.estimators import EstimatorError, Problem, get_estimator
+from estbench.estimators import EstimatorError, get_estimator
 from estbench.kinds.sbn.estimators.relaxed import open_unit
-from estbench.kinds.sbn.model import convert_coding
+from estbench.kinds.sbn.model import Problem, convert_coding
 from estbench.kinds.sbn.problems import bernoulli_toy
 
 from .conftest import random_problem

@@ -12,9 +12,10 @@ import estbench.runner as runner_module
 from estbench.api import load_results, run
 from estbench.cases import parse_case
 from estbench.cli import main
-from estbench.estimators import Estimator, Problem
+from estbench.estimators import Estimator
 from estbench.estimators.registry import get_estimator
 from estbench.kinds.sbn.exact import exact_gradient
+from estbench.kinds.sbn.model import Problem
 from estbench.measure import MeasureOptions, measure
 from estbench.results import COLUMNS, METRICS, ResultsError, load_json
 from estbench.runner import run_case

@@ -23,9 +23,10 @@ import numpy as np
 import pytest
 import torch
 
-from estbench.estimators import Problem, get_estimator
+from estbench.estimators import get_estimator
 from estbench.kinds.sbn.estimators.score_noise import ARM, RLOO, arms_joint
 from estbench.kinds.sbn.exact import exact_gradient
+from estbench.kinds.sbn.model import Problem
 from estbench.kinds.sbn.moments import path_moments
 from estbench.kinds.sbn.problems import anchor_network, bernoulli_toy
 

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from estbench.estimators.base import Problem
 from estbench.kinds.sbn.estimators.straight_through import StraightThrough
+from estbench.kinds.sbn.model import Problem
 from estbench.kinds.sbn.moments import path_moments as core_path_moments
 from estbench.kinds.weights.estimators import (
     BinaryConnect,

@@ -23,9 +23,8 @@ from torch import Tensor
 
 from estbench.cases import CaseError, parse_case
 from estbench.errors import CheckpointError, ModelError
-from estbench.estimators.base import Problem
 from estbench.kinds.sbn.estimators.straight_through import StraightThrough
-from estbench.kinds.sbn.model import NOISES, flatten_layers
+from estbench.kinds.sbn.model import NOISES, Problem, flatten_layers
 from estbench.kinds.sbn.moments import path_moments as core_path_moments
 from estbench.kinds.weights import (
     BinaryConnect,

@@ -1,7 +1,8 @@
-"""Gradient estimators for SBNs: the contract (base), shared operations (ops), one module per
-family, and the registry that also loads third-party plugins."""
+"""The estimator contract (``base``) and the registry (``registry``) that collects every problem
+kind's estimators and third-party plugins. The estimators themselves live with their kind
+(``estbench/kinds/<kind>/``)."""
 
-from .base import Estimator, EstimatorError, Hyper, PathEstimator, Problem
+from .base import Estimator, EstimatorError, Hyper
 from .registry import (
     DuplicateEstimatorError,
     Registry,
@@ -17,8 +18,6 @@ __all__ = [
     "Estimator",
     "EstimatorError",
     "Hyper",
-    "PathEstimator",
-    "Problem",
     "Registry",
     "build_registry",
     "default_registry",

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, final
 
@@ -50,9 +50,7 @@ import torch
 from torch import Tensor
 
 from ..errors import EstbenchError
-from ..kinds.sbn.model import SBN
 from ..options import default_memory_budget
-from ..problem import DataProblem
 
 CHUNK_BYTES = 64 << 20  # working memory of one chunk of draws (CPU)
 CUDA_CHUNK_BYTES = 256 << 20  # on a GPU: fewer, larger kernels (no cache to fit)
@@ -111,11 +109,6 @@ ModelT = TypeVar("ModelT", bound=ModelLike)
 
 class EstimatorError(EstbenchError):
     """A bad estimator name, parameter or configuration."""
-
-
-class Problem(DataProblem[SBN]):
-    """An SBN with its data batch: what the ``sbn`` kind's estimators and exact solver receive
-    (``DataProblem``: ``model``, ``X`` [N, d], canonical targets ``Y``)."""
 
 
 @dataclass(frozen=True)
@@ -276,37 +269,3 @@ class Estimator(ABC, Generic[ProblemT, ModelT]):
         self, problem: ProblemT, n_draws: int, generator: torch.Generator, context: Any
     ) -> Tensor:
         """[n_draws, P] estimates; the chunking is done by ``draw``."""
-
-
-class PathEstimator(Estimator[Problem, SBN]):
-    """An estimator whose only randomness is the sampled binary path x_1..x_L.
-
-    Subclasses implement ``path_terms``: the gradient contributions (see ``ops.assemble``) along a
-    path (``ops.Path``: states, pre-activations, F(a), head output). A draw samples one path per
-    data point (on iff u < F(a)) and averages over the data; ``path_estimate`` gives the
-    per-point estimates for given states, which exact enumeration needs. Moments are exact given
-    ``context`` (the result of ``prepare``; None for most estimators).
-    """
-
-    @abstractmethod
-    def path_terms(
-        self, problem: Problem, path: Any, context: Any = None
-    ) -> list[list[tuple[Tensor, Tensor]]]:
-        """Per-layer contributions [(g [..., N, n_out], input [..., N, n_in]), ...], k = 0..L."""
-
-    def path_estimate(
-        self, problem: Problem, bits: Sequence[Tensor], context: Any = None
-    ) -> Tensor:
-        """Per-point estimates [..., N, P] for 0/1 states ``bits[k]`` [..., N, n_{k+1}]."""
-        from ..kinds.sbn.estimators.ops import assemble, forward
-
-        terms = self.path_terms(problem, forward(problem, bits), context)
-        return assemble(problem, terms, per_point=True)
-
-    def _draw(
-        self, problem: Problem, n_draws: int, generator: torch.Generator, context: Any
-    ) -> Tensor:
-        from ..kinds.sbn.estimators.ops import assemble, sample_path
-
-        terms = self.path_terms(problem, sample_path(problem, n_draws, generator), context)
-        return assemble(problem, terms, per_point=False)

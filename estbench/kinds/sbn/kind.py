@@ -22,8 +22,7 @@ from ..layered import LayeredModelSpec, head_outputs, head_targets, layered_keys
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from ...estimators.base import Problem
-    from .model import SBN
+    from .model import SBN, Problem
 
 # The exact gradient: one element of a layer-to-layer transition table per data point, forward
 # and backward (from the width-12 x depth-8 benchmark: 1.2 s for 100 points x 7 x 2^24).
@@ -144,7 +143,7 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
         return net
 
     def problem(self, net: SBN, X: Tensor, Y: Tensor) -> Problem:
-        from ...estimators.base import Problem
+        from .model import Problem
 
         return Problem.create(net, X, Y)
 
@@ -209,7 +208,7 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
         return SECONDS_PER_TABLE_ELEMENT * n_points * (tables + sizes[0] * net.input_dim)
 
     def path_moments(self, estimator: Any, problem: Problem, context: Any, max_paths: int) -> Any:
-        from ...estimators.base import PathEstimator
+        from .estimators.ops import PathEstimator
         from .moments import path_count, path_moments
 
         if not isinstance(estimator, PathEstimator) or path_count(problem) > max_paths:
@@ -217,7 +216,7 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
         return path_moments(estimator, problem, context=context, max_paths=max_paths)
 
     def path_count(self, estimator: Any, net: SBN) -> int | None:
-        from ...estimators.base import PathEstimator
+        from .estimators.ops import PathEstimator
 
         return 2 ** min(sum(net.widths), 64) if isinstance(estimator, PathEstimator) else None
 

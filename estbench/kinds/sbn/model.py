@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ...errors import ModelError
+from ...problem import DataProblem
 
 Coding = Literal["pm1", "01"]
 CODINGS: tuple[Coding, ...] = ("pm1", "01")
@@ -448,6 +449,11 @@ class SBN:
 # --------------------------------------------------------------------------------------------
 # Per-layer flattening and coding conversion
 # --------------------------------------------------------------------------------------------
+
+
+class Problem(DataProblem[SBN]):
+    """An SBN with its data batch: what the ``sbn`` kind's estimators and exact solver receive
+    (``DataProblem``: ``model``, ``X`` [N, d], canonical targets ``Y``)."""
 
 
 def check_model_data(model: Any, X: object, Y: object) -> tuple[Tensor, Tensor]:

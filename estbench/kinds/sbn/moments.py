@@ -21,10 +21,10 @@ import torch
 from torch import Tensor
 
 from ...errors import MemoryBudgetError
-from ...estimators.base import PathEstimator, Problem
 from ...options import default_memory_budget, format_bytes
 from ...problem import PathMoments
-from .estimators.ops import enumerate_bits, forward
+from .estimators.ops import PathEstimator, enumerate_bits, forward
+from .model import Problem
 
 DEFAULT_MAX_PATHS = 1 << 18
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ...estimators.base import Problem
-from .model import SBN, get_head, get_noise
+from .model import SBN, Problem, get_head, get_noise
 
 
 def bernoulli_toy(theta: float, t: float, *, noise: str = "logistic") -> Problem:

@@ -9,14 +9,16 @@ pre-activations that produced them. Sampling convention: a unit is on iff u < F(
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ....estimators.base import Problem
-from ..model import coding_scale, encode
+from ....estimators.base import Estimator
+from ..model import SBN, Problem, coding_scale, encode
 
 
 def uniforms(shape: Sequence[int], generator: torch.Generator, like: Tensor) -> Tensor:
@@ -264,3 +266,36 @@ def last_layer_local_expectation(problem: Problem, path: Path, f: Tensor) -> Ten
     b = path.bits[-1]
     diff = (2 * b - 1) * (f[..., None] - last_layer_flip_losses(problem, path))
     return path.pdf(problem)[-1] * diff
+
+
+# ---- the base class of the sbn kind's path estimators ---------------------------------------
+
+
+class PathEstimator(Estimator[Problem, SBN]):
+    """An estimator whose only randomness is the sampled binary path x_1..x_L.
+
+    Subclasses implement ``path_terms``: the gradient contributions (see ``ops.assemble``) along a
+    path (``ops.Path``: states, pre-activations, F(a), head output). A draw samples one path per
+    data point (on iff u < F(a)) and averages over the data; ``path_estimate`` gives the
+    per-point estimates for given states, which exact enumeration needs. Moments are exact given
+    ``context`` (the result of ``prepare``; None for most estimators).
+    """
+
+    @abstractmethod
+    def path_terms(
+        self, problem: Problem, path: Any, context: Any = None
+    ) -> list[list[tuple[Tensor, Tensor]]]:
+        """Per-layer contributions [(g [..., N, n_out], input [..., N, n_in]), ...], k = 0..L."""
+
+    def path_estimate(
+        self, problem: Problem, bits: Sequence[Tensor], context: Any = None
+    ) -> Tensor:
+        """Per-point estimates [..., N, P] for 0/1 states ``bits[k]`` [..., N, n_{k+1}]."""
+        terms = self.path_terms(problem, forward(problem, bits), context)
+        return assemble(problem, terms, per_point=True)
+
+    def _draw(
+        self, problem: Problem, n_draws: int, generator: torch.Generator, context: Any
+    ) -> Tensor:
+        terms = self.path_terms(problem, sample_path(problem, n_draws, generator), context)
+        return assemble(problem, terms, per_point=False)

@@ -44,9 +44,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ....estimators.base import Estimator, PathEstimator, Problem
-from ..model import SBN
-from .ops import Contribution, Path, broadcasts_into, per_draw
+from ....estimators.base import Estimator
+from ..model import SBN, Problem
+from .ops import Contribution, Path, PathEstimator, broadcasts_into, per_draw
 
 
 def flip_scale(problem: Problem) -> float:

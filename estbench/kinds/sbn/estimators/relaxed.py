@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ....estimators.base import Estimator, Hyper, Problem
-from ..model import SBN, Noise, coding_scale
+from ....estimators.base import Estimator, Hyper
+from ..model import SBN, Noise, Problem, coding_scale
 from .ops import assemble, backprop, first_preactivation, head_grad, preactivation, uniforms
 
 TAU = Hyper(

@@ -19,12 +19,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ....estimators.base import Estimator, Hyper, PathEstimator, Problem
+from ....estimators.base import Estimator, Hyper
 from ..exact import exact_gradient
-from ..model import SBN, Noise, coding_scale
+from ..model import SBN, Noise, Problem, coding_scale
 from .ops import (
     Contribution,
     Path,
+    PathEstimator,
     broadcasts_into,
     first_preactivation,
     head_grad,

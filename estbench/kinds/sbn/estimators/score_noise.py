@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ....estimators.base import Estimator, Hyper, Problem
-from ..model import SBN, Noise, coding_scale, encode
+from ....estimators.base import Estimator, Hyper
+from ..model import SBN, Noise, Problem, coding_scale, encode
 from .ops import (
     Contribution,
     Path,

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ....estimators.base import Estimator, Hyper, PathEstimator, Problem
-from ..model import SBN, coding_scale
-from .ops import Contribution, Path, assemble, backprop, head_grad, layer_terms
+from ....estimators.base import Estimator, Hyper
+from ..model import SBN, Problem, coding_scale
+from .ops import Contribution, Path, PathEstimator, assemble, backprop, head_grad, layer_terms
 
 
 class StraightThroughBase(PathEstimator):

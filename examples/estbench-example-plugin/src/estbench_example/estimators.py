@@ -19,8 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from estbench.estimators import Estimator, EstimatorError, Problem
+from estbench.estimators import Estimator, EstimatorError
 from estbench.kinds.sbn.estimators.ops import assemble, head_grad, layer_terms, sample_path
+from estbench.kinds.sbn.model import Problem
 
 
 class ReinforceBatchBaseline(Estimator):
