@@ -15,8 +15,13 @@ from ._version import __version__
 from .errors import CheckpointError, EstbenchError, MemoryBudgetError, ModelError
 
 if TYPE_CHECKING:
-    from .checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
     from .estimators import Estimator, default_registry, get_estimator
+    from .kinds.sbn.checkpoint import (
+        Checkpoint,
+        load_checkpoint,
+        model_from_checkpoint,
+        save_checkpoint,
+    )
     from .kinds.sbn.exact import ExactResult, exact_gradient, exact_loss, plan_exact
     from .kinds.sbn.model import (
         HEADS,
@@ -32,10 +37,10 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
-    "Checkpoint": "checkpoint",
-    "load_checkpoint": "checkpoint",
-    "model_from_checkpoint": "checkpoint",
-    "save_checkpoint": "checkpoint",
+    "Checkpoint": "kinds.sbn.checkpoint",
+    "load_checkpoint": "kinds.sbn.checkpoint",
+    "model_from_checkpoint": "kinds.sbn.checkpoint",
+    "save_checkpoint": "kinds.sbn.checkpoint",
     "Estimator": "estimators",
     "Problem": "kinds.sbn.model",
     "default_registry": "estimators",

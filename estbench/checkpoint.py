@@ -1,21 +1,18 @@
-"""Checkpoints: a network's parameters (and optionally its data) in an ``.npz`` file.
+"""Checkpoint and data files (``.npz``) as every problem kind reads them: safe reading and
+atomic writing, the kind marker, and the checks of parameters and data that name the file, the
+key and the first bad index.
 
-Keys: ``W0, b0, ..., WL, bL`` (the last pair is the head) and optional ``X`` [N, d], ``Y`` [N, ...]
--- the layout of the seed networks. Coding, noise and head are not stored: they are part of the
-model the caller states (command line or case file). Other keys (e.g. the seed files' exact
-reference values) are kept in ``Checkpoint.extra`` and otherwise ignored.
-
-Stochastic-binary-weight models (``estbench.kinds.weights.checkpoint``) use the same format with the
-marker ``estbench_model = "weight-sbn"``; ``load_checkpoint`` refuses such a file (and the weight
-loader refuses a file without the marker), naming it, so neither kind is misread as the other.
+A kind's own layout lives with the kind: the seed authors' SBN layout (``W0, b0, ..., WL, bL``,
+no marker) in ``estbench.kinds.sbn.checkpoint``, the Bernoulli-weight layout (marker
+``estbench_model = "weight-sbn"``) in ``estbench.kinds.weights.checkpoint``. ``checkpoint_kind``
+reads a file's marker, so no kind's file is misread as another's; ``load_data`` reads X and Y
+from any of them (or from a data-only file).
 """
 
 from __future__ import annotations
 
 import io
-import re
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,45 +21,9 @@ import torch
 from torch import Tensor
 
 from .errors import CheckpointError, ModelError
-from .kinds.sbn.model import SBN, check_coding, get_head, get_noise
 from .shipped import is_shipped_name, resolve_checkpoint
 
-_PARAM = re.compile(r"([Wb])(\d+)")
-_PARAM_LIKE = re.compile(r"(w|b|weight|bias|weights|biases)_?\d+", re.IGNORECASE)
 MODEL_KEY = "estbench_model"  # absent in SBN checkpoints (the seed networks' layout)
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    weights: tuple[np.ndarray, ...]
-    biases: tuple[np.ndarray, ...]
-    X: np.ndarray | None = None
-    Y: np.ndarray | None = None
-    extra: dict[str, np.ndarray] = field(default_factory=dict)
-    path: Path | None = None
-
-    def model(
-        self,
-        *,
-        coding: str = "01",
-        noise: str = "logistic",
-        head: str = "logistic",
-        dtype: torch.dtype = torch.float64,
-    ) -> SBN:
-        try:
-            return SBN.from_arrays(
-                self.weights,
-                self.biases,
-                coding=check_coding(coding),
-                noise=noise,
-                head=head,
-                dtype=dtype,
-            )
-        except ModelError as e:
-            raise CheckpointError(f"{self.path}: {e}") from None
-
-    def data(self, dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
-        return stored_data(self.path, self.X, self.Y, dtype)
 
 
 def stored_data(
@@ -261,62 +222,6 @@ def data_arrays(X: object, Y: object) -> dict[str, np.ndarray]:
     }
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read and validate a checkpoint (a path, or a shipped network's ``seed:`` name); every
-    problem is a CheckpointError naming file and key."""
-    arrays = read_npz(path)
-    path = resolve_checkpoint(path)
-    kind = checkpoint_kind_of(path, arrays)
-    if kind != "sbn":
-        raise CheckpointError(
-            f"{path}: a checkpoint of problem kind {kind!r} (key {MODEL_KEY} = "
-            f"{string_value(path, arrays, MODEL_KEY)!r}), not an SBN with real weights; in a "
-            f'case: model.kind = "{kind}"'
-        )
-
-    params: dict[tuple[str, int], np.ndarray] = {}
-    extra: dict[str, np.ndarray] = {}
-    for key, value in arrays.items():
-        m = _PARAM.fullmatch(key)
-        if m:
-            params[(m.group(1), int(m.group(2)))] = value
-        elif key in ("X", "Y"):
-            continue
-        elif _PARAM_LIKE.fullmatch(key) or key in ("x", "y"):
-            raise CheckpointError(
-                f"{path}: unexpected key {key!r}; parameters are named W0, b0, ..., WL, bL "
-                f"and data X, Y"
-            )
-        else:
-            extra[key] = value
-    if not params:
-        raise CheckpointError(f"{path}: no parameters found (expected keys W0, b0, ..., WL, bL)")
-    depth = max(k for _, k in params)
-    for k in range(depth + 1):
-        for kind in "Wb":
-            if (kind, k) not in params:
-                raise CheckpointError(
-                    f"{path}: missing key {kind}{k} (found {sorted(arrays)}; expected W0, b0, ..., "
-                    f"W{depth}, b{depth})"
-                )
-    if depth < 1:
-        raise CheckpointError(
-            f"{path}: needs at least one binary layer and a head (W0, b0, W1, b1)"
-        )
-
-    weights: list[np.ndarray] = []
-    biases: list[np.ndarray] = []
-    for k in range(depth + 1):
-        W, b = params[("W", k)], params[("b", k)]
-        check_pair(path, k, f"W{k}", W, b, (f"W{k - 1}", weights[-1].shape[0]) if k else None)
-        weights.append(W)
-        biases.append(b)
-
-    X, Y = arrays.get("X"), arrays.get("Y")
-    check_data(path, X, Y, weights[0].shape[1])
-    return Checkpoint(tuple(weights), tuple(biases), X, Y, extra, path)
-
-
 def load_data(path: str | Path) -> tuple[Tensor, Tensor]:
     """X, Y from an ``.npz`` file (a checkpoint or a data-only file with keys X and Y; a
     ``seed:`` name reads a shipped network's data), refused with the file, the key and the first
@@ -328,30 +233,3 @@ def load_data(path: str | Path) -> tuple[Tensor, Tensor]:
     X, Y = arrays["X"], arrays["Y"]
     check_xy(path, X, Y)
     return torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(Y, dtype=torch.float64)
-
-
-def save_checkpoint(
-    path: str | Path,
-    model: SBN,
-    X: Tensor | np.ndarray | None = None,
-    Y: Tensor | np.ndarray | None = None,
-) -> None:
-    """Write ``model`` (and data) in the checkpoint layout; atomic (temp file, then rename)."""
-    arrays: dict[str, np.ndarray] = {}
-    for k, (W, b) in enumerate(zip(model.weights, model.biases, strict=True)):
-        arrays[f"W{k}"] = W.detach().cpu().numpy()
-        arrays[f"b{k}"] = b.detach().cpu().numpy()
-    write_npz(Path(path), arrays | data_arrays(X, Y))
-
-
-def model_from_checkpoint(
-    path: str | Path,
-    *,
-    coding: str = "01",
-    noise: str = "logistic",
-    head: str = "logistic",
-) -> tuple[SBN, Checkpoint]:
-    """Load a checkpoint and build its model (validating coding, noise and head names)."""
-    get_noise(noise), get_head(head), check_coding(coding)
-    ckpt = load_checkpoint(path)
-    return ckpt.model(coding=coding, noise=noise, head=head), ckpt

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from estbench.checkpoint import load_checkpoint, save_checkpoint
 from estbench.errors import CheckpointError
+from estbench.kinds.sbn.checkpoint import load_checkpoint, save_checkpoint
 from estbench.kinds.sbn.exact import exact_gradient
 
 from .conftest import random_problem

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from estbench.checkpoint import load_checkpoint
 from estbench.estimators import get_estimator
+from estbench.kinds.sbn.checkpoint import load_checkpoint
 from estbench.kinds.sbn.exact import exact_gradient
 from estbench.kinds.sbn.model import Problem
 from estbench.kinds.sbn.moments import path_moments

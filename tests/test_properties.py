@@ -38,8 +38,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from estbench.checkpoint import save_checkpoint
 from estbench.cli import main
+from estbench.kinds.sbn.checkpoint import save_checkpoint
 from estbench.kinds.sbn.model import random_sbn
 from estbench.results import load_results
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from estbench.checkpoint import load_checkpoint
+from estbench.kinds.sbn.checkpoint import load_checkpoint
 from estbench.kinds.sbn.exact import exact_gradient
 
 

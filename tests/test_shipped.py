@@ -15,9 +15,10 @@ import torch
 
 from estbench import load_checkpoint
 from estbench.cases import find_case, load_case, parse_case, with_overrides
-from estbench.checkpoint import checkpoint_kind, load_data, save_checkpoint
+from estbench.checkpoint import checkpoint_kind, load_data
 from estbench.cli import main
 from estbench.errors import CheckpointError, EstbenchError
+from estbench.kinds.sbn.checkpoint import save_checkpoint
 from estbench.kinds.weights import load_weight_checkpoint
 from estbench.shipped import (
     SEED_CHECKPOINTS,

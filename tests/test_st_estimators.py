@@ -14,8 +14,8 @@ import math
 import pytest
 import torch
 
-from estbench.checkpoint import load_checkpoint
 from estbench.estimators import get_estimator
+from estbench.kinds.sbn.checkpoint import load_checkpoint
 from estbench.kinds.sbn.exact import exact_gradient
 from estbench.kinds.sbn.model import Problem, convert_coding
 from estbench.kinds.sbn.moments import path_moments

@@ -15,10 +15,11 @@ import torch
 import estbench.runner as runner_module
 import estbench.training as training_module
 from estbench.cases import CaseError, TrainingSpec, load_case, parse_case, with_overrides
-from estbench.checkpoint import checkpoint_kind, load_checkpoint, save_checkpoint
+from estbench.checkpoint import checkpoint_kind
 from estbench.data import make_dataset, targets_for_head
 from estbench.errors import CheckpointError, EstbenchError
 from estbench.estimators.registry import get_estimator
+from estbench.kinds.sbn.checkpoint import load_checkpoint, save_checkpoint
 from estbench.kinds.weights import (
     WeightProblem,
     WeightSBN,

@@ -3,7 +3,7 @@ x_k = 1[F(a_k) > u] with a_k = W_{k-1} x_{k-1} + b_{k-1}, read by a head (spec Â
 
 Its exact reference is the layer-wise forward algorithm (``exact``), its path estimators'
 moments come from enumerating every path (``moments``), its checkpoints are the seed authors'
-npz layout (``estbench.checkpoint``), its estimators are in ``estimators/``. Gradients are in
+npz layout (``checkpoint``), its estimators are in ``estimators/``. Gradients are in
 the one parametrisation ``theta`` = (W_k, b_k), flattened per layer as
 concat(W_k.reshape(-1), b_k).
 """
@@ -96,7 +96,7 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
         self, spec: ModelSpec, path: Path, where: str
     ) -> tuple[SBN, tuple[Tensor, Tensor] | None]:
         """An SBN checkpoint stores no coding, noise or head: the case's are used."""
-        from ...checkpoint import load_checkpoint
+        from .checkpoint import load_checkpoint
 
         assert isinstance(spec, SbnModelSpec)
         ckpt = load_checkpoint(path)
@@ -108,7 +108,7 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
     ) -> tuple[SBN, tuple[Tensor, Tensor] | None]:
         """The file stores weights only: coding, noise and head are the options' (defaults
         {0,1}, logistic, logistic)."""
-        from ...checkpoint import load_checkpoint
+        from .checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path)
         model = ckpt.model(
@@ -123,13 +123,13 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
         return head_targets(spec, labels, net.out_dim, stored=stored)
 
     def save(self, path: Path, net: SBN, X: Tensor, Y: Tensor) -> None:
-        from ...checkpoint import save_checkpoint
+        from .checkpoint import save_checkpoint
 
         save_checkpoint(path, net, X, Y)
 
     def load_snapshot(self, path: Path, like: SBN) -> SBN:
-        from ...checkpoint import load_checkpoint
         from ...errors import CheckpointError
+        from .checkpoint import load_checkpoint
 
         net = load_checkpoint(path).model(
             coding=like.coding, noise=like.noise.name, head=like.head.name
