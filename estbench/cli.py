@@ -248,8 +248,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _render(directory: Path, **options: Any) -> Any:
     """Render a case directory's report under its lock (a run writing there is waited for by
     refusal, not raced), after clearing what a killed render left (temporary files)."""
+    from .lock import case_lock  # torch-free
     from .report import render_report
-    from .report.lock import case_lock  # runner.case_lock's lock, without importing torch
     from .results import remove_stale_temporaries
 
     if not directory.is_dir():  # render_report names the problem; no lock file is created

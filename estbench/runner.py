@@ -25,8 +25,6 @@ Randomness: every stream is seeded from (root seed, case, point, estimator spec)
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import math
 import os
@@ -34,7 +32,7 @@ import shutil
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -51,6 +49,7 @@ from .device import generator as make_generator
 from .errors import EstbenchError, MemoryBudgetError
 from .estimators.base import Estimator
 from .estimators.registry import default_registry
+from .lock import case_lock
 from .measure import MeasureOptions, Row, measure
 from .options import default_memory_budget, format_bytes
 from .problem import Block, ProblemKind, Reference, get_kind, kind_of
@@ -537,29 +536,6 @@ def _size_floor(runner: CaseRunner, point: dict[str, Any]) -> int:
     dim = d.dim if d.kind == "blobs" else 2
     classes = d.classes if d.kind == "blobs" else 2
     return 8 * d.n * dim + runner.kind.size_floor(m, width, depth, d.n, dim, classes)
-
-
-@contextlib.contextmanager
-def case_lock(directory: Path) -> Iterator[None]:
-    """One ``estbench run`` at a time in a case directory: an exclusive lock on ``.lock``
-    (released by the OS when the holder dies, so a killed run never leaves it stuck)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / ".lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise EstbenchError(
-                f"{directory}: in use by another estbench run (pid {holder}); wait for it to "
-                f"finish, or use another --out"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 RUN_FILE = "run.json"

@@ -286,9 +286,10 @@ def test_the_report_command_imports_neither_torch_nor_seaborn(results):
 
 def test_the_reports_lock_is_the_runs_lock(results):
     from estbench.errors import EstbenchError
-    from estbench.report.lock import case_lock
+    from estbench.lock import case_lock
     from estbench.runner import case_lock as run_lock
 
+    assert run_lock is case_lock  # one lock, not a copy
     with run_lock(results), pytest.raises(EstbenchError, match="in use"), case_lock(results):
         pass
     with case_lock(results), pytest.raises(EstbenchError, match="in use"), run_lock(results):

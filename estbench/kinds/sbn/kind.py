@@ -16,17 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...cases import ModelSpec, Table
-from ...problem import ProblemKind, Reference, pair_blocks
-from ..layered import LayeredModelSpec, head_outputs, head_targets, layered_keys, size_floor
+from ...problem import Reference, pair_blocks
+from ..layered import LayeredKind, LayeredModelSpec, head_outputs, head_targets, layered_keys
 
 if TYPE_CHECKING:
     from torch import Tensor
 
     from .model import SBN, Problem
-
-# The exact gradient: one element of a layer-to-layer transition table per data point, forward
-# and backward (from the width-12 x depth-8 benchmark: 1.2 s for 100 points x 7 x 2^24).
-SECONDS_PER_TABLE_ELEMENT = 1e-10
 
 
 @dataclass(frozen=True)
@@ -35,7 +31,7 @@ class SbnModelSpec(LayeredModelSpec):
     seed study's data-dependent initialisation), "uniform" or "random" (N(0, scale^2/fan-in))."""
 
 
-class SbnKind(ProblemKind["Problem", "SBN"]):
+class SbnKind(LayeredKind["Problem", "SBN"]):
     """SBN classifiers with real weights (module docstring)."""
 
     name = "sbn"
@@ -118,10 +114,6 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
         )
         return model, (ckpt.data() if ckpt.X is not None else None)
 
-    def targets(self, spec: ModelSpec, net: SBN, labels: Tensor, *, stored: bool) -> Tensor:
-        assert isinstance(spec, SbnModelSpec)
-        return head_targets(spec, labels, net.out_dim, stored=stored)
-
     def save(self, path: Path, net: SBN, X: Tensor, Y: Tensor) -> None:
         from .checkpoint import save_checkpoint
 
@@ -151,15 +143,6 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
         from .model import SBN
 
         return SBN
-
-    def describe(self, net: SBN) -> str:
-        return net.describe()
-
-    def size_floor(
-        self, spec: ModelSpec, width: int, depth: int, n_points: int, input_dim: int, classes: int
-    ) -> int:
-        assert isinstance(spec, SbnModelSpec)
-        return size_floor(width, depth, n_points, input_dim, spec.outputs or classes)
 
     # ---- training ----------------------------------------------------------------------------
 
@@ -201,11 +184,6 @@ class SbnKind(ProblemKind["Problem", "SBN"]):
         from .exact import plan_exact
 
         return plan_exact(net.widths, n_points, net.out_dim, memory_budget=memory_budget).bytes
-
-    def exact_seconds(self, net: SBN, n_points: int) -> float:
-        sizes = [2**n for n in net.widths]
-        tables = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
-        return SECONDS_PER_TABLE_ELEMENT * n_points * (tables + sizes[0] * net.input_dim)
 
     def path_moments(self, estimator: Any, problem: Problem, context: Any, max_paths: int) -> Any:
         from .estimators.ops import PathEstimator

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...cases import Case, CaseError, ModelSpec, Table
-from ...problem import Block, ProblemKind, Reference
-from ..layered import LayeredModelSpec, head_outputs, head_targets, layered_keys, size_floor
-from ..sbn.kind import SECONDS_PER_TABLE_ELEMENT
+from ...problem import Block, Reference
+from ..layered import LayeredKind, LayeredModelSpec, head_outputs, head_targets, layered_keys
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -80,7 +79,7 @@ def weight_blocks(problem: WeightProblem, gradients: dict[str, Tensor]) -> list[
     return [b for b in out if all(bool(g[b.slice].abs().max() > 0) for g in gradients.values())]
 
 
-class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
+class WeightsKind(LayeredKind["WeightProblem", "WeightSBN"]):
     """SBNs with Bernoulli weights (module docstring)."""
 
     name = "weights"
@@ -211,10 +210,6 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
                 )
         return ckpt.model(), (ckpt.data() if ckpt.X is not None else None)
 
-    def targets(self, spec: ModelSpec, net: WeightSBN, labels: Tensor, *, stored: bool) -> Tensor:
-        assert isinstance(spec, WeightsModelSpec)
-        return head_targets(spec, labels, net.out_dim, stored=stored)
-
     def save(self, path: Path, net: WeightSBN, X: Tensor, Y: Tensor) -> None:
         from . import save_weight_checkpoint
 
@@ -247,15 +242,6 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
         from . import WeightSBN
 
         return WeightSBN
-
-    def describe(self, net: WeightSBN) -> str:
-        return net.describe()
-
-    def size_floor(
-        self, spec: ModelSpec, width: int, depth: int, n_points: int, input_dim: int, classes: int
-    ) -> int:
-        assert isinstance(spec, WeightsModelSpec)
-        return size_floor(width, depth, n_points, input_dim, spec.outputs or classes)
 
     # ---- training ----------------------------------------------------------------------------
 
@@ -315,11 +301,6 @@ class WeightsKind(ProblemKind["WeightProblem", "WeightSBN"]):
         from .exact import check_budget
 
         return check_budget(net, n_points, memory_budget)
-
-    def exact_seconds(self, net: WeightSBN, n_points: int) -> float:
-        sizes = [2**n for n in net.widths]
-        tables = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
-        return SECONDS_PER_TABLE_ELEMENT * n_points * (tables + sizes[0] * net.input_dim)
 
     def path_moments(
         self, estimator: Any, problem: WeightProblem, context: Any, max_paths: int

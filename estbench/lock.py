@@ -1,8 +1,6 @@
-"""The case directory's lock, without torch: ``estbench report`` takes the lock ``estbench run``
-takes (``runner.case_lock``: ``flock`` on ``DIR/<case>/.lock``), so a report never renders
-results a run is writing. Both take the same exclusive ``flock`` on the same file, so each
-excludes the other (tested); this copy exists because ``runner`` imports torch, two seconds
-of a report's start-up otherwise."""
+"""The case directory's lock: an exclusive ``flock`` on ``DIR/<case>/.lock``, taken by
+``estbench run`` (``runner.execute``) and ``estbench report``, so a report never renders results
+a run is writing. Torch-free, so that the report's start-up does not pay for torch."""
 
 from __future__ import annotations
 
@@ -12,12 +10,13 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import EstbenchError
+from .errors import EstbenchError
 
 
 @contextlib.contextmanager
 def case_lock(directory: Path) -> Iterator[None]:
-    """One writer at a time in a case directory (``runner.case_lock``, the same lock)."""
+    """One ``estbench run`` (or report) at a time in a case directory: an exclusive lock on
+    ``.lock`` (released by the OS when the holder dies, so a killed run never leaves it stuck)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / ".lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
