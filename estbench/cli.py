@@ -276,43 +276,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .problem import kinds
+    from .catalogue import catalogue
+    from .problem import plugins_disabled
 
-    registry = _registry()
-    found = kinds()
-    for problem in found.problems:
-        print(f"estbench: warning: {problem}", file=sys.stderr)
-    models = {name: kind.reference_network() for name, kind in found.kinds.items()}
-    rows = []
-    for name, entry in registry.items():
-        cls = entry.cls
-        est = cls()
-        doc = (cls.__doc__ or "").strip().splitlines()
-        rows.append(
-            {
-                "name": name,
-                "family": est.family,
-                "problem": est.problem,
-                "wrt": getattr(est, "wrt", None),
-                "unbiased": est.claim(models[est.problem]),
-                "path_estimator": found.kinds[est.problem].path_count(est, models[est.problem])
-                is not None,
-                "evals_per_draw_5_5_5": est.evals_per_draw(models[est.problem]),
-                "hyperparameters": {
-                    k: {
-                        "default": h.default,
-                        "type": h.kind.__name__,
-                        "choices": list(h.choices) if h.choices else None,
-                        "help": h.help,
-                    }
-                    for k, h in cls.hyperparameters.items()
-                },
-                "reference": cls.reference,
-                "summary": doc[0] if doc else "",
-                "package": entry.source,
-                "version": entry.version,
-            }
-        )
+    found = catalogue(plugins=not plugins_disabled())
+    for warning in found["warnings"]:
+        print(f"estbench: warning: {warning}", file=sys.stderr)
+    rows = found["rows"]
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -336,7 +306,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     print(
         f"\n{len(rows)} estimators; evals = loss evaluations per draw on a 5-5-5 network. "
         "problem: "
-        + "; ".join(f"{n} ({k.description})" for n, k in sorted(found.kinds.items()))
+        + "; ".join(f"{name} ({description})" for name, description in found["kinds"].items())
         + ". "
         "Variants: name(key=value), e.g. concrete(tau=0.1)."
     )
@@ -431,12 +401,12 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, help="show versions and exit")
 
     def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
-        from .estimators.registry import default_registry
+        from .catalogue import catalogue
+        from .problem import plugins_disabled
 
         lines = [f"estbench {__version__}"]
-        plugins = sorted(
-            {(e.source, e.version) for e in default_registry().values() if e.source != "estbench"}
-        )
+        rows = catalogue(plugins=not plugins_disabled())["rows"]
+        plugins = sorted({(r["package"], r["version"]) for r in rows if r["package"] != "estbench"})
         lines += [f"plugin {dist} {version}" for dist, version in plugins]
         print("\n".join(lines))
         parser.exit()

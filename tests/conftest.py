@@ -17,6 +17,12 @@ SEED_NETS = seed_nets_dir()  # the installed package data, never a folder outsid
 SEED_CHECKPOINTS = tuple(c.file for c in SHIPPED)  # file names, e.g. "psa_5-5-5_chk-100.npz"
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):  # noqa: ANN001, ANN202
+    """Each test caches in its own folder (``estbench.catalogue``), never in the user's."""
+    monkeypatch.setenv("ESTBENCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 def seed_net_path(name: str) -> Path:
     """A shipped seed network's file by its file name; a missing file is an error, not a skip."""
     path = SEED_NETS / name

@@ -159,3 +159,64 @@ def test_lazy_package_attributes():
     assert set(estbench.__all__) <= set(dir(estbench))
     with pytest.raises(AttributeError, match="no_such_name"):
         estbench.no_such_name  # noqa: B018
+
+
+def _run_list(env: dict[str, str]) -> tuple[str, bool]:
+    """``estbench list --json`` in a new interpreter: its output, and whether it imported torch."""
+    code = (
+        "import runpy, sys; sys.argv = ['estbench', 'list', '--json']\n"
+        "try:\n    runpy.run_module('estbench', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('torch imported:', 'torch' in sys.modules, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env
+    )
+    return done.stdout, done.stderr.splitlines()[-1] == "torch imported: True"
+
+
+def test_list_is_cached_and_a_warm_list_imports_no_torch(tmp_path):
+    import os
+
+    env = {**os.environ, "ESTBENCH_CACHE_DIR": str(tmp_path / "cache")}
+    cold, cold_torch = _run_list(env)
+    warm, warm_torch = _run_list(env)
+    assert cold_torch and not warm_torch
+    assert warm == cold and json.loads(warm)[0]["name"]
+    # a damaged cache is rebuilt, not trusted
+    (tmp_path / "cache" / "catalogue.json").write_text("{not json", encoding="utf-8")
+    again, again_torch = _run_list(env)
+    assert again == cold and again_torch
+    assert json.loads((tmp_path / "cache" / "catalogue.json").read_text())["catalogue"]["rows"]
+
+
+def test_the_catalogue_fingerprint_follows_the_code(tmp_path, monkeypatch):
+    from estbench import catalogue
+
+    package = tmp_path / "fakepkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "est.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    class EP:
+        name, value, dist = "fake", "fakepkg.est:X", None
+
+    monkeypatch.setattr(catalogue.importlib.metadata, "entry_points", lambda group: [EP()])
+    first = catalogue.fingerprint(True)
+    assert catalogue.fingerprint(True) == first
+    assert catalogue.fingerprint(False) != first  # plugins on and off list different rows
+    (package / "est.py").write_text("X = 22\n")  # an edit changes size (and mtime)
+    assert catalogue.fingerprint(True) != first
+    second = catalogue.fingerprint(True)
+    (package / "sub").mkdir()
+    (package / "sub" / "more.py").write_text("")
+    assert catalogue.fingerprint(True) != second  # a new module
+
+
+def test_list_works_when_the_cache_cannot_be_written(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("ESTBENCH_CACHE_DIR", str(blocker / "cache"))  # under a file: unwritable
+    assert main(["list"]) == 0
+    assert "reinforce" in capsys.readouterr().out
