@@ -400,8 +400,8 @@ class ComplementPairARM(ARM):
 
     branch2_is_base = False
 
-    def pair(self, u, p):
-        return (u > 1 - p).to(u.dtype), (u < 1 - p).to(u.dtype)
+    def pair(self, u, p, q):
+        return (u > q).to(u.dtype), (u < q).to(u.dtype)
 
 
 class RLOODividedByK(RLOO):

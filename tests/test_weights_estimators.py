@@ -416,15 +416,12 @@ def test_complement_pair_fails_the_exact_cell_test():
     assert float((mean - exact).abs().max()) > 1e-2
 
 
-def complement(u, p, q):
-    return (u >= p).to(u.dtype)
-
-
 class ComplementPairARM(WeightARM):
     """Negative control: the complement of the sample (1 - b) as the second branch instead of
     the antithetic draw, biased for groups of more than one Bernoulli (pitfall P7)."""
 
-    pair_rule = staticmethod(complement)
+    def pair(self, u, p, q):
+        return (u >= p).to(u.dtype), (u < p).to(u.dtype)
 
 
 def test_complement_pair_fails_the_same_test():

@@ -31,24 +31,19 @@ as README.md's "Stochastic binary weights" lists per estimator).
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from ...estimators.base import Estimator, Hyper
+from ..layered_estimators import ARMPairs, DisARMPairs, PairEstimator, backprop, logit_scale
 from ..sbn.model import coding_scale
 from .exact import exact_gradient
 from .model import WeightProblem, WeightSBN
-from .paths import (
-    PairRule,
-    Uniforms,
-    WeightPath,
-    antithetic,
-    back_weights,
-    draw_uniforms,
-    path_from_uniforms,
-)
+from .paths import Uniforms, WeightPath, back_weights, draw_uniforms, path_from_uniforms
 
 WEIGHTS_MODE: Hyper = Hyper(
     "shared",
@@ -274,29 +269,43 @@ def sign_jacobian(model: WeightSBN, a: Tensor, sign_proxy: str) -> Tensor:
     return (c / 2) * (a.abs() <= 1).to(a.dtype)
 
 
-def straight_through(
-    problem: WeightProblem,
-    path: WeightPath,
-    keep: bool,
-    jacobians: list[Tensor],
-    weight_factors: list[Tensor | None],
-) -> list[LayerGrad]:
-    """Backpropagation along the sampled path with proxy Jacobians:
-    delta_L = dl/dx_L = dl/dz W_L, g_{a_k} = delta_k * D_k, dl/dW_k = g_{a_k}^T x_{k-1} (at the
-    sampled W), delta_{k-1} = g_{a_k} W_k (the sampled W). The Bernoulli coordinates are
-    dl/dW times ``weight_factors[k]`` (elementwise)."""
+@dataclass(frozen=True)
+class BackwardPass:
+    """What the backward pass needs: the matrices each pair multiplied (``weights``: the sampled
+    ±1 draws, relaxed weights or real ones; shared [*B, out, in] or per point [*B, N, out, in]
+    as ``per_point``), their inputs (``inputs[k]`` multiplies pair k), the "dx/da" of every
+    binary layer (``jacobians``), "dW/deta" of every Bernoulli pair (``factors``; None for real
+    pairs, and for Bernoulli pairs whose coordinates are dl/dW itself) and the head output z."""
+
+    weights: list[Tensor]
+    inputs: list[Tensor]
+    jacobians: list[Tensor]
+    factors: list[Tensor | None]
+    z: Tensor
+    per_point: bool
+
+
+def backward(problem: WeightProblem, bp: BackwardPass, keep: bool = False) -> list[LayerGrad]:
+    """Backpropagation along ``bp`` (``layered_estimators.backprop`` with the matrices the forward
+    pass used): delta_L = dl/dz W_L, g_{a_k} = delta_k * D_k, delta_{k-1} = g_{a_k} W_k, and per
+    layer (d theta_k, d b_k) = (g_{a_k}^T x_{k-1} * dW/deta, g_{a_k}), per point if ``keep``, else
+    averaged over the data. A factor that differs per point (relaxed per-point weights) multiplies
+    each point's product before the mean."""
     m = problem.model
-    dz = m.head.grad(path.z, problem.Y)
-    delta = dz @ m.params[-1]
-    pairs: list[LayerGrad] = [head_grad(problem, path, keep)]
-    for k in range(m.depth - 1, -1, -1):
-        g_a = delta * jacobians[k]
-        dW = outer(g_a, path.inputs[k], keep)
-        factor = weight_factors[k]
-        pairs.append((dW if factor is None else dW * factor, mean_points(g_a, keep)))
-        if k > 0:
-            delta = back_weights(path.weights[k], g_a, path.per_point)
-    return pairs[::-1]
+    dz = m.head.grad(bp.z, problem.Y)
+    back = partial(back_weights, per_point=bp.per_point)
+    grads = backprop(dz, bp.weights, bp.jacobians, back)
+    pairs: list[LayerGrad] = []
+    for g_a, x, factor in zip(grads, bp.inputs, bp.factors, strict=False):
+        per_point_factor = factor is not None and factor.dim() > g_a.dim()  # [*B, N, out, in]
+        dtheta = outer(g_a, x, keep or per_point_factor)
+        if factor is not None:
+            dtheta = dtheta * factor
+        if per_point_factor and not keep:
+            dtheta = dtheta.mean(-3)
+        pairs.append((dtheta, mean_points(g_a, keep)))
+    pairs.append((outer(dz, bp.inputs[-1], keep), mean_points(dz, keep)))
+    return pairs
 
 
 SIGN_PROXY: Hyper = Hyper(
@@ -360,7 +369,8 @@ class WeightStraightThrough(WeightPathEstimator):
             for k, kind in enumerate(m.kinds[:-1])
         ]
         jac = activation_jacobians(m, path, self.params["sign_proxy"])
-        return straight_through(problem, path, keep, jac, factors)
+        bp = BackwardPass(path.weights, path.inputs, jac, factors, path.z, path.per_point)
+        return backward(problem, bp, keep)
 
 
 class BinaryConnect(WeightPathEstimator):
@@ -442,7 +452,8 @@ class BinaryConnect(WeightPathEstimator):
             clipped = kind == "bernoulli" and self.params["proxy"] == "hardtanh"
             factors.append((m.params[k].abs() <= 1).to(m.dtype) if clipped else None)
         jac = activation_jacobians(m, path, self.params["sign_proxy"])
-        return straight_through(problem, path, keep, jac, factors)
+        bp = BackwardPass(path.weights, path.inputs, jac, factors, path.z, path.per_point)
+        return backward(problem, bp, keep)
 
 
 # ---- ARM / DisARM ------------------------------------------------------------------------------
@@ -450,28 +461,21 @@ class BinaryConnect(WeightPathEstimator):
 
 def weight_logit_scale(model: WeightSBN, k: int, p: Tensor, q: Tensor) -> Tensor | None:
     """d phi / d eta for the logit phi = log(p / q) of a Bernoulli weight: F_w'(eta) / (p q)
-    (d phi = dp / p - dq / q = F_w'(eta) (1/p + 1/q) d eta and 1/p + 1/q = 1/(p q)), 0 where the
-    weight is deterministic (p q = 0). None for the logistic weight noise, where phi = eta (the
-    factor 1, left out so that its draws are unchanged). Uniform weight noise:
-    1 / (2 p q) on |eta| < 1."""
+    (``layered_estimators.logit_scale``), 0 where the weight is deterministic (p q = 0). None for
+    the logistic weight noise, where phi = eta (the factor 1, left out so that its draws are
+    unchanged). Uniform weight noise: 1 / (2 p q) on |eta| < 1."""
     if model.logistic_weights:
         return None
-    pq = p * q
-    ok = pq > 0
-    return torch.where(ok, model.weight_density(k) / torch.where(ok, pq, 1.0), 0.0)
+    return logit_scale(model.weight_density(k), p, q)
 
 
-class _PairEstimator(WeightEstimator):
-    """Antithetic pairs per Bernoulli group: each Bernoulli pair's weights and each stochastic
-    activation layer. The base path is drawn from uniforms; for group G the second branch
-    replaces G's bits by ``pair_rule`` (antithetic 1[u > 1 - p]) and keeps every other uniform
-    (common random numbers, upstream and downstream). Per group the estimate is
-    (f(branch) - f(base)) * ``pair_weight``, with f the mean loss over the data for shared
-    weights and the point's own loss otherwise (per-point weights, activations)."""
-
-    unbiased = "yes"
-    family = "score-function"
-    pair_rule: ClassVar[PairRule] = staticmethod(antithetic)
+class _PairEstimator(PairEstimator, WeightEstimator):
+    """Antithetic pairs (``layered_estimators.PairEstimator``) per Bernoulli group: each Bernoulli
+    pair's weights and each stochastic activation layer. The base path is drawn from uniforms;
+    for group G branch 1 replaces G's bits by the pair's b1 (antithetic 1[u > 1 - p]) and keeps
+    every other uniform (common random numbers, upstream and downstream). Per group the estimate
+    is (f(b1) - f(b2)) * ``pair_weight`` * d phi / d theta, with f the mean loss over the data
+    for shared weights and the point's own loss otherwise (per-point weights, activations)."""
 
     def bytes_per_draw(self, problem: WeightProblem) -> int:
         return 3 * super().bytes_per_draw(problem)  # the base path, one branch, accumulators
@@ -479,14 +483,6 @@ class _PairEstimator(WeightEstimator):
     def evals_per_draw(self, model: WeightSBN) -> float:
         stochastic_layers = 0 if model.noise is None else model.depth
         return 1.0 + len(model.bernoulli_layers) + stochastic_layers
-
-    @abstractmethod
-    def pair_weight(
-        self, logit_scale: Tensor | None, p: Tensor, q: Tensor, u: Tensor, b_pair: Tensor, b: Tensor
-    ) -> Tensor:
-        """Multiplier of f(pair) - f(base) for the logit gradient; ``logit_scale`` = d phi / d a
-        with phi = logit P(on), or d phi / d eta with phi = logit P(W = +1) (None when phi is the
-        parameter itself, as for eta with the logistic weight noise)."""
 
     def _draw(
         self, problem: WeightProblem, n_draws: int, generator: torch.Generator, context: Any
@@ -499,11 +495,23 @@ class _PairEstimator(WeightEstimator):
         base = path_from_uniforms(problem, noise, self.per_point)
         f = m.head.loss(base.z, problem.Y)  # [S, N]
 
-        def branch_loss(kind: str, k: int) -> Tensor:
-            path = path_from_uniforms(
-                problem, noise, self.per_point, branch=(kind, k, type(self).pair_rule)
-            )
-            return m.head.loss(path.z, problem.Y) - f
+        def loss_change(group: str, k: int, b1: Tensor, b2: Tensor) -> Tensor:
+            """f(b1) - f(b2) with group k's bits replaced."""
+
+            def loss(bits: Tensor) -> Tensor:
+                path = path_from_uniforms(problem, noise, self.per_point, branch=(group, k, bits))
+                return m.head.loss(path.z, problem.Y)
+
+            return loss(b1) - (f if self.branch2_is_base else loss(b2))
+
+        def group_weight(
+            u: Tensor, p: Tensor, q: Tensor, b1: Tensor, b2: Tensor, chain: Tensor | None
+        ) -> Tensor:
+            # ARM's or DisARM's weight for the logit phi, times d phi / d theta: the chain rule as
+            # this kind's draws always applied it (given the density instead, DisARM folds it
+            # into F'/(2 min(p, q)): the same number, rounded otherwise).
+            w = self.pair_weight(u, p, q, b1, b2, None)
+            return w if chain is None else w * chain
 
         pairs: list[LayerGrad] = []
         for k in range(m.depth):
@@ -511,21 +519,18 @@ class _PairEstimator(WeightEstimator):
             v = noise.states[k]
             if v is not None and m.noise is not None:
                 a, on, off = base.a[k], base.on[k], base.off[k]
-                pq = on * off
-                ok = pq > 0  # a saturated unit (uniform noise) cannot flip: no gradient
-                scale = torch.where(ok, m.noise.pdf_given(a, on) / torch.where(ok, pq, 1.0), 0.0)
-                pair_bits = type(self).pair_rule(v, on, off)
-                w = self.pair_weight(scale, on, off, v, pair_bits, base.bits[k])
-                g_a = branch_loss("states", k)[..., None] * w
+                b1, b2 = self.pair(v, on, off)
+                # d phi / d a, also for logistic noise (= 1 up to rounding, kept in these draws)
+                chain = logit_scale(m.noise.pdf_given(a, on), on, off)
+                w = group_weight(v, on, off, b1, b2, chain)
+                g_a = self.unit_gradient(loss_change("states", k, b1, b2), w)
             if m.kinds[k] == "bernoulli":
                 u = noise.weights[k]
                 assert u is not None
                 p, q = m.probs(k)
-                wb = base.wbits[k]
-                assert wb is not None
-                scale_w = weight_logit_scale(m, k, p, q)
-                w = self.pair_weight(scale_w, p, q, u, type(self).pair_rule(u, p, q), wb)
-                dtheta = scaled(branch_loss("weights", k), w, self.per_point, False)
+                b1, b2 = self.pair(u, p, q)
+                w = group_weight(u, p, q, b1, b2, weight_logit_scale(m, k, p, q))
+                dtheta = scaled(loss_change("weights", k, b1, b2), w, self.per_point, False)
             else:
                 dtheta = outer(g_a, base.inputs[k], False)
             pairs.append((dtheta, g_a.mean(-2)))
@@ -533,7 +538,7 @@ class _PairEstimator(WeightEstimator):
         return flatten(pairs)
 
 
-class WeightARM(_PairEstimator):
+class WeightARM(ARMPairs, _PairEstimator):
     """ARM per Bernoulli group (weights of each Bernoulli pair, states of each stochastic
     layer), wrt eta.
 
@@ -554,14 +559,8 @@ class WeightARM(_PairEstimator):
     name = "weight-arm"
     reference = "Yin & Zhou, ICLR 2019, arXiv 1807.11143"
 
-    def pair_weight(
-        self, logit_scale: Tensor | None, p: Tensor, q: Tensor, u: Tensor, b_pair: Tensor, b: Tensor
-    ) -> Tensor:
-        w = u - 0.5
-        return w if logit_scale is None else w * logit_scale
 
-
-class WeightDisARM(_PairEstimator):
+class WeightDisARM(DisARMPairs, _PairEstimator):
     """DisARM (= U2G) per Bernoulli group, wrt eta: the ARM pair with the augmentation noise
     integrated out,
 
@@ -576,12 +575,6 @@ class WeightDisARM(_PairEstimator):
 
     name = "weight-disarm"
     reference = "Dong, Mnih & Tucker, NeurIPS 2020, arXiv 2006.10680"
-
-    def pair_weight(
-        self, logit_scale: Tensor | None, p: Tensor, q: Tensor, u: Tensor, b_pair: Tensor, b: Tensor
-    ) -> Tensor:
-        w = 0.5 * torch.maximum(p, q) * (b_pair - b)
-        return w if logit_scale is None else w * logit_scale
 
 
 # The relaxation family builds on the helpers above, hence the late import.

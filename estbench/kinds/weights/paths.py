@@ -11,9 +11,10 @@ Sampling convention (as in the sbn kind's ``estimators.ops``): W_ji = +1 iff u <
 (``WeightSBN.probs``; sigmoid(eta) for the default logistic weight noise), i.e. W = sign(eta + L)
 with L = -F_w^{-1}(u) ~ F_w, and a stochastic unit is on iff v < F(a), with u, v ~ U(0, 1) drawn
 from the caller's generator; the antithetic branch of ARM-type estimators uses 1[u > 1 - p]
-(``antithetic``). A weight with p = 1 (q = 0), e.g. |eta| >= 1 under the uniform weight noise,
-is +1 (-1) in every draw (its antithetic branch too, but for u = 0 exactly; estimators give
-such a weight a zero multiplier anyway).
+(``layered_estimators.PairEstimator.pair``, with 1 - p = F_w(-eta) or F(-a), accurate in the
+tail). A weight with p = 1 (q = 0), e.g. |eta| >= 1 under the uniform weight noise, is +1 (-1)
+in every draw (its antithetic branch too, but for u = 0 exactly; estimators give such a weight
+a zero multiplier anyway).
 """
 
 from __future__ import annotations
@@ -141,17 +142,9 @@ def draw_uniforms(
     return Uniforms(weights, states)
 
 
-PairRule = Callable[[Tensor, Tensor, Tensor], Tensor]  # (u, p_on, p_off) -> 0/1 bits
-
-
-def base_bits(u: Tensor, p: Tensor, q: Tensor) -> Tensor:
+def base_bits(u: Tensor, p: Tensor) -> Tensor:
     """The sampled bits 1[u < p]."""
     return (u < p).to(u.dtype)
-
-
-def antithetic(u: Tensor, p: Tensor, q: Tensor) -> Tensor:
-    """The antithetic bits of ARM, 1[u > 1 - p] (with 1 - p = q computed accurately)."""
-    return (u > q).to(u.dtype)
 
 
 def path_from_uniforms(
@@ -159,12 +152,12 @@ def path_from_uniforms(
     noise: Uniforms,
     per_point: bool,
     *,
-    branch: tuple[str, int, PairRule] | None = None,
+    branch: tuple[str, int, Tensor] | None = None,
     fixed_weights: Sequence[Tensor | None] | None = None,
 ) -> WeightPath:
-    """The path that ``noise`` determines. ``branch = ("weights" | "states", k, rule)`` replaces
-    the bits of one Bernoulli pair or one stochastic layer by ``rule(u, p, q)`` (every other
-    uniform is shared: common random numbers). ``fixed_weights`` (0/1 per Bernoulli pair)
+    """The path that ``noise`` determines. ``branch = ("weights" | "states", k, bits)`` replaces
+    the bits of one Bernoulli pair or one stochastic layer by ``bits`` (every other uniform is
+    shared: common random numbers). ``fixed_weights`` (0/1 per Bernoulli pair)
     replaces the weight draws, e.g. by the deterministic sign(eta)."""
     m = problem.model
     wbits: list[Tensor | None] = []
@@ -175,15 +168,18 @@ def path_from_uniforms(
         if fixed_weights is not None:
             wbits.append(fixed_weights[k])
             continue
-        rule = branch[2] if branch is not None and branch[:2] == ("weights", k) else base_bits
-        wbits.append(rule(u, *m.probs(k)))
+        if branch is not None and branch[:2] == ("weights", k):
+            wbits.append(branch[2])
+        else:
+            wbits.append(base_bits(u, m.probs(k)[0]))
 
     def states(k: int, a: Tensor, on: Tensor, off: Tensor) -> Tensor:
         v = noise.states[k]
         if v is None:  # sign activation: deterministic
             return on
-        rule = branch[2] if branch is not None and branch[:2] == ("states", k) else base_bits
-        return rule(v, on, off)
+        if branch is not None and branch[:2] == ("states", k):
+            return branch[2]
+        return base_bits(v, on)
 
     return walk(problem, wbits, per_point, states)
 

@@ -31,13 +31,12 @@ straight-through activations": the exact gradient of the relaxed loss
 in the head only, the proxy's gradient below it.
 
 The estimates are written by hand (no autograd), vectorised over draws, points and units; the
-backward pass (``backward``) is the recursion of ``weights.estimators.straight_through`` with
-the weight factor per draw (shared weights) or per draw and point (per-point weights).
+backward pass is the straight-through estimators' (``estimators.backward``) along the relaxed
+pass, with the weight factor per draw (shared weights) or per draw and point (per-point weights).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -50,14 +49,14 @@ from ..sbn.model import NOISES, Noise, coding_scale, encode
 from .estimators import (
     SIGN_PROXY,
     WEIGHTS_MODE,
-    LayerGrad,
+    BackwardPass,
     WeightEstimator,
+    backward,
     flatten,
-    outer,
     sign_jacobian,
 )
 from .model import WeightProblem, WeightSBN
-from .paths import Uniforms, apply_weights, back_weights, draw_uniforms, path_from_uniforms
+from .paths import Uniforms, apply_weights, draw_uniforms, path_from_uniforms
 
 
 def weight_argument(
@@ -98,44 +97,6 @@ def conditional_kernels(
     return total
 
 
-@dataclass(frozen=True)
-class RelaxedPass:
-    """What the backward pass needs: the matrices each pair multiplied (``weights``), their
-    inputs (``inputs[k]`` multiplies pair k), the "dx/da" of every binary layer
-    (``jacobians``), "dW/deta" of every Bernoulli pair (``factors``; None for real pairs), and
-    the head output z."""
-
-    weights: list[Tensor]
-    inputs: list[Tensor]
-    jacobians: list[Tensor]
-    factors: list[Tensor | None]
-    z: Tensor
-
-
-def backward(problem: WeightProblem, rp: RelaxedPass, per_point: bool) -> Tensor:
-    """Backpropagation along ``rp``: delta_L = dl/dz W_L, g_{a_k} = delta_k * D_k,
-    g_theta_k = mean_n g_{a_k}^T x_k (times dW/deta, per point for per-point weights),
-    g_b_k = mean_n g_{a_k}, delta_{k-1} = g_{a_k} W_k with the matrix the forward pass used.
-    Returns [S, P] (flattened per layer)."""
-    m = problem.model
-    dz = m.head.grad(rp.z, problem.Y)
-    pairs: list[LayerGrad] = [(outer(dz, rp.inputs[-1], False), dz.mean(-2))]
-    delta = dz @ m.params[-1]
-    for k in range(m.depth - 1, -1, -1):
-        g_a = delta * rp.jacobians[k]
-        factor = rp.factors[k]
-        if factor is None:
-            dtheta = outer(g_a, rp.inputs[k], False)
-        elif per_point:  # each point its own weights, so its own dW/deta
-            dtheta = (outer(g_a, rp.inputs[k], True) * factor).mean(-3)
-        else:
-            dtheta = outer(g_a, rp.inputs[k], False) * factor
-        pairs.append((dtheta, g_a.mean(-2)))
-        if k > 0:
-            delta = back_weights(rp.weights[k], g_a, per_point)
-    return flatten(pairs[::-1])
-
-
 class _WeightRelaxedBase(WeightEstimator):
     """Shared parts: hyperparameters, the weight Jacobian, drawing from ``draw_uniforms``."""
 
@@ -170,11 +131,11 @@ class _WeightRelaxedBase(WeightEstimator):
     ) -> Tensor:
         """[S, P] estimates as a function of the uniforms (and, for Gumbel-Rao, of the extra
         conditional noise drawn from ``generator``)."""
-        return backward(problem, self.relaxed_pass(problem, noise, generator), self.per_point)
+        return flatten(backward(problem, self.relaxed_pass(problem, noise, generator)))
 
     def relaxed_pass(
         self, problem: WeightProblem, noise: Uniforms, generator: torch.Generator | None
-    ) -> RelaxedPass:
+    ) -> BackwardPass:
         raise NotImplementedError
 
 
@@ -212,7 +173,7 @@ class WeightConcrete(_WeightRelaxedBase):
 
     def relaxed_pass(
         self, problem: WeightProblem, noise: Uniforms, generator: torch.Generator | None = None
-    ) -> RelaxedPass:
+    ) -> BackwardPass:
         m, tau = problem.model, self.params["tau"]
         weights: list[Tensor] = []
         factors: list[Tensor | None] = []
@@ -240,7 +201,7 @@ class WeightConcrete(_WeightRelaxedBase):
                 jacobians.append(m.noise.pdf_given(y, s) * (coding_scale(m.coding) / tau))
             inputs.append(x)
         z = apply_weights(weights[-1], x, self.per_point) + m.biases[-1]
-        return RelaxedPass(weights, inputs, jacobians, factors, z)
+        return BackwardPass(weights, inputs, jacobians, factors, z, self.per_point)
 
 
 class WeightStraightThroughGumbelSoftmax(_WeightRelaxedBase):
@@ -277,7 +238,7 @@ class WeightStraightThroughGumbelSoftmax(_WeightRelaxedBase):
 
     def relaxed_pass(
         self, problem: WeightProblem, noise: Uniforms, generator: torch.Generator | None = None
-    ) -> RelaxedPass:
+    ) -> BackwardPass:
         m, tau, extra = problem.model, self.params["tau"], self.extra_kernels()
         path = path_from_uniforms(problem, noise, self.per_point)
         noise_w = m.weight_noise
@@ -303,7 +264,7 @@ class WeightStraightThroughGumbelSoftmax(_WeightRelaxedBase):
             if more is not None:
                 kern = kern + more
             jacobians.append(kern * (coding_scale(m.coding) / (tau * mean_of)))
-        return RelaxedPass(path.weights, path.inputs, jacobians, factors, path.z)
+        return BackwardPass(path.weights, path.inputs, jacobians, factors, path.z, self.per_point)
 
 
 class WeightGumbelRao(WeightStraightThroughGumbelSoftmax):

@@ -175,33 +175,6 @@ def assemble(
     return torch.cat(out, dim=-1)
 
 
-def backprop(problem: Problem, jacobians: Sequence[Tensor], dz: Tensor) -> list[Tensor]:
-    """The straight-through recursion of spec §1.4 with proxy Jacobians D_k = dx_k/da_k:
-
-        delta_L = W_L^T dl/dz,   g_{a_k} = delta_k * D_k,   delta_{k-1} = W_k^T g_{a_k}.
-
-    Returns the logit gradients [g_{a_1}, ..., g_{a_L}] per point.
-    """
-    W = problem.model.weights
-    delta = dz @ W[-1]
-    grads: list[Tensor] = []
-    for k in range(problem.model.depth - 1, -1, -1):
-        jac = jacobians[k]
-        # delta is a fresh product: scaled in place when D_k does not broadcast it larger.
-        g = delta.mul_(jac) if broadcasts_into(jac, delta) else delta * jac
-        grads.append(g)
-        if k > 0:
-            delta = g @ W[k]
-    return grads[::-1]
-
-
-def broadcasts_into(t: Tensor, into: Tensor) -> bool:
-    """Whether ``t`` broadcasts to ``into``'s shape (so ``into.op_(t)`` is allowed)."""
-    if t.dim() > into.dim():
-        return False
-    return all(s in (1, d) for s, d in zip(t.shape[::-1], into.shape[::-1], strict=False))
-
-
 def layer_terms(path: Path, logit_grads: Sequence[Tensor], dz: Tensor) -> list[list[Contribution]]:
     """One contribution per layer along ``path``: binary layers from their logit gradients, and
     the head's pathwise gradient dl/dz (unbiased for any estimator that samples hard states)."""

@@ -45,8 +45,9 @@ import torch
 from torch import Tensor
 
 from ....estimators.base import Estimator
+from ...layered_estimators import broadcasts_into
 from ..model import SBN, Problem
-from .ops import Contribution, Path, PathEstimator, broadcasts_into, per_draw
+from .ops import Contribution, Path, PathEstimator, per_draw
 
 
 def flip_scale(problem: Problem) -> float:

@@ -30,8 +30,9 @@ import torch
 from torch import Tensor
 
 from ....estimators.base import Estimator, Hyper
+from ...layered_estimators import backprop
 from ..model import SBN, Noise, Problem, coding_scale
-from .ops import assemble, backprop, first_preactivation, head_grad, preactivation, uniforms
+from .ops import assemble, first_preactivation, head_grad, preactivation, uniforms
 
 TAU = Hyper(
     1.0,
@@ -113,7 +114,7 @@ class Concrete(Estimator[Problem, SBN]):
             x = s if c == 1 else 2 * s - 1
             inputs.append(x)
         dz = head_grad(problem, preactivation(problem, m.depth, x))
-        grads = backprop(problem, jacobians, dz)
+        grads = backprop(dz, problem.model.weights, jacobians)
         terms = [[(g, inp)] for g, inp in zip(grads, inputs, strict=False)] + [[(dz, x)]]
         return assemble(problem, terms, per_point=False)
 
@@ -162,7 +163,7 @@ class _HardRelaxedBase(Estimator[Problem, SBN]):
                 kern.add_(extra)
             jacobians.append(kern.mul_(c / (tau * self.n_kernels())))
         dz = head_grad(problem, preactivation(problem, m.depth, x))
-        grads = backprop(problem, jacobians, dz)
+        grads = backprop(dz, problem.model.weights, jacobians)
         terms = [[(g, inp)] for g, inp in zip(grads, inputs, strict=False)] + [[(dz, x)]]
         return assemble(problem, terms, per_point=False)
 

@@ -20,13 +20,13 @@ import torch
 from torch import Tensor
 
 from ....estimators.base import Estimator, Hyper
+from ...layered_estimators import broadcasts_into
 from ..exact import exact_gradient
 from ..model import SBN, Noise, Problem, coding_scale
 from .ops import (
     Contribution,
     Path,
     PathEstimator,
-    broadcasts_into,
     first_preactivation,
     head_grad,
     last_layer_local_expectation,

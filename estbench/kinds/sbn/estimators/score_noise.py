@@ -18,13 +18,12 @@ import torch
 from torch import Tensor
 
 from ....estimators.base import Estimator, Hyper
-from ..model import SBN, Noise, Problem, coding_scale, encode
+from ...layered_estimators import ARMPairs, DisARMPairs, PairEstimator, backprop
+from ..model import SBN, Problem, coding_scale, encode
 from .ops import (
     Contribution,
     Path,
     assemble,
-    backprop,
-    broadcasts_into,
     first_preactivation,
     flip_bits,
     head_grad,
@@ -121,15 +120,15 @@ class RLOO(NoiseEstimator):
         return assemble(problem, terms, per_point=False).sum(1)
 
 
-class _PairEstimator(NoiseEstimator):
-    """Per-layer antithetic pairs (ARM, DisARM): a base path with uniforms u_k (on iff u < F(a));
-    for each binary layer k the pair b1 = 1[u_k > 1 - F(a_k)], b2 = 1[u_k < F(a_k)] (= the base
-    bits) at the base path's upstream, each propagated to the loss; the layer's logit gradient is
-    (f1 - f2) * ``pair_weight``. Downstream noise (``downstream``): ``crn`` reuses the base
-    uniforms u_{>k} for both branches, so branch 2 is the base path (L + 1 loss evaluations);
-    ``fresh`` gives both branches of every hidden layer independent new uniforms (2L)."""
+class _PairEstimator(PairEstimator, NoiseEstimator):
+    """Per-layer antithetic pairs (ARM, DisARM; ``layered_estimators.PairEstimator``): a base path
+    with uniforms u_k (on iff u < F(a)); for each binary layer k the pair b1 = 1[u_k > 1 - F(a_k)],
+    b2 = 1[u_k < F(a_k)] (= the base bits) at the base path's upstream, each propagated to the
+    loss; the layer's logit gradient is (f1 - f2) * ``pair_weight``. Downstream noise
+    (``downstream``): ``crn`` reuses the base uniforms u_{>k} for both branches, so branch 2 is
+    the base path (L + 1 loss evaluations); ``fresh`` gives both branches of every hidden layer
+    independent new uniforms (2L)."""
 
-    unbiased = "yes"
     hyperparameters = {
         "downstream": Hyper(
             "crn",
@@ -139,9 +138,6 @@ class _PairEstimator(NoiseEstimator):
             "numbers, L+1 evaluations) or fresh independent uniforms per branch (2L)",
         ),
     }
-    # Whether branch 2 equals the base path's bits (it does for the pair above); a subclass with
-    # another pair sets this False and the branch is propagated like branch 1.
-    branch2_is_base = True
 
     def evals_per_draw(self, model: SBN) -> float:
         L = model.depth
@@ -158,17 +154,6 @@ class _PairEstimator(NoiseEstimator):
                 shapes += [(2, problem.n_points, widths[j]) for j in range(k + 1, len(widths))]
         return shapes
 
-    def pair(self, u: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
-        """(b1, b2) = (1[u > 1 - p], 1[u < p])."""
-        b1 = (1 - p).lt_(u)  # 1 - p < u, written over the fresh 1 - p
-        return b1, torch.lt(u, p, out=u.new_empty(u.shape))
-
-    @abstractmethod
-    def pair_weight(
-        self, noise: Noise, a: Tensor, p: Tensor, u: Tensor, b1: Tensor, b2: Tensor
-    ) -> Tensor:
-        """Multiplier of (f1 - f2) for the logit gradient of each unit."""
-
     def estimate(self, problem: Problem, noise: Sequence[Tensor], context: Any = None) -> Tensor:
         m = problem.model
         L = m.depth
@@ -179,7 +164,8 @@ class _PairEstimator(NoiseEstimator):
         logit_grads = []
         for k in range(L):
             a, p, u = path.a[k], path.p[k], us[k]
-            b1, b2 = self.pair(u, p)
+            q = 1 - p
+            b1, b2 = self.pair(u, p, q)
             if self.params["downstream"] == "fresh" and k < L - 1:
                 down: list[Tensor | None] = [None] * (k + 1)
                 down += [next(fresh) for _ in range(k + 1, L)]  # [S, 2, N, n_j]: one per branch
@@ -192,14 +178,19 @@ class _PairEstimator(NoiseEstimator):
                     f2 = f_base
                 else:
                     f2 = point_losses(problem, propagate(problem, k, encode(b2, m.coding), us))
-            w = self.pair_weight(m.noise, a, p, u, b1, b2)
-            df = (f1 - f2)[..., None]
-            logit_grads.append(w.mul_(df) if broadcasts_into(df, w) else w * df)  # w is fresh
+            # The weight for a: logistic noise has logit phi = a (no density); other noise gives
+            # its density F'(a) and q = F(-a), accurate in the tail (the pair above keeps 1 - p,
+            # with which these draws were always made).
+            density = None
+            if m.noise.name != "logistic":
+                q, density = m.noise.cdf(-a), m.noise.pdf(a)
+            w = self.pair_weight(u, p, q, b1, b2, density)
+            logit_grads.append(self.unit_gradient(f1 - f2, w))
         terms = layer_terms(path, logit_grads, head_grad(problem, path.z))
         return assemble(problem, terms, per_point=False)
 
 
-class ARM(_PairEstimator):
+class ARM(ARMPairs, _PairEstimator):
     """ARM (Augment-REINFORCE-Merge), per layer with the base path's upstream (spec §2.2).
 
     With the base path drawn from uniforms u_k (unit on iff u < F(a)), for every binary layer k:
@@ -226,17 +217,8 @@ class ARM(_PairEstimator):
     name = "arm"
     reference = "Yin & Zhou, ICLR 2019, arXiv 1807.11143"
 
-    def pair_weight(
-        self, noise: Noise, a: Tensor, p: Tensor, u: Tensor, b1: Tensor, b2: Tensor
-    ) -> Tensor:
-        if noise.name == "logistic":  # F'(a) = p(1-p) exactly: skip the ratio
-            return u - 0.5
-        pq = p * noise.cdf(-a)
-        ok = pq > 0  # p in {0, 1} (uniform noise saturates): b1 = b2, no gradient
-        return torch.where(ok, noise.pdf(a) / torch.where(ok, pq, 1.0), 0.0) * (u - 0.5)
 
-
-class DisARM(_PairEstimator):
+class DisARM(DisARMPairs, _PairEstimator):
     """DisARM (= U2G): ARM with the augmentation noise integrated out (spec §2.3).
 
     The same per-layer pairs and branches as ``arm``, with the weight
@@ -255,15 +237,6 @@ class DisARM(_PairEstimator):
 
     name = "disarm"
     reference = "Dong, Mnih & Tucker, NeurIPS 2020, arXiv 2006.10680 (= U2G, arXiv 2006.06448)"
-
-    def pair_weight(
-        self, noise: Noise, a: Tensor, p: Tensor, u: Tensor, b1: Tensor, b2: Tensor
-    ) -> Tensor:
-        if noise.name == "logistic":  # F' / (2 min(p, 1-p)) = max(p, 1-p) / 2
-            return 0.5 * torch.maximum(p, 1 - p) * (b1 - b2)
-        low = torch.minimum(p, noise.cdf(-a))
-        ok = low > 0
-        return torch.where(ok, noise.pdf(a) / (2 * torch.where(ok, low, 1.0)), 0.0) * (b1 - b2)
 
 
 def arms_joint(m: Tensor, K: int) -> Tensor:
@@ -515,8 +488,8 @@ class REBAR(NoiseEstimator):
         z_soft = preactivation(problem, L, soft_x[-1])
         z_cond = preactivation(problem, L, cond_x[-1])
         signal = (point_losses(problem, z) - eta * point_losses(problem, z_cond))[..., None]
-        g_soft = backprop(problem, soft_D, head_grad(problem, z_soft))
-        g_cond = backprop(problem, cond_D, head_grad(problem, z_cond))
+        g_soft = backprop(head_grad(problem, z_soft), m.weights, soft_D)
+        g_cond = backprop(head_grad(problem, z_cond), m.weights, cond_D)
         hard_in, soft_in, cond_in = [problem.X, *xs], [problem.X, *soft_x], [problem.X, *cond_x]
         terms: list[list[Contribution]] = []
         for k in range(L):

@@ -1,6 +1,7 @@
 """Straight-through family: the sampled forward pass with a proxy Jacobian D_k in the backward
 recursion of spec §1.4 (delta_L = W_L^T dl/dz, g_{a_k} = delta_k * D_k,
-delta_{k-1} = W_k^T g_{a_k}), and the deterministic mean field that shares the recursion."""
+delta_{k-1} = W_k^T g_{a_k}; ``layered_estimators.backprop``), and the deterministic mean field
+that shares the recursion."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import torch
 from torch import Tensor
 
 from ....estimators.base import Estimator, Hyper
+from ...layered_estimators import backprop
 from ..model import SBN, Problem, coding_scale
-from .ops import Contribution, Path, PathEstimator, assemble, backprop, head_grad, layer_terms
+from .ops import Contribution, Path, PathEstimator, assemble, head_grad, layer_terms
 
 
 class StraightThroughBase(PathEstimator):
@@ -28,7 +30,8 @@ class StraightThroughBase(PathEstimator):
         self, problem: Problem, path: Path, context: Any = None
     ) -> list[list[Contribution]]:
         dz = head_grad(problem, path.z)
-        return layer_terms(path, backprop(problem, self.jacobians(problem, path), dz), dz)
+        grads = backprop(dz, problem.model.weights, self.jacobians(problem, path))
+        return layer_terms(path, grads, dz)
 
 
 class StraightThrough(StraightThroughBase):
@@ -243,7 +246,7 @@ class MeanField(Estimator[Problem, SBN]):
             mu = p if c == 1 else 2 * p - 1
             inputs.append(mu)
         dz = head_grad(problem, mu @ W[-1].T + b[-1])
-        grads = backprop(problem, jac, dz)
+        grads = backprop(dz, W, jac)
         terms = [[(g, inp)] for g, inp in zip(grads, inputs, strict=False)] + [[(dz, mu)]]
         return assemble(problem, terms, per_point=False)
 
