@@ -34,8 +34,14 @@ def run(
     out: str | Path | None = None,
     force: bool = False,
     progress: bool | None = None,
+    client: Any = None,
 ) -> pd.DataFrame:
-    """Run ``case`` (a shipped name, a path, or a Case) and return results.csv as a DataFrame."""
+    """Run ``case`` (a shipped name, a path, or a Case) and return results.csv as a DataFrame;
+    with a ``distributed.Client``, on its Dask cluster (``estbench.cluster``)::
+
+        from distributed import Client
+        df = eb.run("depth-sweep", client=Client(n_workers=2, threads_per_worker=1))
+    """
     c = case if isinstance(case, Case) else load_case(case, overrides=overrides)
     objects: list[Estimator] = []
     if estimators is not None:
@@ -52,6 +58,7 @@ def run(
             force=force,
             extra_estimators=objects,
             progress=progress,
+            client=client,
         )
         return load_results(report.directory)
 

@@ -6,6 +6,7 @@ Results go to stdout, errors to stderr as one line ``estbench: error: ...`` with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -36,6 +37,16 @@ def _seed_arg(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _workers_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return value
 
 
@@ -188,7 +199,7 @@ def _estimator_list(text: str | None) -> tuple[str, ...] | None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .cases import load_case, with_overrides
-    from .runner import check_output, execute, plan_run
+    from .runner import check_output, plan_run
 
     registry = _registry()
     estimators = _estimator_list(args.estimators)
@@ -227,9 +238,38 @@ def _cmd_run(args: argparse.Namespace) -> int:
         check_output(plan.directory)
     for plan in plans:
         print(f"estbench: {plan.describe()}", file=sys.stderr)
+    with _cluster(args) as client:
+        return _execute(args, cases, plans, client)
+
+
+@contextlib.contextmanager
+def _cluster(args: argparse.Namespace) -> Any:
+    """A Dask client for ``--workers`` / ``--scheduler`` / ``$DASK_SCHEDULER_ADDRESS``, else
+    None (the run stays in this process)."""
+    scheduler = args.scheduler or (
+        None if args.workers else os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    )
+    if args.workers is None and scheduler is None:
+        yield None
+        return
+    from .cluster import connect
+
+    with connect(args.workers, scheduler, memory_budget=args.memory_budget) as client:
+        n = len(client.scheduler_info().get("workers", {}))
+        print(
+            f"estbench: running on {n} Dask workers ({client.scheduler.address})", file=sys.stderr
+        )
+        yield client
+
+
+def _execute(args: argparse.Namespace, cases: list[Any], plans: list[Any], client: Any) -> int:
+    from .runner import execute
+
     failed = 0
     for case, plan in zip(cases, plans, strict=True):
-        report = execute(plan, force=args.force, progress=False if args.no_progress else None)
+        report = execute(
+            plan, force=args.force, progress=False if args.no_progress else None, client=client
+        )
         done = f"{report.points_done} computed, {report.points_skipped} already done"
         print(f"{case.name}: {done} -> {report.directory}/results.csv")
         if not args.no_report:
@@ -533,6 +573,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-report", action="store_true", help="results files only, no report.md/report.html"
     )
     p.add_argument("--svg", action="store_true", help=_SVG_HELP)
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers",
+        type=_workers_arg,
+        metavar="N",
+        help="run on a local Dask cluster of N worker processes, one torch thread each "
+        "(needs pip install 'estbench[dask]')",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on the Dask cluster of this scheduler, e.g. tcp://host:8786 (default: "
+        "$DASK_SCHEDULER_ADDRESS; without either, the run stays in this process)",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(

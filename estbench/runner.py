@@ -183,53 +183,64 @@ class CaseRunner:
         return net, X, Y, case.training is not None
 
     def problem(self, point: dict[str, Any]) -> Any:
-        """The point's problem: the network of ``model.checkpoint``, or initialised (and trained
-        to the point's epoch if the case has ``[training]``), with its data."""
+        """The point's problem (``network`` with its data, as the kind's problem)."""
+        return self.kind.problem(*self.network(point))
+
+    def network(self, point: dict[str, Any]) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """The point's network -- from ``model.checkpoint``, or initialised (and trained to the
+        point's epoch if the case has ``[training]``) -- and its data."""
         net, X, Y, trained = self.initial(point)
         if trained:
-            assert self.case.training is not None
-            epoch = int(point.get("checkpoint", max(self.case.training.measure_at)))
-            offset = int(point.get("seed", 0))
-            widths = self.case.widths_at(point)
-            net = self._trained(net, X, Y, widths, offset, epoch)
-        return self.kind.problem(net, X, Y)
+            snapshot = self.snapshot(point)
+            assert snapshot is not None
+            key, tag, epoch, path = snapshot
+            if path.exists():  # trained by an earlier (possibly interrupted) run
+                net = self.kind.load_snapshot(path, net)
+            else:
+                if key not in self._trained_nets:
+                    self._trained_nets[key] = self.train(point, net, X, Y)
+                    self.save_snapshots(tag, self._trained_nets[key], X, Y)
+                net = self._trained_nets[key][epoch]
+        return net, X, Y
 
-    def _trained(
-        self,
-        init: Any,
-        X: torch.Tensor,
-        Y: torch.Tensor,
-        widths: tuple[int, ...],
-        offset: int,
-        epoch: int,
-    ) -> Any:
-        """``init`` trained to ``epoch``; every snapshot of the sweep is stored in
-        ``checkpoints/`` and reused by a later (e.g. interrupted) run."""
-        spec = self.case.training
-        assert spec is not None
-        key = (widths, offset)
+    def snapshot(self, point: dict[str, Any]) -> tuple[tuple[Any, ...], str, int, Path] | None:
+        """For a point that is trained: its training run's key and tag, the epoch it is measured
+        at, and the file of that snapshot in ``checkpoints/`` (which a later run reuses)."""
+        if self.case.model.checkpoint is not None or self.case.training is None:
+            return None
+        epoch = int(point.get("checkpoint", max(self.case.training.measure_at)))
+        offset = int(point.get("seed", 0))
+        widths = self.case.widths_at(point)
         tag = f"w{'-'.join(map(str, widths))}_seed{offset}"
         path = self.directory / "checkpoints" / f"{tag}_epoch{epoch}.npz"
-        if path.exists():  # trained by an earlier (possibly interrupted) run
-            return self.kind.load_snapshot(path, init)
-        if key not in self._trained_nets:
-            epochs = sorted(set(self.case.sweep.get("checkpoint", spec.measure_at)))
-            train_spec = replace(spec, measure_at=tuple(epochs), seed=spec.seed + offset)
-            self.progress(f"training {tag} for {max(epochs)} epochs ({spec.method})")
-            with tqdm(
-                total=max(epochs),
-                desc=f"training {tag}",
-                unit="epoch",
-                file=sys.stderr,
-                disable=self.show_progress,
-                leave=False,
-            ) as bar:
-                self._trained_nets[key] = train(
-                    init, X, Y, train_spec, on_epoch=lambda _: bar.update(1), kind=self.kind
-                )
-            for e, net in self._trained_nets[key].items():
-                self.kind.save(self.directory / "checkpoints" / f"{tag}_epoch{e}.npz", net, X, Y)
-        return self._trained_nets[key][epoch]
+        return (widths, offset), tag, epoch, path
+
+    def train(self, point: dict[str, Any], init: Any, X: torch.Tensor, Y: torch.Tensor) -> Any:
+        """``init`` trained through every epoch the sweep measures: {epoch: network}."""
+        spec = self.case.training
+        snapshot = self.snapshot(point)
+        assert spec is not None and snapshot is not None
+        tag = snapshot[1]
+        epochs = sorted(set(self.case.sweep.get("checkpoint", spec.measure_at)))
+        train_spec = replace(
+            spec, measure_at=tuple(epochs), seed=spec.seed + int(point.get("seed", 0))
+        )
+        self.progress(f"training {tag} for {max(epochs)} epochs ({spec.method})")
+        with tqdm(
+            total=max(epochs),
+            desc=f"training {tag}",
+            unit="epoch",
+            file=sys.stderr,
+            disable=self.show_progress,
+            leave=False,
+        ) as bar:
+            return train(init, X, Y, train_spec, on_epoch=lambda _: bar.update(1), kind=self.kind)
+
+    def save_snapshots(
+        self, tag: str, nets: dict[int, Any], X: torch.Tensor, Y: torch.Tensor
+    ) -> None:
+        for e, net in nets.items():
+            self.kind.save(self.directory / "checkpoints" / f"{tag}_epoch{e}.npz", net, X, Y)
 
 
 def case_checkpoint(case: Case) -> tuple[Any, tuple[torch.Tensor, torch.Tensor] | None]:
@@ -627,6 +638,7 @@ def run_case(
     dtype: str | None = None,
     memory_budget: int | None = None,
     time_budget: float | None = None,
+    client: Any = None,
 ) -> RunReport:
     """Run every point of ``case`` into ``out/<case.name>/`` (``out/<case.name>-quick/`` with
     ``quick``; see the module docstring).
@@ -634,6 +646,7 @@ def run_case(
     ``device`` (cpu | cuda) and ``dtype`` (of the draws: float64 | float32) override the case's
     ``measure.device`` and ``measure.dtype``; ``memory_budget`` (bytes) the default budget.
     ``force`` replaces the results of a run with other settings and recomputes finished points.
+    ``client``: a ``distributed.Client`` whose cluster runs the points (``estbench.cluster``).
     """
     plan = plan_run(
         case,
@@ -646,7 +659,7 @@ def run_case(
         memory_budget=memory_budget,
         time_budget=time_budget,
     )
-    return execute(plan, force=force, progress=progress, log=log)
+    return execute(plan, force=force, progress=progress, log=log, client=client)
 
 
 def execute(
@@ -655,19 +668,23 @@ def execute(
     force: bool = False,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
+    client: Any = None,
 ) -> RunReport:
     """Carry out a plan of ``plan_run`` (``run_case`` is the two together; the CLI plans every
     case of a command first, then executes the plans): under the directory's lock, claim the
-    directory for this run (``force``: see ``run_case``) and run the points not finished."""
+    directory for this run (``force``: see ``run_case``) and run the points not finished, here
+    or, given a Dask ``client``, on its cluster (``estbench.cluster``)."""
     say = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
     check_output(plan.directory)
     with case_lock(plan.directory):
         remove_stale_temporaries(plan.directory)
         _claim_directory(plan.directory, plan.signature, force)
-        return _run(plan, say, progress)
+        return _run(plan, say, progress, client)
 
 
-def _run(plan: RunPlan, say: Callable[[str], None], progress: bool | None) -> RunReport:
+def _run(
+    plan: RunPlan, say: Callable[[str], None], progress: bool | None, client: Any = None
+) -> RunReport:
     """Every point of the plan not finished by an earlier run with the same signature (resume),
     then results.csv and results.json from the point files."""
     case, directory, variants = plan.case, plan.directory, plan.variants
@@ -684,23 +701,39 @@ def _run(plan: RunPlan, say: Callable[[str], None], progress: bool | None) -> Ru
         disable=None if progress is None else not progress,
         file=sys.stderr,
     )
+    pending = []
     for point in plan.points:
-        path = directory / "points" / f"{point_id(point)}.json"
-        done = _finished(path, plan.signature)
+        done = _finished(directory / "points" / f"{point_id(point)}.json", plan.signature)
         if done is not None:
             report.points_skipped += 1
             _collect_flags(report, done)
             bar.update(len(variants))
-            continue
+        else:
+            pending.append(point)
+    if client is not None:
+        from .cluster import run_on_client
+
+        run_on_client(client, plan, pending, report, say, lambda: bar.update(1))
+    for point in pending if client is None else ():
         meta = _run_point(plan, runner, point, report, say, lambda: bar.update(1))
-        atomic_write(path, json.dumps(meta, sort_keys=True, default=_json_default) + "\n")
-        report.points_done += 1
-        _collect_flags(report, meta)
+        write_point(plan, point, meta, report)
     bar.close()
     for flag in report.flags:
         say(f"estbench: WARNING: {flag}")
-    _assemble(plan)
+    workers = None if client is None else len(client.scheduler_info().get("workers", {}))
+    _assemble(plan, workers)
     return report
+
+
+def write_point(
+    plan: RunPlan, point: dict[str, Any], meta: dict[str, Any], report: RunReport
+) -> None:
+    """A finished point's file, written atomically: a later run with the same signature skips
+    the point."""
+    path = plan.directory / "points" / f"{point_id(point)}.json"
+    atomic_write(path, json.dumps(meta, sort_keys=True, default=_json_default) + "\n")
+    report.points_done += 1
+    _collect_flags(report, meta)
 
 
 def _finished(path: Path, signature: dict[str, Any]) -> dict[str, Any] | None:
@@ -715,6 +748,92 @@ def _finished(path: Path, signature: dict[str, Any]) -> dict[str, Any] | None:
     return done if isinstance(done, dict) and done.get("signature") == signature else None
 
 
+@dataclass
+class Prepared:
+    """A point's problem (float64, on the run's device) and its exact reference, shared by the
+    point's estimator cells (``prepare_point``)."""
+
+    problem: Any
+    ref: Reference
+    exact: dict[str, Any]  # results.json's ``exact`` section of the point
+    seconds: float
+
+
+@dataclass
+class Cell:
+    """One estimator variant at one point (``measure_cell``): its rows of results.csv and its
+    entry of the point file (``info["error"]`` when it failed)."""
+
+    label: str
+    rows: list[dict[str, Any]]
+    info: dict[str, Any]
+    seconds: float
+
+
+def prepare_point(kind: str, net: Any, X: torch.Tensor, Y: torch.Tensor, plan: RunPlan) -> Prepared:
+    """The problem of a point's (trained) network and its exact reference, computed once and
+    shared by the point's estimators. The reference is float64 on the run's device (the network
+    was built on the CPU)."""
+    t0 = time.perf_counter()
+    problem = get_kind(kind).problem(net, X, Y).to(dtype=torch.float64, device=plan.device)
+    ref, exact = reference(problem, plan.memory_budget)
+    return Prepared(problem, ref, exact, time.perf_counter() - t0)
+
+
+def measure_cell(plan: RunPlan, point: dict[str, Any], prepared: Prepared, index: int) -> Cell:
+    """Estimator variant ``index`` of the plan at one point. Its draws come from its own stream
+    (root seed, case, point, estimator), so a cell gives the same numbers whenever and wherever
+    it runs; an estimator that fails is recorded (error rows and message), never fatal."""
+    t0 = time.perf_counter()
+    variant = plan.variants[index]
+    rows, info = _measure_variant(plan, point, prepared.problem, prepared.ref, variant)
+    return _cell(plan, point, index, rows, info, time.perf_counter() - t0)
+
+
+def error_cell(
+    plan: RunPlan, point: dict[str, Any], prepared: Prepared, index: int, message: str
+) -> Cell:
+    """A cell that could not be measured (its worker died): error rows with ``message``."""
+    info = {"tau": plan.variants[index].tau, "error": message}
+    return _cell(plan, point, index, _error_rows(prepared.ref.blocks, message), info, 0.0)
+
+
+def _cell(
+    plan: RunPlan,
+    point: dict[str, Any],
+    index: int,
+    rows: list[Row],
+    info: dict[str, Any],
+    seconds: float,
+) -> Cell:
+    variant = plan.variants[index]
+    extra = {"case": plan.case.name, "estimator": variant.label, "tau": variant.tau}
+    return Cell(variant.label, [{**r.as_dict(), **extra, **point} for r in rows], info, seconds)
+
+
+def point_meta(
+    plan: RunPlan, point: dict[str, Any], prepared: Prepared, cells: list[Cell], seconds: float
+) -> dict[str, Any]:
+    """The point file's content: the point, the run's signature, the exact section, every
+    estimator's entry and rows, in the plan's order of estimators."""
+    return {
+        "point": point,
+        "signature": plan.signature,
+        "estimators": {c.label: c.info for c in cells},
+        "exact": prepared.exact,
+        "seconds": seconds,
+        "rows": [r for c in cells for r in c.rows],
+    }
+
+
+def note_cell(report: RunReport, say: Callable[[str], None], pid: str, cell: Cell) -> None:
+    """Say and record an estimator's failure."""
+    if "error" in cell.info:
+        message = f"{report.case} {pid} {cell.label}: {cell.info['error']}"
+        report.errors.append(message)
+        say(f"estbench: error: {message}")
+
+
 def _run_point(
     plan: RunPlan,
     runner: CaseRunner,
@@ -726,43 +845,18 @@ def _run_point(
     """One point: its problem and exact reference (computed once, shared by the estimators),
     then every estimator variant; returns the point file's content (rows included)."""
     t0 = time.perf_counter()
-    meta: dict[str, Any] = {"point": point, "signature": plan.signature, "estimators": {}}
-    # The reference is float64 on the run's device (the network was built on the CPU).
-    problem = runner.problem(point).to(dtype=torch.float64, device=plan.device)
-    ref, meta["exact"] = reference(problem, plan.memory_budget)
-    rows: list[dict[str, Any]] = []
-    for variant in plan.variants:
-        new_rows, meta["estimators"][variant.label] = _measure_variant(
-            plan, point, problem, ref, variant, report, say
-        )
-        rows += [
-            {
-                **r.as_dict(),
-                "case": plan.case.name,
-                "estimator": variant.label,
-                "tau": variant.tau,
-                **point,
-            }
-            for r in new_rows
-        ]
+    prepared = prepare_point(runner.kind.name, *runner.network(point), plan)
+    cells = []
+    for index in range(len(plan.variants)):
+        cells.append(measure_cell(plan, point, prepared, index))
+        note_cell(report, say, point_id(point), cells[-1])
         tick()
-    meta["seconds"] = time.perf_counter() - t0
-    meta["rows"] = rows
-    return meta
+    return point_meta(plan, point, prepared, cells, time.perf_counter() - t0)
 
 
 def _measure_variant(
-    plan: RunPlan,
-    point: dict[str, Any],
-    problem: Any,
-    ref: Reference,
-    variant: Variant,
-    report: RunReport,
-    say: Callable[[str], None],
+    plan: RunPlan, point: dict[str, Any], problem: Any, ref: Reference, variant: Variant
 ) -> tuple[list[Row], dict[str, Any]]:
-    """One estimator variant at one point: its rows and its entry of the point file. Its draws
-    come from its own stream (root seed, case, point, estimator); an estimator that fails is
-    recorded (error rows and message), never fatal."""
     case, pid = plan.case, point_id(point)
     seed = plan.signature["seed"]
     gen = make_generator(plan.device, stream_seed(seed, case.name, pid, variant.label))
@@ -780,11 +874,8 @@ def _measure_variant(
             blocks=ref.blocks,
         )
     except Exception as e:  # an estimator's failure is recorded, not fatal
-        message = f"{type(e).__name__}: {e}"
-        info["error"] = message
-        report.errors.append(f"{case.name} {pid} {variant.label}: {message}")
-        say(f"estbench: error: {case.name} {pid} {variant.label}: {message}")
-        return _error_rows(ref.blocks, message), info
+        info["error"] = f"{type(e).__name__}: {e}"
+        return _error_rows(ref.blocks, info["error"]), info
     info.update(
         seconds_per_draw=m.seconds_per_draw,
         exact=m.exact,
@@ -815,8 +906,9 @@ def _collect_flags(report: RunReport, meta: dict[str, Any]) -> None:
                 )
 
 
-def _assemble(plan: RunPlan) -> None:
-    """results.csv and results.json from the point files, committed as one unit."""
+def _assemble(plan: RunPlan, workers: int | None = None) -> None:
+    """results.csv and results.json from the point files, committed as one unit; ``workers``:
+    the number of Dask workers that ran the points (None: this process)."""
     case, directory, signature = plan.case, plan.directory, plan.signature
     rows: list[dict[str, Any]] = []
     per_point = []
@@ -845,6 +937,7 @@ def _assemble(plan: RunPlan) -> None:
                 "dtype": signature["dtype"],
                 "exact_dtype": "float64",
                 "estimators": signature["estimators"],
+                **({} if workers is None else {"dask_workers": workers}),
             },
             "signature": signature,
             "environment": environment(),

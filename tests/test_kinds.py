@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 HARNESS = [
     "cases.py",
     "runner.py",
+    "cluster.py",
+    "catalogue.py",
     "measure.py",
     "metrics.py",
     "results.py",
