@@ -3,6 +3,7 @@ worker that dies, refusing workers that differ from the client."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -198,3 +199,29 @@ def test_cli_workers_and_scheduler_errors(monkeypatch, capsys, tmp_path):
     code = main(["run", "default", "--quick", "--out", str(tmp_path), "--workers", "2"])
     err = capsys.readouterr().err
     assert code != 0 and "pip install 'estbench[dask]'" in err and "Traceback" not in err
+
+
+def test_cli_run_with_workers_matches_the_serial_run(tmp_path, capsys):
+    path = tmp_path / "small.toml"
+    path.write_text(CASE.replace("depth = [1, 2]", "depth = [2]"))
+    expected = serial_results(tmp_path, parse_case(path.read_text(), name="small", path=path))
+    assert (
+        main(
+            [
+                "run",
+                str(path),
+                "--out",
+                str(tmp_path / "cli"),
+                "--workers",
+                "2",
+                "--no-report",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "running on 2 Dask workers" in err and "Traceback" not in err
+    assert (tmp_path / "cli" / "small" / "results.csv").read_bytes() == expected
+    meta = json.loads((tmp_path / "cli" / "small" / "results.json").read_text())
+    assert meta["run"]["dask_workers"] == 2
