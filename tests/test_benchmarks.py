@@ -46,6 +46,7 @@ def test_the_suite_covers_the_issue():
         "accuracy.ExactAccuracy",
         "weights.WeightExactGradient",
         "weights.WeightEstimatorDraws",
+        "sbvae.SBVAEExactGradient",
     } <= names
     grid = dict(CLASSES)["exact.ExactGradient"].params
     assert min(grid[0]) == 2 and max(grid[0]) == 12 and min(grid[1]) == 1 and max(grid[1]) == 8
