@@ -48,6 +48,7 @@ def test_builtin_kinds_register_through_entry_points():
     eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=GROUP)}
     assert eps["sbn"] == "estbench.kinds.sbn.kind:SbnKind"
     assert eps["weights"] == "estbench.kinds.weights.kind:WeightsKind"
+    assert eps["sbvae"] == "estbench.kinds.sbvae.kind:SbvaeKind"
     found = kinds()
     assert found.sources["sbn"] == found.sources["weights"] == "estbench"
     assert {"sbn", "weights"} <= set(found.kinds)
@@ -170,7 +171,7 @@ def test_version_1_cases_still_read():
 @pytest.mark.parametrize(
     ("model", "message"),
     [
-        ('kind = "vae"', "c.toml: model.kind: expected one of 'sbn', 'weights'"),
+        ('kind = "vae"', "c.toml: model.kind: expected one of 'sbn', 'sbvae', 'weights'"),
         (
             'kind = "sbn"\nfirst_layer = "real"',
             "c.toml: model.first_layer: a key of problem kind 'weights'",
