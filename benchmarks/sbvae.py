@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from estbench.kinds.sbvae import exact_elbo, exact_log_likelihood, random_sbvae
-from estbench.kinds.sbvae.data import digits
+from estbench.kinds.sbvae import digits, exact_elbo, exact_log_likelihood, random_sbvae
 
 from .common import smoke
 
