@@ -5,7 +5,8 @@ key and the first bad index.
 A kind's own layout lives with the kind: the seed authors' SBN layout (``W0, b0, ..., WL, bL``,
 no marker) in ``estbench.kinds.sbn.checkpoint``, the Bernoulli-weight layout (marker
 ``estbench_model = "weight-sbn"``) in ``estbench.kinds.weights.checkpoint``. ``checkpoint_kind``
-reads a file's marker, so no kind's file is misread as another's; ``load_data`` reads X and Y
+reads a file's marker (or, without one, asks the kinds whether they recognise its keys), so no
+kind's file is misread as another's; ``load_data`` reads X and Y
 from any of them (or from a data-only file).
 """
 
@@ -89,9 +90,20 @@ def string_value(path: Path, arrays: dict[str, np.ndarray], key: str) -> str:
 
 def checkpoint_kind_of(path: Path, arrays: dict[str, np.ndarray]) -> str:
     """The name of the problem kind whose checkpoint this is, from the marker ``estbench_model``
-    (``ProblemKind.checkpoint_marker``; no marker: the seed authors' SBN layout)."""
+    (``ProblemKind.checkpoint_marker``); without one, the kind that recognises the file's keys
+    (``ProblemKind.recognises_checkpoint``), else the seed authors' SBN layout."""
     from .problem import kinds
 
+    if MODEL_KEY not in arrays:
+        found = kinds().by_keys(frozenset(arrays))
+        if len(found) > 1:
+            names = ", ".join(repr(k.name) for k in found)
+            raise CheckpointError(
+                f"{path}: no key {MODEL_KEY}, and the keys fit problem kinds {names}; expected "
+                f"the key {MODEL_KEY} naming one of them"
+            )
+        if found:
+            return found[0].name
     marker = string_value(path, arrays, MODEL_KEY) if MODEL_KEY in arrays else None
     kind = kinds().by_marker(marker)
     if kind is None:
@@ -101,6 +113,13 @@ def checkpoint_kind_of(path: Path, arrays: dict[str, np.ndarray]) -> str:
             f"{', '.join(repr(m) for m in known)} (or no such key for an SBN with real weights)"
         )
     return kind.name
+
+
+def kind_evidence(path: Path, arrays: dict[str, np.ndarray]) -> str:
+    """How a file shows its kind, for messages: its marker, or its keys."""
+    if MODEL_KEY in arrays:
+        return f"key {MODEL_KEY} = {string_value(path, arrays, MODEL_KEY)!r}"
+    return f"recognised by its keys {', '.join(sorted(arrays))}"
 
 
 def checkpoint_kind(path: str | Path) -> str:

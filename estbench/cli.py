@@ -27,7 +27,7 @@ from .options import NOISE_NAMES as NOISES
 from .options import parse_bytes, split_specs
 
 if TYPE_CHECKING:
-    from torch import Tensor
+    from .problem import ExactOutput
 
 
 def _seed_arg(text: str) -> int:
@@ -89,26 +89,25 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-Block = tuple[str, "Tensor"]  # (label, gradient block) of one layer, e.g. ("dW", ...)
-
-
 def _print_exact(
     header: str,
     loss: float,
-    names: Sequence[str],
-    vectors: Sequence[Tensor],
-    blocks: Sequence[Sequence[Block]],
+    output: ExactOutput,
     as_json: bool,
     extra_json: dict[str, object] | None = None,
 ) -> int:
-    """Human or JSON output of ``estbench exact``: per layer its flat gradient (``vectors``,
-    the JSON "grad" and the printed norm) and the labelled blocks printed as arrays."""
+    """Human or JSON output of ``estbench exact``: the kind's further exact values, and per
+    printed gradient its flat vector (the JSON "grad" and the printed norm) and its labelled
+    arrays."""
     if as_json:
-        grad = {n: v.tolist() for n, v in zip(names, vectors, strict=True)}
+        grad = {name: v.tolist() for name, v, _ in output.vectors}
         # allow_nan=False: a NaN would be written as the bare token NaN, which is not JSON; the
         # loaders refuse non-finite data, so this only fires on a numerical failure, as an error.
         try:
-            text = json.dumps({"loss": loss, "grad": grad, **(extra_json or {})}, allow_nan=False)
+            text = json.dumps(
+                {"loss": loss, **output.values, "grad": grad, **(extra_json or {})},
+                allow_nan=False,
+            )
         except ValueError:
             raise EstbenchError(
                 "the exact objective or gradient is not finite (NaN or inf); expected finite "
@@ -121,8 +120,10 @@ def _print_exact(
 
     print(header)
     print(f"exact objective  {loss:.17g}")
+    for name, value in output.values.items():
+        print(f"{name}  {value:.17g}")
     with np.printoptions(precision=10, linewidth=100, floatmode="maxprec_equal"):
-        for name, v, layer in zip(names, vectors, blocks, strict=True):
+        for name, v, layer in output.vectors:
             shapes = "  ".join(f"{label} {list(t.shape)}" for label, t in layer)
             print(f"\n{name}  {shapes}  |g| = {float(v.norm()):.6e}")
             for label, t in layer:
@@ -133,9 +134,10 @@ def _print_exact(
 
 def _cmd_exact(args: argparse.Namespace) -> int:
     """The exact objective and gradient of a checkpoint, read by the problem kind its file names
-    (``estbench_model``); gradients in every parametrisation of the kind (JSON ``grad`` is the
-    default one, ``grad_<name>`` the others)."""
-    from .checkpoint import checkpoint_kind, fit_data, load_data
+    (``estbench_model``, or its keys); gradients in every parametrisation of the kind (JSON
+    ``grad`` is the default one, ``grad_<name>`` the others), and what else the kind prints
+    (``ProblemKind.exact_output``)."""
+    from .checkpoint import checkpoint_kind, load_data
     from .device import resolve_device
     from .problem import get_kind
 
@@ -148,13 +150,14 @@ def _cmd_exact(args: argparse.Namespace) -> int:
         X, Y = data
     else:
         raise EstbenchError(f"{args.checkpoint}: stores no data (keys X and Y); pass --data FILE")
-    fit_data(args.data or args.checkpoint, net, X, Y)  # errors name the file and key X or Y
+    kind.check_data(args.data or args.checkpoint, net, X, Y)  # errors name the file and key
     try:
         problem = kind.problem(net, X, Y).to(device=resolve_device(args.device))
         ref = kind.reference(problem, memory_budget=args.memory_budget)
+        output = kind.exact_output(problem, ref)
     except ModelError as e:  # data or head that does not fit the network
         raise EstbenchError(f"{args.data or args.checkpoint}: {e}") from None
-    names = [f"layer{k}" for k in range(len(net.layer_sizes))]
+    names = [name for name, _, _ in output.vectors]
     others: dict[str, object] = {
         f"grad_{wrt}": {n: v.tolist() for n, v in zip(names, problem.split(g), strict=True)}
         for wrt, g in ref.gradients.items()
@@ -163,9 +166,7 @@ def _cmd_exact(args: argparse.Namespace) -> int:
     return _print_exact(
         f"{kind.describe(net)}; {X.shape[0]} data points",
         ref.loss,
-        names,
-        problem.split(ref.gradient()),
-        kind.gradient_arrays(problem, ref),
+        output,
         args.json,
         others,
     )

@@ -11,12 +11,18 @@ The contract a kind implements (``ProblemKind``)
 
 * **Identity.** ``name`` is what case files (``[model] kind = "..."``), checkpoint files (the
   ``estbench_model`` marker, ``checkpoint_marker``) and estimators (``Estimator.problem``) use;
-  ``description`` names it in messages ("an SBN with real weights").
+  ``description`` names it in messages ("an SBN with real weights"). A file without the marker
+  is the kind's whose ``recognises_checkpoint(keys)`` accepts its keys (a published format that
+  has no marker), else an SBN's (the seed networks' layout).
 * **Case files.** ``parse_model(table, common)`` reads the ``[model]`` table of a case (a
   ``Table``: typed look-ups, unknown keys are errors naming the file and key) into the kind's own
   frozen ``ModelSpec`` subclass; ``check_case(case)`` checks what needs several tables at once.
-* **Problems.** ``initial(spec, widths, X, labels, stored, offset)`` builds the untrained
-  network of a case point and its targets (``targets`` makes them for a given network);
+* **Problems.** ``case_data(spec, offset)`` is the data of a case point when the kind's
+  ``[model]`` names them (None: the case's ``[data]``, as for classifiers);
+  ``initial(spec, widths, X, labels, stored, offset)`` builds the untrained
+  network of a case point and its targets (``targets`` makes them for a given network; a kind
+  without targets returns a [N, 0] tensor); ``check_data(source, net, X, Y)`` checks data read
+  from a file against a network, naming the file and key;
   ``load(spec, path, where)`` reads a checkpoint named in a case (the network and its data, if
   stored) and ``read(path, options)`` one given on its own (``estbench exact``);
   ``save(path, net, X, Y)`` and ``load_snapshot(path, like)`` store and re-read training
@@ -33,7 +39,9 @@ The contract a kind implements (``ProblemKind``)
   gradient in every parametrisation an estimator may target (``parametrisations``; the first is
   the default, and an estimator with a ``wrt`` attribute names another), the blocks that results
   and reports show (``Block``: name, slice of the flat gradient, label), and the kind's entries
-  of results.json's ``exact`` section; ``gradient_arrays`` shapes it for printing.
+  of results.json's ``exact`` section; ``gradient_arrays`` shapes it for printing, and
+  ``exact_output`` is what ``estbench exact`` prints (by default one vector per pair,
+  ``layer0``..``layerL``, and no further values).
   ``exact_gradient(problem)`` is the default
   parametrisation's gradient alone (training with ``method = "exact"``).
 * **Sizing.** ``size_floor(spec, width, depth, n_points, input_dim, classes)`` bounds a point's
@@ -163,6 +171,12 @@ class ProblemKind(ABC, Generic[P, N]):
     # The value of the ``estbench_model`` key in its checkpoint files; None: files without it.
     checkpoint_marker: ClassVar[str | None] = None
 
+    def recognises_checkpoint(self, keys: frozenset[str]) -> bool:
+        """Whether a checkpoint file *without* the ``estbench_model`` marker, with these keys,
+        is this kind's: for a kind whose published file format has no marker (files that estbench
+        writes carry the marker anyway). The default: no."""
+        return False
+
     # ---- case files --------------------------------------------------------------------------
 
     @abstractmethod
@@ -175,6 +189,19 @@ class ProblemKind(ABC, Generic[P, N]):
         """Checks that need several tables at once; ``CaseError`` naming the file and key."""
 
     # ---- problems ----------------------------------------------------------------------------
+
+    def case_data(self, spec: ModelSpec, offset: int) -> tuple[Tensor, Tensor] | None:
+        """The data (X, labels) of a case point when the kind's ``[model]`` names them (seeds
+        offset by the point's ``offset``), or None: the case's ``[data]`` (the default)."""
+        return None
+
+    def check_data(self, source: str | Path, net: N, X: Tensor, Y: Tensor) -> None:
+        """Data read from ``source`` (a checkpoint or data file) must fit ``net``; an error
+        names the file and the key. The default: inputs of the network's width and targets its
+        head accepts (``estbench.checkpoint.fit_data``)."""
+        from .checkpoint import fit_data
+
+        fit_data(source, net, X, Y)
 
     @abstractmethod
     def initial(
@@ -262,6 +289,15 @@ class ProblemKind(ABC, Generic[P, N]):
         """Per pair, the exact gradient as labelled arrays in the network's shapes (``estbench
         exact`` prints them), e.g. [("dW", [n_out, n_in]), ("db", [n_out])]."""
 
+    def exact_output(self, problem: P, reference: Reference) -> ExactOutput:
+        """What ``estbench exact`` prints: named flat gradient vectors with their labelled
+        arrays, and further exact values. The default: one vector per pair (``layer{k}``, the
+        arrays of ``gradient_arrays``), no further values."""
+        vectors = problem.split(reference.gradient())  # type: ignore[attr-defined]
+        arrays = self.gradient_arrays(problem, reference)
+        named = [(f"layer{k}", v, a) for k, (v, a) in enumerate(zip(vectors, arrays, strict=True))]
+        return ExactOutput(named, {})
+
     @abstractmethod
     def exact_gradient(self, problem: P) -> Tensor:
         """The exact gradient in the default parametrisation, flat [P]."""
@@ -304,6 +340,17 @@ class ProblemKind(ABC, Generic[P, N]):
     @abstractmethod
     def reference_network(self) -> N:
         """The network on which ``estbench list`` states costs (the seed study's shape)."""
+
+
+@dataclass(frozen=True)
+class ExactOutput:
+    """``estbench exact``'s output of a problem (``ProblemKind.exact_output``): ``vectors``, per
+    printed gradient its name (the JSON ``grad`` key), its flat vector and its labelled arrays
+    in the parameters' shapes; ``values``, further exact numbers by name (JSON top-level keys
+    beside ``loss``, e.g. ``log_likelihood``)."""
+
+    vectors: list[tuple[str, Tensor, list[tuple[str, Tensor]]]]
+    values: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -424,6 +471,11 @@ class KindRegistry:
             if kind.checkpoint_marker == marker:
                 return kind
         return None
+
+    def by_keys(self, keys: frozenset[str]) -> list[ProblemKind[Any, Any]]:
+        """The kinds that recognise a file without a marker by its keys
+        (``ProblemKind.recognises_checkpoint``)."""
+        return [k for k in self.kinds.values() if k.recognises_checkpoint(keys)]
 
 
 def _load(ep: importlib.metadata.EntryPoint) -> ProblemKind[Any, Any]:

@@ -42,7 +42,6 @@ import torch
 from tqdm import tqdm
 
 from .cases import Case, check_problem_kind
-from .checkpoint import fit_data
 from .data import make_dataset
 from .device import device_name, dtype_name, resolve_device, resolve_dtype
 from .device import generator as make_generator
@@ -170,17 +169,23 @@ class CaseRunner:
             if data is not None:
                 X, Y = data
             else:
-                X, labels = _labels_data(case, offset)
+                X, labels = self._data(offset)
                 Y = kind.targets(m, net, labels, stored=stored)
             # errors name the file and the key X or Y
             source = m.checkpoint if data is not None else case.data.path
-            fit_data(source or f"{_where(case)}: data", net, X, Y)
+            kind.check_data(source or f"{_where(case)}: data", net, X, Y)
             return net, X, Y, False
-        X, labels = _labels_data(case, offset)
+        X, labels = self._data(offset)
         net, Y = kind.initial(m, case.widths_at(point), X, labels, stored=stored, offset=offset)
         if stored:  # the stored targets must fit the head; errors name the file and the key
-            fit_data(case.data.path or _where(case), net, X, Y)
+            kind.check_data(case.data.path or _where(case), net, X, Y)
         return net, X, Y, case.training is not None
+
+    def _data(self, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The point's data and labels: the kind's own (``ProblemKind.case_data``), else the
+        case's ``[data]``."""
+        own = self.kind.case_data(self.case.model, offset)
+        return own if own is not None else _labels_data(self.case, offset)
 
     def problem(self, point: dict[str, Any]) -> Any:
         """The point's problem (``network`` with its data, as the kind's problem)."""

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 estbench=${ESTBENCH:-estbench}
 
 "$estbench" run default psa-5-5-5 depth-sweep width-sweep temperature bernoulli-toy \
-    weights-sign weights-stochastic weights-training weights-hardsigmoid --out reports --svg "$@"
+    weights-sign weights-stochastic weights-training weights-hardsigmoid vae-linear --out reports --svg "$@"
 for chk in 1 100; do
     "$estbench" run psa-5-5-5 --checkpoint "seed:chk-$chk" --out reports --svg "$@"
 done

@@ -46,6 +46,7 @@ def test_the_suite_covers_the_issue():
         "accuracy.ExactAccuracy",
         "weights.WeightExactGradient",
         "weights.WeightEstimatorDraws",
+        "sbvae.SBVAEExactGradient",
     } <= names
     grid = dict(CLASSES)["exact.ExactGradient"].params
     assert min(grid[0]) == 2 and max(grid[0]) == 12 and min(grid[1]) == 1 and max(grid[1]) == 8
@@ -55,8 +56,8 @@ def test_the_suite_covers_the_issue():
 
 def test_benchmarks_use_only_the_public_api():
     """Imports from estbench name only its public modules: the package, estbench.api (the
-    notebook API), estbench.cli (the command line) and estbench.kinds.weights (Bernoulli
-    weights)."""
+    notebook API), estbench.cli (the command line), estbench.kinds.weights (Bernoulli
+    weights) and estbench.kinds.sbvae (Bernoulli-latent VAEs)."""
     for path in (ROOT / "benchmarks").glob("*.py"):
         for line in path.read_text().splitlines():
             m = re.match(r"\s*(?:from|import)\s+(estbench[\w.]*)", line)
@@ -66,6 +67,7 @@ def test_benchmarks_use_only_the_public_api():
                     "estbench.api",
                     "estbench.cli",
                     "estbench.kinds.weights",
+                    "estbench.kinds.sbvae",
                 ), (path, line)
 
 

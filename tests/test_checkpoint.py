@@ -268,12 +268,19 @@ def test_exact_json_never_writes_nan(capsys):
     """JSON has no NaN: a non-finite result is an error, never the bare token NaN."""
     from estbench.cli import _print_exact
     from estbench.errors import EstbenchError
+    from estbench.problem import ExactOutput
+
+    def out(v, values=None):
+        return ExactOutput([("layer0", v, [])], values or {})
 
     with pytest.raises(EstbenchError, match="not finite"):
-        _print_exact("h", float("nan"), ["layer0"], [torch.zeros(2)], [[]], True)
+        _print_exact("h", float("nan"), out(torch.zeros(2)), True)
     assert capsys.readouterr().out == ""
     with pytest.raises(EstbenchError, match="not finite"):
-        _print_exact("h", 0.5, ["layer0"], [torch.tensor([1.0, float("inf")])], [[]], True)
+        _print_exact("h", 0.5, out(torch.tensor([1.0, float("inf")])), True)
     assert capsys.readouterr().out == ""
-    _print_exact("h", 0.5, ["layer0"], [torch.ones(2)], [[]], True)
+    with pytest.raises(EstbenchError, match="not finite"):
+        _print_exact("h", 0.5, out(torch.ones(2), {"log_likelihood": float("-inf")}), True)
+    assert capsys.readouterr().out == ""
+    _print_exact("h", 0.5, out(torch.ones(2)), True)
     assert json.loads(capsys.readouterr().out) == {"loss": 0.5, "grad": {"layer0": [1.0, 1.0]}}

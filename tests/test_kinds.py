@@ -50,6 +50,7 @@ def test_builtin_kinds_register_through_entry_points():
     eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=GROUP)}
     assert eps["sbn"] == "estbench.kinds.sbn.kind:SbnKind"
     assert eps["weights"] == "estbench.kinds.weights.kind:WeightsKind"
+    assert eps["sbvae"] == "estbench.kinds.sbvae.kind:SbvaeKind"
     found = kinds()
     assert found.sources["sbn"] == found.sources["weights"] == "estbench"
     assert {"sbn", "weights"} <= set(found.kinds)
@@ -172,7 +173,7 @@ def test_version_1_cases_still_read():
 @pytest.mark.parametrize(
     ("model", "message"),
     [
-        ('kind = "vae"', "c.toml: model.kind: expected one of 'sbn', 'weights'"),
+        ('kind = "vae"', "c.toml: model.kind: expected one of 'sbn', 'sbvae', 'weights'"),
         (
             'kind = "sbn"\nfirst_layer = "real"',
             "c.toml: model.first_layer: a key of problem kind 'weights'",
@@ -285,3 +286,17 @@ def test_problem_dataclasses_share_one_pattern():
         f32 = pr.to(dtype=torch.float32)
         assert type(f32) is type(pr) and f32.X.dtype == torch.float32 and pr.to() is pr
         assert sum(v.numel() for v in pr.split(torch.zeros(pr.n_params))) == pr.n_params
+
+
+def test_a_kind_may_recognise_its_checkpoints_by_their_keys(monkeypatch):
+    """``ProblemKind.recognises_checkpoint``: a file without the marker goes to the kind that
+    recognises its keys; two such kinds are an error naming both; none: the SBN layout."""
+    from estbench.checkpoint import checkpoint_kind
+
+    sbn, weights = get_kind("sbn"), get_kind("weights")
+    assert checkpoint_kind("seed:chk-1") == "sbn"  # nobody else recognises W0, b0, ...
+    monkeypatch.setattr(type(weights), "recognises_checkpoint", lambda self, keys: "W0" in keys)
+    assert checkpoint_kind("seed:chk-1") == "weights"
+    monkeypatch.setattr(type(sbn), "recognises_checkpoint", lambda self, keys: "W0" in keys)
+    with pytest.raises(Exception, match=r"the keys fit problem kinds 'sbn', 'weights'"):
+        checkpoint_kind("seed:chk-1")

@@ -113,12 +113,14 @@ def test_the_wheel_carries_the_seed_nets_and_every_case_file(tmp_path):
     expected = {
         "estbench/case_files/" + Path(f).relative_to("cases").as_posix()
         for f in _git_files("cases")
-    } | {f for f in _git_files("estbench/seed_nets")}
+    } | {f for f in _git_files("estbench/seed_nets") + _git_files("estbench/kinds/sbvae")}
     assert expected <= names, sorted(expected - names)
     assert {
         "estbench/seed_nets/psa_5-5-5_chk-1.npz",
         "estbench/seed_nets/psa_5-5-5_chk-100.npz",
         "estbench/seed_nets/README.md",
+        "estbench/kinds/sbvae/digits.npz",
+        "estbench/kinds/sbvae/README.md",
         "estbench/case_files/bernoulli-toy.npz",
         "estbench/case_files/psa-5-5-5.toml",
         "estbench/shipped.py",

@@ -201,7 +201,7 @@ class SkipsBaseInit(Reinforce):
         (lambda: _bad_class(family="magic"), "family 'magic' must be one of score-function"),
         (
             lambda: _bad_class(problem="graphs"),
-            "problem 'graphs' must be one of bernoulli-toy, sbn, weights",
+            "problem 'graphs' must be one of bernoulli-toy, sbn, sbvae, weights",
         ),
         (lambda: _bad_class(unbiased=True), "unbiased True must be a string"),
         (lambda: NoReference, "reference None must be a string"),
@@ -364,6 +364,6 @@ def test_weight_estimators_are_builtins_with_their_problem_kind():
         problem = "graphs"
 
     with pytest.raises(
-        EstimatorError, match="problem 'graphs' must be one of bernoulli-toy, sbn, weights"
+        EstimatorError, match="problem 'graphs' must be one of bernoulli-toy, sbn, sbvae, weights"
     ):
         Registry().register(Odd)

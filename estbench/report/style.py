@@ -54,6 +54,10 @@ SLOTS = (
     "weight-concrete",
     "weight-st-gs",
     "weight-gumbel-rao",
+    "vae-reinforce",
+    "vae-rloo",
+    "vae-arm",
+    "vae-disarm",
 )
 # seaborn's colour-blind-safe palette ("colorblind", 10 colours), written out: seaborn imported
 # pyplot and scipy, a second of the report's start-up.

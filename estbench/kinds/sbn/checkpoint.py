@@ -19,14 +19,13 @@ import torch
 from torch import Tensor
 
 from ...checkpoint import (
-    MODEL_KEY,
     check_data,
     check_pair,
     checkpoint_kind_of,
     data_arrays,
+    kind_evidence,
     read_npz,
     stored_data,
-    string_value,
     write_npz,
 )
 from ...errors import CheckpointError, ModelError
@@ -78,8 +77,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     kind = checkpoint_kind_of(path, arrays)
     if kind != "sbn":
         raise CheckpointError(
-            f"{path}: a checkpoint of problem kind {kind!r} (key {MODEL_KEY} = "
-            f"{string_value(path, arrays, MODEL_KEY)!r}), not an SBN with real weights; in a "
+            f"{path}: a checkpoint of problem kind {kind!r} ({kind_evidence(path, arrays)}), "
+            "not an SBN with real weights; in a "
             f'case: model.kind = "{kind}"'
         )
 

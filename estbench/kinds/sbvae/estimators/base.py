@@ -1,0 +1,104 @@
+"""What every estimator of the ``sbvae`` kind shares: sampling z ~ q(z | x) from uniforms, the
+learning signal f = log p(x, z) - log q(z | x), and per-draw gradients of surrogates.
+
+One draw estimates the gradient of J = -(1/N) sum_n E_q[f(x_n, z)] wrt every encoder (phi) and
+decoder (theta) parameter, each data point with its own noise. By the product rule,
+
+    grad J = -(1/N) sum_n E_q[ f grad_phi log q(z | x_n)          (the score term)
+                              + grad_theta log p(x_n, z)            (decoder: pathwise)
+                              - grad_phi log q(z | x_n) ],          (encoder: pathwise)
+
+and the last term has expectation 0 (E_q[grad log q] = grad sum_z q = 0). Every estimator here
+takes the decoder term at its sampled z, and states in its docstring how it treats the encoder's
+pathwise term; the ``path`` hyperparameter chooses: "drop" (the default, as NVIL, Mnih & Gregor
+2014, and the ARM/DisARM experiments, which differentiate E_q[f] with f's parameters held) or
+"keep" (the term at the sampled z; also unbiased, with its own variance).
+
+A draw's gradient is the gradient of a scalar surrogate of that draw's samples, computed for all
+draws at once by ``torch.func.vmap`` over ``torch.func.grad`` (no Python loop over draws).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ....estimators.base import Estimator, Hyper
+from ..model import SBVAE, VAEProblem
+
+PATH = Hyper(
+    "drop",
+    str,
+    choices=("drop", "keep"),
+    help="the encoder's pathwise -grad log q(z|x) term: dropped (expectation 0) or kept",
+)
+
+
+def uniforms(shape: tuple[int, ...], generator: torch.Generator, like: Tensor) -> Tensor:
+    """U(0, 1) draws from ``generator`` (on its own device), in ``like``'s dtype and device."""
+    u = torch.rand(shape, generator=generator, dtype=like.dtype, device=generator.device)
+    return u.to(like.device)
+
+
+def layer_uniforms(problem: VAEProblem, lead: tuple[int, ...], g: torch.Generator) -> list[Tensor]:
+    """One uniform per latent unit, data point and draw: [*lead, N, n_k] for k = 1..L."""
+    N = problem.n_points
+    return [uniforms((*lead, N, n), g, problem.X) for n in problem.model.latent]
+
+
+def sample(model: SBVAE, below: Tensor, u: list[Tensor], start: int = 1) -> list[Tensor]:
+    """z_start .. z_L, layer k on iff u_k < sigmoid(e_k(z_{k-1})), from z_{start-1} = ``below``
+    (``u``: the uniforms of every layer, u[k - 1] for layer k)."""
+    out = []
+    for k in range(start, model.n_latent + 1):
+        p = torch.sigmoid(model.encoder_logits(k, below))
+        below = (u[k - 1] < p).to(p.dtype)
+        out.append(below)
+    return out
+
+
+def signal(model: SBVAE, x: Tensor, z: list[Tensor]) -> Tensor:
+    """f = log p(x, z) - log q(z | x), per draw and point."""
+    return model.log_joint(x, z) - model.log_posterior(x, z)
+
+
+def per_draw(problem: VAEProblem, surrogate: Callable[..., Tensor], *batched: Any) -> Tensor:
+    """[S, P]: for every draw s, the gradient wrt all parameters of ``surrogate(model,
+    *batched[s])`` (a scalar), flattened in the model's order (``SBVAE.flat``)."""
+    from torch.func import grad, vmap
+
+    m = problem.model
+
+    def one(params: dict[str, Tensor], *args: Any) -> Tensor:
+        return surrogate(m.replace(params), *args)
+
+    in_dims = (None, *[0] * len(batched))
+    g = vmap(grad(one), in_dims=in_dims)(dict(m.params), *batched)
+    S = next(iter(g.values())).shape[0]
+    return torch.cat([g[k].reshape(S, -1) for k in m.keys], 1)
+
+
+class VAEEstimator(Estimator[VAEProblem, SBVAE]):
+    """Base class of the ``sbvae`` kind's estimators (module docstring): ``path`` chooses the
+    treatment of the encoder's pathwise term."""
+
+    problem = "sbvae"
+    family = "score-function"
+    unbiased = "yes"
+    hyperparameters = {"path": PATH}
+
+    @property
+    def keep(self) -> float:
+        """1 when the encoder's pathwise term is kept, else 0: the score-term weight of a
+        learning signal f - c becomes f - c - keep (grad_phi f = -grad_phi log q)."""
+        return 1.0 if self.params["path"] == "keep" else 0.0
+
+    def bytes_per_draw(self, problem: VAEProblem) -> int:
+        """The samples, signals and per-draw gradients of a draw (with vmap's copies)."""
+        m = problem.model
+        units = sum(m.latent) + m.data_dim + sum(m.hidden) * 2 * m.n_latent
+        evals = int(self.evals_per_draw(m))
+        return 8 * (4 * problem.n_points * units * evals + 4 * problem.n_params)
