@@ -345,7 +345,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for row in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     print(
-        f"\n{len(rows)} estimators; evals = loss evaluations per draw on a 5-5-5 network. "
+        f"\n{len(rows)} estimators; evals = loss evaluations per draw on the kind's reference "
+        "network (a 5-5-5 SBN for sbn and weights). "
         "problem: "
         + "; ".join(f"{name} ({description})" for name, description in found["kinds"].items())
         + ". "

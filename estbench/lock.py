@@ -12,6 +12,20 @@ from pathlib import Path
 
 from .errors import EstbenchError
 
+_HELD: set[int] = set()  # descriptors of the locks this process holds
+
+
+def _close_in_child() -> None:
+    # A forked child (the report's figure workers) must not keep the lock after its parent
+    # dies: its copy of the descriptor would.
+    for fd in _HELD:
+        os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
+
 
 @contextlib.contextmanager
 def case_lock(directory: Path) -> Iterator[None]:
@@ -31,6 +45,8 @@ def case_lock(directory: Path) -> Iterator[None]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _HELD.add(fd)
         yield
     finally:
+        _HELD.discard(fd)
         os.close(fd)  # closing releases the lock

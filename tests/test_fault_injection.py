@@ -69,16 +69,12 @@ NAME = "sweep"  # the case's name: its file's stem
 POINTS = 2
 
 
-def unsaved_figure(fig, stem: Path, *, svg: bool = False) -> Path:  # noqa: ANN001
-    """The report's save_figure without the rasterising (module docstring)."""
+def unsaved_figure(fig, *, svg: bool = False) -> dict[str, bytes]:  # noqa: ANN001
+    """The report's figure_files without the rasterising (module docstring)."""
     import matplotlib.pyplot as plt
 
-    from estbench.results import atomic_write
-
     plt.close(fig)
-    for suffix in (".svg", ".png") if svg else (".png",):
-        atomic_write(stem.with_suffix(suffix), b"")
-    return stem.with_suffix(".png")
+    return {suffix: b"" for suffix in ((".svg", ".png") if svg else (".png",))}
 
 
 # One subprocess for all the killed runs. argv[1]: a JSON list of jobs [K, WHEN, OUT, ARGV, LOG];
@@ -115,12 +111,12 @@ def child(k, when, out, argv, log):
             os.kill(os.getpid(), signal.SIGKILL)
 
     os.replace = replace
-    with mock.patch("estbench.report.render.save_figure", unsaved_figure):
+    with mock.patch("estbench.report.render.figure_files", unsaved_figure):
         return main(argv)
 
 
 jobs, running, codes = json.loads(sys.argv[1]), {}, {}
-with mock.patch("estbench.report.render.save_figure", unsaved_figure):
+with mock.patch("estbench.report.render.figure_files", unsaved_figure):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         assert main(json.loads(sys.argv[2])) == 0  # warm: the lazy imports happen once, here
 for i, job in enumerate(jobs):
@@ -155,7 +151,7 @@ def run_args(case: Path, out: Path, *extra: str) -> list[str]:
 
 def cli(argv: list[str]) -> int:
     """``estbench.cli.main`` in-process, with ``unsaved_figure`` (module docstring)."""
-    with mock.patch("estbench.report.render.save_figure", unsaved_figure):
+    with mock.patch("estbench.report.render.figure_files", unsaved_figure):
         return main(argv)
 
 

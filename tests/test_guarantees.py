@@ -355,3 +355,27 @@ def test_a_directory_from_before_run_json_is_not_overwritten(tmp_path, capsys):
     line = one_error_line(err)
     assert code == 1 and "or before run.json was kept" in line and "--force" in line
     assert old.read_text() == '{"signature": {"format": 0}, "rows": []}\n'
+
+
+def test_a_forked_child_does_not_keep_the_case_lock(tmp_path):
+    """The report draws figures in forked children; a child outliving its parent (killed while
+    rendering) must not keep the case directory locked."""
+    import os
+    import time
+
+    from estbench.lock import case_lock
+
+    read, write = os.pipe()
+    with case_lock(tmp_path):
+        pid = os.fork()
+        if pid == 0:  # fork's hooks have run by now
+            os.write(write, b"1")
+            time.sleep(3)
+            os._exit(0)
+    assert os.read(read, 1) == b"1"
+    try:
+        with case_lock(tmp_path):  # the child still runs, and holds no lock
+            pass
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)

@@ -294,3 +294,36 @@ def test_the_reports_lock_is_the_runs_lock(results):
         pass
     with case_lock(results), pytest.raises(EstbenchError, match="in use"), run_lock(results):
         pass
+
+
+def test_figures_drawn_in_forked_workers_are_the_same_bytes_as_drawn_here(results, monkeypatch):
+    import estbench.report.render as render_module
+
+    forks = []
+    real_forked = render_module._forked
+    monkeypatch.setattr(render_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(
+        render_module, "_forked", lambda n, w: forks.append((n, w)) or real_forked(n, w)
+    )
+    files = render_report(results)
+    assert forks and forks[0][1] == 2  # two workers drew the figures
+    forked = {p.name: p.read_bytes() for p in files.figures}
+    forked["report.md"] = files.markdown.read_bytes()
+    monkeypatch.setattr(render_module.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    files = render_report(results)
+    here = {p.name: p.read_bytes() for p in files.figures}
+    here["report.md"] = files.markdown.read_bytes()
+    assert len(forks) == 1 and here == forked and len(here) > 3
+
+
+def test_a_figure_that_fails_in_a_forked_worker_raises_here(results, monkeypatch):
+    import estbench.report.render as render_module
+
+    monkeypatch.setattr(render_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+
+    def broken(data, p):  # noqa: ANN001, ANN202
+        raise ValueError("no such panel")
+
+    monkeypatch.setattr(render_module.F, "cos_vs_M", broken)
+    with pytest.raises(ValueError, match="no such panel"):
+        render_report(results)

@@ -10,8 +10,12 @@ quarter of the size of matplotlib's RGBA output, so the committed reports stay s
 from __future__ import annotations
 
 import io
+import os
+import pickle
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +67,12 @@ def palette_png(image: bytes | PILImage.Image, colors: int = PNG_COLORS) -> byte
     return out.getvalue()
 
 
-def save_figure(fig: Figure, stem: Path, *, svg: bool = False) -> Path:
-    """``stem.png`` (palette, see ``palette_png``) and, with ``svg``, its twin ``stem.svg``,
-    written atomically and byte-reproducibly. The figure is laid out and drawn once for the PNG;
-    the SVG reuses that layout (a second draw, about as long as the PNG's: hence on request)."""
+def figure_files(fig: Figure, *, svg: bool = False) -> dict[str, bytes]:
+    """The files of a figure by suffix: ``.png`` (palette, see ``palette_png``) and, with
+    ``svg``, its twin ``.svg`` first, byte-reproducible. The figure is laid out and drawn once for
+    the PNG; the SVG reuses that layout (a second draw, about as long as the PNG's: hence on
+    request)."""
+    files = {}
     with matplotlib.rc_context(RC):
         canvas = FigureCanvasAgg(fig)  # drawn straight to pixels: no RGBA PNG to decode
         canvas.draw()
@@ -75,9 +81,129 @@ def save_figure(fig: Figure, stem: Path, *, svg: bool = False) -> Path:
             out = io.BytesIO()
             fig.set_layout_engine("none")  # keep the layout just computed
             fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
-            atomic_write(stem.with_suffix(".svg"), out.getvalue())
-    atomic_write(stem.with_suffix(".png"), palette_png(rgba))
-    return stem.with_suffix(".png")
+            files[".svg"] = out.getvalue()
+    files[".png"] = palette_png(rgba)
+    return files
+
+
+@dataclass(eq=False)
+class _Figure:
+    """A figure of the report: built and saved by ``_render_figures``, then replaced in the
+    document by its image (or by nothing, when ``build`` has nothing to show)."""
+
+    build: Callable[[], Figure | None]
+    name: str
+    caption: str
+
+
+@dataclass(eq=False)
+class _Group:
+    """Blocks with a heading that is dropped when the figures under it all come to nothing."""
+
+    heading: list[Block]
+    blocks: list[Draft]
+
+
+Draft = Block | _Figure | _Group  # the document before its figures are rendered
+
+
+def _resolve(blocks: list[Draft], images: dict[int, Image]) -> list[Block]:
+    out: list[Block] = []
+    for b in blocks:
+        if isinstance(b, _Figure):
+            out += [images[id(b)]] if id(b) in images else []
+        elif isinstance(b, _Group):
+            inner = _resolve(b.blocks, images)
+            out += [*b.heading, *inner] if inner else []
+        elif isinstance(b, Section):
+            out.append(replace(b, blocks=_resolve(b.blocks, images)))
+        else:
+            out.append(b)
+    return out
+
+
+# The figures being rendered, for the forked workers of ``_render_figures`` (inherited, never
+# pickled: a figure's build is a closure over the report's data).
+_JOBS: tuple[list[_Figure], bool] | None = None
+
+
+def _render_one(index: int) -> dict[str, bytes] | None:
+    assert _JOBS is not None
+    jobs, svg = _JOBS
+    fig = jobs[index].build()
+    return None if fig is None else figure_files(fig, svg=svg)
+
+
+def _render_figures(jobs: list[_Figure], fig_dir: Path, svg: bool) -> list[Path | None]:
+    """Build, draw and write every figure; the PNG of each (None: nothing to show). Building and
+    drawing are most of a report's time, so they are shared among forked processes, one per
+    core, where forking is safe: a POSIX system and no other Python thread in this process (a
+    Dask client's threads could hold a lock that the child would wait on forever). The files
+    are written here, in the figures' order, so they are the same bytes, renamed into place in
+    the same order, either way."""
+    global _JOBS
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    workers = min(len(jobs), cores)
+    _JOBS = (jobs, svg)
+    try:
+        if workers < 2 or not hasattr(os, "fork") or threading.active_count() > 1:
+            drawn = [_render_one(i) for i in range(len(jobs))]
+        else:
+            drawn = _forked(len(jobs), workers)
+    finally:
+        _JOBS = None
+    return [_write(job, files, fig_dir) for job, files in zip(jobs, drawn, strict=True)]
+
+
+def _forked(n: int, workers: int) -> list[dict[str, bytes] | None]:
+    """``_render_one`` of 0..n-1 in ``workers`` forked children, job i in child i % workers.
+    Each child sends its results (or its exception) through a pipe and exits: no pool that
+    could outlive this process if it is killed."""
+    children = []
+    for w in range(workers):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the caller's code
+            try:
+                os.close(read)
+                try:
+                    reply: Any = ("ok", {i: _render_one(i) for i in range(w, n, workers)})
+                except BaseException as e:  # handed to the parent, which raises it
+                    reply = ("error", e)
+                with os.fdopen(write, "wb") as pipe:
+                    try:
+                        pickle.dump(reply, pipe)
+                    except Exception as e:  # an exception that does not pickle
+                        pickle.dump(("error", RuntimeError(f"{type(e).__name__}: {e}")), pipe)
+            finally:
+                os._exit(0)
+        os.close(write)
+        children.append((pid, read))
+    drawn: dict[int, dict[str, bytes] | None] = {}
+    errors = []
+    for pid, read in children:
+        with os.fdopen(read, "rb") as pipe:
+            data = pipe.read()
+        os.waitpid(pid, 0)
+        if not data:
+            errors.append(RuntimeError(f"a report worker (pid {pid}) died without a result"))
+            continue
+        status, value = pickle.loads(data)
+        if status == "ok":
+            drawn.update(value)
+        else:
+            errors.append(value)
+    if errors:
+        raise errors[0]
+    return [drawn[i] for i in range(n)]
+
+
+def _write(job: _Figure, files: dict[str, bytes] | None, fig_dir: Path) -> Path | None:
+    if files is None:
+        return None
+    for suffix, data in files.items():
+        atomic_write((fig_dir / job.name).with_suffix(suffix), data)
+    return (fig_dir / job.name).with_suffix(".png")
 
 
 def _config_bullets(data: ReportData) -> list[str]:
@@ -161,19 +287,14 @@ def render_report(
     data = load_report_data(directory)
     root = data.directory
     fig_dir = root / "figures"
-    written: list[Path] = []
 
-    def figure(fig: Figure | None, name: str, caption: str) -> list[Block]:
-        if fig is None:
-            return []
-        png = save_figure(fig, fig_dir / name, svg=svg)
-        written.append(png)
-        if log:
-            log(f"  {png}")
-        rel = png.relative_to(root).as_posix()
-        return [Image(rel, caption, caption)]
+    jobs: list[_Figure] = []
 
-    doc: list[Block] = [Heading(1, f"estbench report: {data.case_name}")]
+    def figure(build: Callable[[], Figure | None], name: str, caption: str) -> list[Draft]:
+        jobs.append(_Figure(build, name, caption))
+        return [jobs[-1]]  # a placeholder, replaced once every figure is rendered
+
+    doc: list[Draft] = [Heading(1, f"estbench report: {data.case_name}")]
     if data.meta["case"].get("description"):
         doc.append(Para(data.meta["case"]["description"]))
     doc += [Heading(2, "Case"), Bullets(_config_bullets(data))]
@@ -187,23 +308,23 @@ def render_report(
             doc.append(Heading(3, p.title))
         doc += [Bullets(headline), Bullets(detail)] if detail else [Bullets(headline)]
 
-    sweeps: list[Block] = []
+    sweeps: list[Draft] = []
     for dim in SWEEP_DIMS:
         for group in _sweep_groups(data, dim):
             rest = "_".join(f"{k}={v}" for k, v in group[0].values.items() if k != dim)
             sweeps += figure(
-                F.sweep_figure(data, dim, group),
+                partial(F.sweep_figure, data, dim, group),
                 f"vs_{dim}" + (f"-{rest}" if rest else ""),
                 f"Relative bias, sd and RMSE of one draw vs {dim}; open triangles: upper bounds.",
             )
     for p in data.points:
         sweeps += figure(
-            F.sweep_figure(data, "tau", [p]),
+            partial(F.sweep_figure, data, "tau", [p]),
             f"vs_temperature-{p.pid}",
             f"Relaxations: relative bias, sd and RMSE vs temperature ({p.title}).",
         )
     if sweeps:
-        doc += [Heading(2, "Sweeps"), *sweeps]
+        doc.append(_Group([Heading(2, "Sweeps")], sweeps))
 
     many = len(data.points) > 3
     drawn = figure_points(len(data.points), max_point_figures)
@@ -217,7 +338,7 @@ def render_report(
             )
         )
     for i, p in enumerate(data.points):
-        blocks: list[Block] = [
+        blocks: list[Draft] = [
             Heading(3, "Leaderboard"),
             leaderboard(data, p),
             Heading(3, "Per layer"),
@@ -229,29 +350,40 @@ def render_report(
             continue
         blocks.append(Heading(3, "Figures"))
         blocks += figure(
-            F.rmse_vs_M(data, p),
+            partial(F.rmse_vs_M, data, p),
             f"rel_rmse-{p.pid}",
             "Relative RMSE of the M-draw mean vs M, per layer; bands: 95 % bootstrap CI.",
         )
         blocks += figure(
-            F.cos_vs_M(data, p),
+            partial(F.cos_vs_M, data, p),
             f"cos-{p.pid}",
             "E cos(mean of M draws, g) vs M, per layer; bands: 15 %-85 % of the groups.",
         )
         blocks += figure(
-            F.bias_variance_map(data, p),
+            partial(F.bias_variance_map, data, p),
             f"bias_variance-{p.pid}",
             "Relative bias vs relative sd of one draw; grey curves: equal relative RMSE.",
         )
         blocks += figure(
-            F.bias_heatmap(data, p),
+            partial(F.bias_heatmap, data, p),
             f"bias_heatmap-{p.pid}",
             "Relative bias, estimators × layers.",
         )
         doc.append(Section(title, blocks, open=not many or i == 0))
 
-    md = to_markdown(doc)
-    page = to_html(f"estbench report: {data.case_name}", doc, root)
+    pngs = _render_figures(jobs, fig_dir, svg)
+    written = [png for png in pngs if png is not None]
+    if log:
+        for png in written:
+            log(f"  {png}")
+    images = {
+        id(job): Image(png.relative_to(root).as_posix(), job.caption, job.caption)
+        for job, png in zip(jobs, pngs, strict=True)
+        if png is not None
+    }
+    final = _resolve(doc, images)
+    md = to_markdown(final)
+    page = to_html(f"estbench report: {data.case_name}", final, root)
     atomic_write(root / "report.md", md)
     atomic_write(root / "report.html", page)
     keep = {q for p in written for q in ((p, p.with_suffix(".svg")) if svg else (p,))}
