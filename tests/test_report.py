@@ -302,6 +302,8 @@ def test_figures_drawn_in_forked_workers_are_the_same_bytes_as_drawn_here(result
     forks = []
     real_forked = render_module._forked
     monkeypatch.setattr(render_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    # idle threads an earlier test left (a Dask client's) would make the report draw here
+    monkeypatch.setattr(render_module.threading, "active_count", lambda: 1)
     monkeypatch.setattr(
         render_module, "_forked", lambda n, w: forks.append((n, w)) or real_forked(n, w)
     )
@@ -320,6 +322,7 @@ def test_a_figure_that_fails_in_a_forked_worker_raises_here(results, monkeypatch
     import estbench.report.render as render_module
 
     monkeypatch.setattr(render_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(render_module.threading, "active_count", lambda: 1)
 
     def broken(data, p):  # noqa: ANN001, ANN202
         raise ValueError("no such panel")
