@@ -58,6 +58,9 @@ SLOTS = (
     "vae-rloo",
     "vae-arm",
     "vae-disarm",
+    "reinmax",
+    "gst",
+    "zgr",
 )
 # seaborn's colour-blind-safe palette ("colorblind", 10 colours), written out: seaborn imported
 # pyplot and scipy, a second of the report's start-up.

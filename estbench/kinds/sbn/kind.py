@@ -244,7 +244,14 @@ class SbnKind(LayeredKind["Problem", "SBN"]):
         return self.problem(model, X, target.expand(3, 2))
 
     def estimators(self) -> list[type]:
-        from .estimators import path_analytic, relaxed, score, score_noise, straight_through
+        from .estimators import (
+            path_analytic,
+            relaxed,
+            score,
+            score_noise,
+            straight_through,
+            straight_through_recent,
+        )
 
         return [
             *score.ESTIMATORS,
@@ -252,6 +259,7 @@ class SbnKind(LayeredKind["Problem", "SBN"]):
             *relaxed.ESTIMATORS,
             *straight_through.ESTIMATORS,
             *path_analytic.ESTIMATORS,
+            *straight_through_recent.ESTIMATORS,
         ]
 
     def reference_network(self) -> SBN:
