@@ -61,6 +61,7 @@ SLOTS = (
     "reinmax",
     "gst",
     "zgr",
+    "carms",
 )
 # seaborn's colour-blind-safe palette ("colorblind", 10 colours), written out: seaborn imported
 # pyplot and scipy, a second of the report's start-up.

@@ -245,6 +245,7 @@ class SbnKind(LayeredKind["Problem", "SBN"]):
 
     def estimators(self) -> list[type]:
         from .estimators import (
+            multi_sample,
             path_analytic,
             relaxed,
             score,
@@ -260,6 +261,7 @@ class SbnKind(LayeredKind["Problem", "SBN"]):
             *straight_through.ESTIMATORS,
             *path_analytic.ESTIMATORS,
             *straight_through_recent.ESTIMATORS,
+            *multi_sample.ESTIMATORS,
         ]
 
     def reference_network(self) -> SBN:
