@@ -76,12 +76,12 @@ class ReinMax(LogitStraightThrough):
         J_phi = 2 pi_1 (1 - pi_1) - p (1 - p) / 2.
 
     At tau = 1 this is (1 - p)/2 if b = 1 and p/2 if b = 0: ReinMax *is* ``darn`` (and ``zgr``),
-    exactly, so ``darn`` is not a first-order proxy of ReinMax but binary ReinMax at its
-    recommended tau = 1 (tests/test_recent_st.py compares the exact moments). The paper's
-    second-order claim -- E[ReinMax] matches the trapezoid rule, exact when f is quadratic -- holds
-    for a single layer at tau = 1 (checked exactly, every noise); tau > 1 loses it. Biased in every
-    binary layer of a deep network, unbiased in the head (pathwise). Claim: "head only".
-    Cost: 1 loss evaluation, 1 backward pass.
+    exactly, so ``darn`` is not a first-order proxy of ReinMax but binary ReinMax at tau = 1, the
+    smallest temperature its authors allow (tests/test_recent_st.py compares the exact moments).
+    The paper's second-order claim -- E[ReinMax] matches the trapezoid rule, exact when f is
+    quadratic -- holds for a single layer at tau = 1 (checked exactly, every noise); tau > 1 loses
+    it. Biased in every binary layer of a deep network, unbiased in the head (pathwise).
+    Claim: "head only". Cost: 1 loss evaluation, 1 backward pass.
     Reference: Liu, Zhao, Song, Gao & Zhang (ReinMax), "Bridging discrete and backpropagation:
     straight-through and beyond", NeurIPS 2023, arXiv 2304.08612. The paper's equation numbers
     could not be read here (UNVERIFIED: equation numbers); the formula is checked against the
