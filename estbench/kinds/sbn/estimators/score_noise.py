@@ -254,8 +254,11 @@ class ARMS(NoiseEstimator):
 
         g_{a_kj} = F'(a) / (m - J_K(m)) * (1/(K-1)) sum_i (f_i - fbar) (b_ij - p)
 
-    (logistic: the factor p(1-p) / (p - J_K(p)) of alekdimi/arms; p - J_K(p) = m - J_K(m) for
-    p >= 1/2 because J_K(p) = 2p - 1 + J_K(1-p)). K = 2 is DisARM; independent samples give RLOO.
+    (logistic: the factor p(1-p) / (p - P(b_i = b_j = 1)) of alekdimi/arms. For p >= 1/2 the
+    samples are complements of copula samples c_i with P(on) = m = 1 - p, so P(b_i = b_j = 1) =
+    1 - 2m + J_K(m) and p - P(b_i = b_j = 1) = m - J_K(m) again; the copula is not symmetric
+    under u -> 1 - u, so J_K(p) itself is not 2p - 1 + J_K(1 - p), which is why the samples
+    are flipped.) K = 2 is DisARM; independent samples give RLOO.
 
     Deep form (per layer, like ARM): the base path uses sample i = 0 of each layer's copula
     (its uniform u_{k,0} is U(0, 1) given the upstream); for each layer k the K samples b_{k,i}
