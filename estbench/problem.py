@@ -57,7 +57,10 @@ The contract a kind implements (``ProblemKind``)
   network on which ``estbench list`` states each estimator's cost.
 * **Estimators.** ``estimators()`` lists the kind's own estimator classes (each with
   ``problem = name``), which the estimator registry adds beside the plugins of
-  ``estbench.estimators``.
+  ``estbench.estimators``. ``refusals()`` names estimators (of any kind) whose derivation does
+  not cover the kind's objective, each with the reason (default: none): a case of the kind that
+  asks for one is refused with that reason (``cases.check_problem_kind``), and ``estbench
+  list`` prints them after its table.
 
 Kinds are registered in the entry-point group ``estbench.problems`` (name = the kind's ``name``,
 object = the ``ProblemKind`` subclass), the built-in ones by estbench's own pyproject.toml, so a
@@ -336,6 +339,13 @@ class ProblemKind(ABC, Generic[P, N]):
         """The kind's own estimator classes (registered with the kind's package as their
         source); other packages add estimators for it through ``estbench.estimators``."""
         return []
+
+    def refusals(self) -> Mapping[str, str]:
+        """Estimator name -> why its derivation does not cover this kind's objective (one
+        sentence, naming the paper or spec section that was checked). A case of this kind that
+        asks for one is an error stating the reason, rather than a guess; ``estbench list``
+        shows them. The default: none."""
+        return {}
 
     @abstractmethod
     def reference_network(self) -> N:

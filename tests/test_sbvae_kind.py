@@ -210,3 +210,45 @@ def test_a_small_case_runs_end_to_end_with_a_report(tmp_path):
     render_report(tmp_path / "out" / "v")
     text = (tmp_path / "out" / "v" / "report.md").read_text()
     assert "enc1: q(z1 | x)" in text and "vae-disarm" in text
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ('[measure]\nestimators = ["vae-reinforce", "psa"]', "measure.estimators[1]"),
+        (
+            '[training]\nmethod = "sa"\nepochs = 1\n[measure]\nestimators = ["vae-st"]',
+            "training.method",
+        ),
+    ],
+)
+def test_an_estimator_the_kind_refuses_is_a_one_line_error_with_the_reason(table, key, tmp_path):
+    """PSA and SA are derived for a loss of the last binary layer alone (ProblemKind.refusals):
+    asking for one in a VAE case names the file, the key, the estimator and the reason."""
+    text = CASE.split("[measure]")[0].format(extra="") + table + "\ndraws = 10\n"
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    with pytest.raises(CaseError) as info:
+        parse_case(text, name="r", path=path)
+    message = str(info.value)
+    name = "psa" if "psa" in table else "sa"
+    assert message.startswith(
+        f"{path}: {key}: estimator '{name}' is refused for problem kind 'sbvae'"
+    )
+    assert "last binary layer alone" in message and "\n" not in message
+
+
+def test_the_cli_refuses_them_too_and_list_states_the_reasons(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ESTBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "v.toml"
+    path.write_text(CASE.format(extra=""))
+    assert main(["run", str(path), "--estimators", "psa", "--out", str(tmp_path / "o")]) != 0
+    err = capsys.readouterr().err
+    assert "estimator 'psa' is refused for problem kind 'sbvae'" in err
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    tail = out.split("Refused (the derivation")[1]
+    assert "  psa for sbvae: PSA (Shekhovtsov, Yanush & Flach" in tail
+    assert "  sa for sbvae: SA" in tail
+    assert KIND.refusals().keys() == {"psa", "sa"}
+    assert get_kind("sbn").refusals() == {} and get_kind("weights").refusals() == {}
