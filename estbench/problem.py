@@ -39,7 +39,8 @@ The contract a kind implements (``ProblemKind``)
   gradient in every parametrisation an estimator may target (``parametrisations``; the first is
   the default, and an estimator with a ``wrt`` attribute names another), the blocks that results
   and reports show (``Block``: name, slice of the flat gradient, label), and the kind's entries
-  of results.json's ``exact`` section; ``gradient_arrays`` shapes it for printing, and
+  of results.json's ``exact`` section (``columns``: those of its scalars that the report's
+  exact-reference table shows, with their labels); ``gradient_arrays`` shapes it for printing, and
   ``exact_output`` is what ``estbench exact`` prints (by default one vector per pair,
   ``layer0``..``layerL``, and no further values).
   ``exact_gradient(problem)`` is the default
@@ -81,7 +82,7 @@ import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
@@ -140,13 +141,16 @@ def pair_blocks(layer_sizes: tuple[int, ...]) -> list[Block]:
 @dataclass(frozen=True)
 class Reference:
     """A point's exact reference: the expected loss, the exact gradient in each parametrisation
-    (flat [P], float64; the first key is the default), the blocks measured, and the kind's
-    entries of the ``exact`` section of results.json (JSON-serialisable)."""
+    (flat [P], float64; the first key is the default), the blocks measured, the kind's
+    entries of the ``exact`` section of results.json (JSON-serialisable), and ``columns``: the
+    scalar entries of ``exact`` that reports show beside the loss in their exact-reference
+    table, key -> column label, in order (e.g. ``{"elbo": "exact ELBO"}``; default none)."""
 
     loss: float
     gradients: Mapping[str, Tensor]
     blocks: list[Block]
     exact: dict[str, Any]
+    columns: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def default(self) -> str:

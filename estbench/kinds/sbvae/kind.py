@@ -32,6 +32,12 @@ ARCHITECTURES = ("linear", "nonlinear")
 # From benchmarks/sbvae.py (the 10-10 model on 500 digits: about 0.05 s for 500 x 2^10 x 64 +
 # 2^20 x 20 units of work on one thread), rounded up: an estimate for the plan, not a promise.
 SECONDS_PER_UNIT = 2e-9
+# The exact scalars the report's exact-reference table shows beside the loss (Reference.columns).
+COLUMNS = {
+    "elbo": "mean ELBO",
+    "log_likelihood": "mean log p(x)",
+    "kl_gap": "mean KL(q ‖ p(z|x))",
+}
 # Estimators whose derivation does not cover an ELBO (ProblemKind.refusals), each checked against
 # the formula spec (estimators.md, §4.4-4.6) and the paper's setting. LEG, Tokui-Sato and ARMS
 # are *not* here: their papers cover ELBOs (LEG is for variational inference; Tokui & Sato and
@@ -313,7 +319,7 @@ class SbvaeKind(ProblemKind["VAEProblem", "SBVAE"]):
             "hidden": list(m.hidden),
             "data_dim": m.data_dim,
         }
-        return Reference(float(result.loss), {"theta": gradient}, vae_blocks(m), exact)
+        return Reference(float(result.loss), {"theta": gradient}, vae_blocks(m), exact, COLUMNS)
 
     def gradient_arrays(
         self, problem: VAEProblem, reference: Reference
