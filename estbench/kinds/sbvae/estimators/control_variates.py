@@ -4,7 +4,11 @@ surrogate, fixed: tau and eta are hyperparameters, not trained). Both are unbias
 parameter; the decoder's gradient is pathwise at the sampled z (the control variates act on the
 encoder's score term only), and the encoder's pathwise -grad_phi log q term is ``path``
 (default "drop", as in the papers' VAE experiments). Shared notation: ``base``; the relaxation:
-``relaxed``."""
+``relaxed``.
+
+Equation and section numbers in the references below are from memory of the papers (not re-read
+in this session) and UNVERIFIED; the formulas follow the formula spec (estimators.md, the
+sections named) and are verified numerically (tests/test_sbvae_estimators.py)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,11 @@ Claim: "no" (biased in the encoder; ``CLAIMS`` has no "decoder only", and the de
 unbiasedness is tested exactly in tests/test_sbvae_estimators.py). Their only randomness is the
 sampled path, so their exact mean follows by enumerating z (the tests do). Cost: 1 evaluation of
 f and one backward pass. The proxies are the sbn kind's, for {0, 1} states (``estbench.kinds.
-sbn.estimators.straight_through``; spec §4.1, §4.2)."""
+sbn.estimators.straight_through``; spec §4.1, §4.2).
+
+Equation and section numbers in the references below are from memory of the papers (not re-read
+in this session) and UNVERIFIED; the formulas follow the formula spec (estimators.md, the
+sections named) and are verified numerically (tests/test_sbvae_estimators.py)."""
 
 from __future__ import annotations
 
