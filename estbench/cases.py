@@ -604,8 +604,16 @@ def _check_estimator_spec(file: str, key: str, spec: str, registry: Any) -> Any:
 
 
 def check_problem_kind(where: str, est: Any, model: ModelSpec) -> None:
-    """An estimator must handle the case's problem kind (``Estimator.problem``)."""
+    """An estimator must handle the case's problem kind (``Estimator.problem``) and not be one
+    the kind refuses (``ProblemKind.refusals``: the reason is stated)."""
     handles = getattr(est, "problem", "sbn")
+    kind = get_kind(model.kind, where)
+    reason = kind.refusals().get(getattr(est, "name", ""))
+    if reason is not None:
+        raise CaseError(
+            f"{where}: estimator {est.spec!r} is refused for problem kind {model.kind!r} "
+            f"({kind.description}): {reason}"
+        )
     if handles != model.kind:
         registry = kinds()
         theirs = registry.kinds[handles].description if handles in registry.kinds else handles

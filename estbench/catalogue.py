@@ -35,7 +35,7 @@ from ._version import __version__
 
 CACHE_ENV = "ESTBENCH_CACHE_DIR"
 GROUPS = ("estbench.estimators", "estbench.problems")
-FORMAT = 1  # bump when the cached layout changes
+FORMAT = 2  # bump when the cached layout changes
 
 
 def cache_dir() -> Path:
@@ -102,8 +102,9 @@ def fingerprint(plugins: bool) -> str:
 
 
 def _build(plugins: bool) -> dict[str, Any]:
-    """The catalogue itself: one row per registered estimator, the kinds, and the warnings of
-    plugins that were skipped. Imports every estimator module (and torch)."""
+    """The catalogue itself: one row per registered estimator, the kinds, the estimators each
+    kind refuses with the reason (``ProblemKind.refusals``), and the warnings of plugins that were
+    skipped. Imports every estimator module (and torch)."""
     from .estimators.registry import build_registry
     from .problem import kinds
 
@@ -143,12 +144,18 @@ def _build(plugins: bool) -> dict[str, Any]:
     return {
         "rows": rows,
         "kinds": {name: kind.description for name, kind in sorted(found.kinds.items())},
+        "refusals": {
+            name: dict(sorted(kind.refusals().items()))
+            for name, kind in sorted(found.kinds.items())
+            if kind.refusals()
+        },
         "warnings": list(found.problems) + list(registry.problems),
     }
 
 
 def catalogue(plugins: bool) -> dict[str, Any]:
-    """The catalogue (``rows``, ``kinds``: name -> description, ``warnings``), from the cache
+    """The catalogue (``rows``, ``kinds``: name -> description, ``refusals``: kind -> estimator
+    -> reason, ``warnings``), from the cache
     when its fingerprint matches, else built and cached."""
     key = fingerprint(plugins)
     path = cache_dir() / "catalogue.json"

@@ -352,6 +352,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
         + ". "
         "Variants: name(key=value), e.g. concrete(tau=0.1)."
     )
+    refused = [
+        (kind, name, reason)
+        for kind, table in found.get("refusals", {}).items()
+        for name, reason in table.items()
+    ]
+    if refused:
+        print("\nRefused (the derivation does not cover the kind's objective; asking is an error):")
+        for kind, name, reason in refused:
+            print(f"  {name} for {kind}: {reason}")
     return 0
 
 

@@ -39,7 +39,8 @@ The contract a kind implements (``ProblemKind``)
   gradient in every parametrisation an estimator may target (``parametrisations``; the first is
   the default, and an estimator with a ``wrt`` attribute names another), the blocks that results
   and reports show (``Block``: name, slice of the flat gradient, label), and the kind's entries
-  of results.json's ``exact`` section; ``gradient_arrays`` shapes it for printing, and
+  of results.json's ``exact`` section (``columns``: those of its scalars that the report's
+  exact-reference table shows, with their labels); ``gradient_arrays`` shapes it for printing, and
   ``exact_output`` is what ``estbench exact`` prints (by default one vector per pair,
   ``layer0``..``layerL``, and no further values).
   ``exact_gradient(problem)`` is the default
@@ -57,7 +58,10 @@ The contract a kind implements (``ProblemKind``)
   network on which ``estbench list`` states each estimator's cost.
 * **Estimators.** ``estimators()`` lists the kind's own estimator classes (each with
   ``problem = name``), which the estimator registry adds beside the plugins of
-  ``estbench.estimators``.
+  ``estbench.estimators``. ``refusals()`` names estimators (of any kind) whose derivation does
+  not cover the kind's objective, each with the reason (default: none): a case of the kind that
+  asks for one is refused with that reason (``cases.check_problem_kind``), and ``estbench
+  list`` prints them after its table.
 
 Kinds are registered in the entry-point group ``estbench.problems`` (name = the kind's ``name``,
 object = the ``ProblemKind`` subclass), the built-in ones by estbench's own pyproject.toml, so a
@@ -78,7 +82,7 @@ import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
@@ -137,13 +141,16 @@ def pair_blocks(layer_sizes: tuple[int, ...]) -> list[Block]:
 @dataclass(frozen=True)
 class Reference:
     """A point's exact reference: the expected loss, the exact gradient in each parametrisation
-    (flat [P], float64; the first key is the default), the blocks measured, and the kind's
-    entries of the ``exact`` section of results.json (JSON-serialisable)."""
+    (flat [P], float64; the first key is the default), the blocks measured, the kind's
+    entries of the ``exact`` section of results.json (JSON-serialisable), and ``columns``: the
+    scalar entries of ``exact`` that reports show beside the loss in their exact-reference
+    table, key -> column label, in order (e.g. ``{"elbo": "exact ELBO"}``; default none)."""
 
     loss: float
     gradients: Mapping[str, Tensor]
     blocks: list[Block]
     exact: dict[str, Any]
+    columns: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def default(self) -> str:
@@ -336,6 +343,13 @@ class ProblemKind(ABC, Generic[P, N]):
         """The kind's own estimator classes (registered with the kind's package as their
         source); other packages add estimators for it through ``estbench.estimators``."""
         return []
+
+    def refusals(self) -> Mapping[str, str]:
+        """Estimator name -> why its derivation does not cover this kind's objective (one
+        sentence, naming the paper or spec section that was checked). A case of this kind that
+        asks for one is an error stating the reason, rather than a guess; ``estbench list``
+        shows them. The default: none."""
+        return {}
 
     @abstractmethod
     def reference_network(self) -> N:

@@ -278,7 +278,9 @@ def reference(problem: Any, memory_budget: int | None = None) -> tuple[Reference
     results.json: the loss, the gradient's norm per
     block in the default parametrisation (``grad_norm``) and in any other where they differ
     (``grad_norm_<name>``), the widths and point count, the blocks with their labels (which
-    reports show as panel titles), and the kind's own entries."""
+    reports show as panel titles), the kind's own entries, and ``columns``: [key, label] of the
+    kind's scalar entries that the report's exact-reference table shows (only when there are
+    any)."""
     kind = kind_of(problem.model)
     ref = kind.reference(problem, memory_budget)
     default = ref.gradient()
@@ -296,6 +298,11 @@ def reference(problem: Any, memory_budget: int | None = None) -> tuple[Reference
         if other != norms:
             exact[f"grad_norm_{wrt}"] = other
     exact.update(ref.exact)
+    if ref.columns:
+        missing = [k for k in ref.columns if k not in ref.exact]
+        if missing:
+            raise ValueError(f"{kind.name}: Reference.columns names {missing}, not in its exact")
+        exact["columns"] = [[k, label] for k, label in ref.columns.items()]
     return ref, exact
 
 
@@ -889,6 +896,8 @@ def _measure_variant(
         evals_per_draw=variant.estimator.evals_per_draw(problem.model),
         unbiased=variant.estimator.claim(problem.model),
     )
+    if variant.estimator.variance_claims:
+        info["variance_claims"] = [list(c) for c in variant.estimator.variance_claims]
     return m.rows, info
 
 

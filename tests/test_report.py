@@ -330,3 +330,24 @@ def test_a_figure_that_fails_in_a_forked_worker_raises_here(results, monkeypatch
     monkeypatch.setattr(render_module.F, "cos_vs_M", broken)
     with pytest.raises(ValueError, match="no such panel"):
         render_report(results)
+
+
+def test_the_exact_table_shows_a_kinds_columns_and_no_more():
+    """A kind's further exact scalars (results.json ``exact.columns``) become columns after the
+    loss, labelled by the kind; a point without such a value shows "-", and a run without columns
+    keeps the table as it was."""
+    from types import SimpleNamespace
+
+    from estbench.report.tables import exact_reference
+
+    def point(title, **extra):
+        exact = {"widths": [3], "n_points": 4, "loss": 1.5, "grad_norm": {"layer0": 0.25}}
+        return SimpleNamespace(title=title, meta={"exact": {**exact, **extra}})
+
+    with_cols = point("a", columns=[["elbo", "mean ELBO"]], elbo=-1.5)
+    data = SimpleNamespace(layers=["layer0"], points=[with_cols, point("b")])
+    table = exact_reference(data)
+    assert table.header == ["point", "widths", "N", "exact loss", "mean ELBO", "‖g‖ layer0"]
+    assert [row[4] for row in table.rows] == ["-1.5", "-"]
+    plain = exact_reference(SimpleNamespace(layers=["layer0"], points=[point("b")]))
+    assert plain.header == ["point", "widths", "N", "exact loss", "‖g‖ layer0"]

@@ -210,3 +210,105 @@ def test_a_small_case_runs_end_to_end_with_a_report(tmp_path):
     render_report(tmp_path / "out" / "v")
     text = (tmp_path / "out" / "v" / "report.md").read_text()
     assert "enc1: q(z1 | x)" in text and "vae-disarm" in text
+    # The exact-reference table shows the kind's scalars (Reference.columns) beside the loss:
+    # the mean ELBO, log p(x) and their gap at each point, as results.json holds them.
+    assert exact["columns"] == [
+        ["elbo", "mean ELBO"],
+        ["log_likelihood", "mean log p(x)"],
+        ["kl_gap", "mean KL(q ‖ p(z|x))"],
+    ]
+    table = text.split("## Exact reference")[1].split("\n## ")[0]
+    header = next(line for line in table.splitlines() if line.startswith("| point"))
+    # (markdown escapes the bar inside the label)
+    assert "| exact loss | mean ELBO | mean log p(x) | mean KL(q ‖ p(z\\|x)) | ‖g‖" in header
+    for point in results["points"]:
+        ex = point["exact"]
+        row = next(line for line in table.splitlines() if f"| {ex['loss']:.6g} |" in line)
+        cells = [ex["elbo"], ex["log_likelihood"], ex["kl_gap"]]
+        assert f"| {ex['loss']:.6g} | " + " | ".join(f"{v:.6g}" for v in cells) + " |" in row
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ('[measure]\nestimators = ["vae-reinforce", "psa"]', "measure.estimators[1]"),
+        (
+            '[training]\nmethod = "sa"\nepochs = 1\n[measure]\nestimators = ["vae-st"]',
+            "training.method",
+        ),
+    ],
+)
+def test_an_estimator_the_kind_refuses_is_a_one_line_error_with_the_reason(table, key, tmp_path):
+    """PSA and SA are derived for a loss of the last binary layer alone (ProblemKind.refusals):
+    asking for one in a VAE case names the file, the key, the estimator and the reason."""
+    text = CASE.split("[measure]")[0].format(extra="") + table + "\ndraws = 10\n"
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    with pytest.raises(CaseError) as info:
+        parse_case(text, name="r", path=path)
+    message = str(info.value)
+    name = "psa" if "psa" in table else "sa"
+    assert message.startswith(
+        f"{path}: {key}: estimator '{name}' is refused for problem kind 'sbvae'"
+    )
+    assert "last binary layer alone" in message and "\n" not in message
+
+
+def test_the_cli_refuses_them_too_and_list_states_the_reasons(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ESTBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "v.toml"
+    path.write_text(CASE.format(extra=""))
+    assert main(["run", str(path), "--estimators", "psa", "--out", str(tmp_path / "o")]) != 0
+    err = capsys.readouterr().err
+    assert "estimator 'psa' is refused for problem kind 'sbvae'" in err
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    tail = out.split("Refused (the derivation")[1]
+    assert "  psa for sbvae: PSA (Shekhovtsov, Yanush & Flach" in tail
+    assert "  sa for sbvae: SA" in tail
+    assert KIND.refusals().keys() == {"psa", "sa"}
+    assert get_kind("sbn").refusals() == {} and get_kind("weights").refusals() == {}
+
+
+def test_the_report_tests_the_published_ordering_with_its_interval(tmp_path):
+    """DisARM's published ordering (below LOORF = vae-rloo with K = 2, and ARM, at equal
+    evaluations; Dong, Mnih & Tucker 2020) is recorded by the estimator (``variance_claims``)
+    and stated per block by the report: the ratio of variances per evaluation with its 95 %
+    interval and the verdict, from results.csv's variance rows."""
+    import math
+
+    import pandas as pd
+
+    from estbench.report import render_report
+    from estbench.runner import run_case
+
+    text = CASE.format(extra="").replace(
+        '["vae-reinforce", "vae-disarm"]', '["vae-disarm", "vae-rloo", "vae-arm"]'
+    )
+    path = tmp_path / "o.toml"
+    path.write_text(text)
+    c = parse_case(text, name="o", path=path)
+    run_case(c, tmp_path / "out", progress=False, log=lambda _: None)
+    results = json.loads((tmp_path / "out" / "o" / "results.json").read_text())
+    info = results["points"][0]["estimators"]["vae-disarm"]
+    assert [c[0] for c in info["variance_claims"]] == ["vae-rloo", "vae-arm"]
+    render_report(tmp_path / "out" / "o")
+    report = (tmp_path / "out" / "o" / "report.md").read_text()
+    line = next(ln for ln in report.splitlines() if "`vae-disarm` below `vae-rloo`" in ln)
+    df = pd.read_csv(tmp_path / "out" / "o" / "results.csv")
+    var = df[(df.metric == "variance") & (df.layer == "encoder")].set_index("estimator")
+    ratio = var.loc["vae-disarm", "value"] / var.loc["vae-rloo", "value"]  # 2 evaluations each
+    half = 1.96 * math.hypot(
+        *(var.loc[e, "se"] / var.loc[e, "value"] for e in ("vae-disarm", "vae-rloo"))
+    )
+    verdict = (
+        "holds"
+        if ratio * math.exp(half) < 1
+        else "reversed"
+        if ratio / math.exp(half) > 1
+        else "not resolved"
+    )
+    low, high = ratio * math.exp(-half), ratio * math.exp(half)
+    assert f"encoder {ratio:.3g} [{low:.3g}, {high:.3g}] {verdict}" in line
+    assert "(2 and 2 evaluations per draw)" in line
+    assert any("`vae-disarm` below `vae-arm`" in ln for ln in report.splitlines())

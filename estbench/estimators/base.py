@@ -163,6 +163,10 @@ class Estimator(ABC, Generic[ProblemT, ModelT]):
     hyperparameters: ClassVar[dict[str, Hyper]] = {}
     stochastic: ClassVar[bool] = True  # False for deterministic "estimators" (mean field)
     problem: ClassVar[str] = "sbn"  # the problem kind it handles (estbench.problem)
+    # Published orderings to test: (another estimator's name, source) where the source reports
+    # this estimator's gradient variance below the other's at equal loss evaluations. The runner
+    # records them and reports state, per block, whether the measurement agrees (with its CI).
+    variance_claims: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.hyperparameters))

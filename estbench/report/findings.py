@@ -102,6 +102,56 @@ def _B_T(data: ReportData, point: Point, e: str, layer: str) -> tuple[float, flo
     return max(B, 0.0), data.value(point, e, layer, "variance")
 
 
+def variance_claims(data: ReportData, point: Point) -> list[str]:
+    """For every measured estimator that records a published ordering (``variance_claims``:
+    its variance below another's at equal loss evaluations) whose other estimator was measured
+    too: per block, the ratio of variances per evaluation (T c of one, over the other's) with a
+    95 % interval (delta method on the log, the two estimators' draws being independent), and
+    whether the ordering holds (interval below 1), is reversed (above 1) or is not resolved."""
+    out = []
+    ok = _ok(data, point)
+    for e in ok:
+        for other, source in point.info(e).get("variance_claims", []):
+            if other not in ok:
+                continue
+            parts, verdicts = [], []
+            ce = float(point.info(e).get("evals_per_draw", 1.0))
+            co = float(point.info(other).get("evals_per_draw", 1.0))
+            for layer in point.layers:
+                a, b = (data.row(point, x, layer, "variance") for x in (e, other))
+                if a is None or b is None:
+                    continue
+                va, sa, vb, sb = (
+                    float(a["value"]),
+                    float(a["se"]),
+                    float(b["value"]),
+                    float(b["se"]),
+                )
+                if not (va > 0 and vb > 0 and math.isfinite(sa) and math.isfinite(sb)):
+                    continue
+                ratio = va * ce / (vb * co)
+                half = 1.96 * math.hypot(sa / va, sb / vb)
+                low, high = ratio * math.exp(-half), ratio * math.exp(half)
+                verdict = "holds" if high < 1 else "reversed" if low > 1 else "not resolved"
+                verdicts.append(verdict)
+                parts.append(f"{layer} {num(ratio, 3)} [{num(low, 3)}, {num(high, 3)}] {verdict}")
+            if parts:
+                summary = (
+                    "holds in every block"
+                    if set(verdicts) == {"holds"}
+                    else "reversed in every block"
+                    if set(verdicts) == {"reversed"}
+                    else "holds in " + f"{verdicts.count('holds')} of {len(verdicts)} blocks"
+                )
+                out.append(
+                    f"Published ordering, `{e}` below `{other}` in variance at equal loss "
+                    f"evaluations ({source}): {summary}. Variance per evaluation, `{e}` over "
+                    f"`{other}` ({num(ce, 3)} and {num(co, 3)} evaluations per draw), 95 % "
+                    "interval: " + "; ".join(parts) + "."
+                )
+    return out
+
+
 def findings(data: ReportData, point: Point) -> tuple[list[str], list[str]]:
     """(headline findings for all binary layers pooled, per-layer findings)."""
     ok = _ok(data, point)
@@ -160,6 +210,7 @@ def findings(data: ReportData, point: Point) -> tuple[list[str], list[str]]:
             )
     else:
         head.append("Every claimed unbiasedness holds: no estimator fails a layer it claims.")
+    head += variance_claims(data, point)
     failed = data.failed(point)
     if failed:
         head.append("Failed: " + "; ".join(f"`{e}`: {m}" for e, m in failed.items()) + ".")

@@ -62,6 +62,17 @@ SLOTS = (
     "gst",
     "zgr",
     "carms",
+    "vae-muprop",
+    "vae-rebar",
+    "vae-st",
+    "vae-st-identity",
+    "vae-st-hardtanh",
+    "vae-st-tanh",
+    "vae-st-slope",
+    "vae-darn",
+    "vae-concrete",
+    "vae-st-gs",
+    "vae-gumbel-rao",
 )
 # seaborn's colour-blind-safe palette ("colorblind", 10 colours), written out: seaborn imported
 # pyplot and scipy, a second of the report's start-up.

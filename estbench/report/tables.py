@@ -160,9 +160,22 @@ def per_layer(data: ReportData, point: Point) -> Table:
 
 
 def exact_reference(data: ReportData) -> Table:
-    """The exact objective and gradient norms at every point."""
+    """The exact objective and gradient norms at every point, with the kind's further exact
+    scalars (``exact.columns`` of results.json: [key, label], e.g. the ELBO and log p(x) of a
+    VAE) after the loss; a point without one shows "-"."""
     layers = [layer for layer in data.layers]
-    header = ["point", "widths", "N", "exact loss", *(f"‖g‖ {layer}" for layer in layers)]
+    columns: dict[str, str] = {}
+    for p in data.points:
+        for key, label in p.meta["exact"].get("columns", []):
+            columns.setdefault(key, label)
+    header = [
+        "point",
+        "widths",
+        "N",
+        "exact loss",
+        *columns.values(),
+        *(f"‖g‖ {layer}" for layer in layers),
+    ]
     rows = []
     for p in data.points:
         ex = p.meta["exact"]
@@ -172,6 +185,7 @@ def exact_reference(data: ReportData) -> Table:
                 "-".join(map(str, ex["widths"])),
                 str(ex["n_points"]),
                 f"{ex['loss']:.6g}",
+                *(f"{ex[key]:.6g}" if key in ex else "-" for key in columns),
                 *(num(ex["grad_norm"].get(layer, math.nan), 4) for layer in layers),
             ]
         )

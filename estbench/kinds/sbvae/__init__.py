@@ -5,7 +5,7 @@ negative ELBO, its gradient and the exact log-likelihood by enumeration of small
 Modules: ``kind`` (the problem kind), ``model`` (the linear and nonlinear models and their data
 batch), ``exact`` (the exact ELBO, its gradient and log p(x)), ``data`` (the 8x8 digits and
 synthetic patterns), ``checkpoint`` (issue 16's file format), ``estimators`` (REINFORCE, RLOO,
-ARM, DisARM).
+ARM, DisARM, MuProp, REBAR, the straight-through family, Concrete, ST-Gumbel-Softmax, Gumbel-Rao).
 """
 
 from .data import digits, synthetic

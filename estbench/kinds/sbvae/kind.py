@@ -32,6 +32,29 @@ ARCHITECTURES = ("linear", "nonlinear")
 # From benchmarks/sbvae.py (the 10-10 model on 500 digits: about 0.05 s for 500 x 2^10 x 64 +
 # 2^20 x 20 units of work on one thread), rounded up: an estimate for the plan, not a promise.
 SECONDS_PER_UNIT = 2e-9
+# The exact scalars the report's exact-reference table shows beside the loss (Reference.columns).
+COLUMNS = {
+    "elbo": "mean ELBO",
+    "log_likelihood": "mean log p(x)",
+    "kl_gap": "mean KL(q ‖ p(z|x))",
+}
+# Estimators whose derivation does not cover an ELBO (ProblemKind.refusals), each checked against
+# the formula spec (estimators.md, §4.4-4.6) and the paper's setting. LEG, Tokui-Sato and ARMS
+# are *not* here: their papers cover ELBOs (LEG is for variational inference; Tokui & Sato and
+# Dimitriev & Zhou evaluate on Bernoulli VAEs); they are not yet implemented for this kind.
+REFUSALS = {
+    "psa": (
+        "PSA (Shekhovtsov, Yanush & Flach, NeurIPS 2020, arXiv 2006.03143; spec §4.4) propagates "
+        "single-flip sensitivities down a feed-forward chain from a loss of the last binary layer "
+        "alone; the ELBO's integrand log p(x, z) - log q(z | x) depends on every latent layer "
+        "directly and on the encoder's parameters, for which its recursion has no term"
+    ),
+    "sa": (
+        "SA (the PSA authors' code, gradeval/model.py fw_SA; spec §4.5) has PSA's setting, a loss "
+        "of the last binary layer alone, and no derivation for a loss on every latent layer such "
+        "as the ELBO's log p(x, z) - log q(z | x)"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -296,7 +319,7 @@ class SbvaeKind(ProblemKind["VAEProblem", "SBVAE"]):
             "hidden": list(m.hidden),
             "data_dim": m.data_dim,
         }
-        return Reference(float(result.loss), {"theta": gradient}, vae_blocks(m), exact)
+        return Reference(float(result.loss), {"theta": gradient}, vae_blocks(m), exact, COLUMNS)
 
     def gradient_arrays(
         self, problem: VAEProblem, reference: Reference
@@ -383,6 +406,10 @@ class SbvaeKind(ProblemKind["VAEProblem", "SBVAE"]):
         from .estimators import ESTIMATORS
 
         return list(ESTIMATORS)
+
+    def refusals(self) -> Mapping[str, str]:
+        """PSA and SA: derived for a loss of the last binary layer alone (``REFUSALS``)."""
+        return REFUSALS
 
     def reference_network(self) -> SBVAE:
         """The vae-linear case's shape: 64 pixels, one latent layer of 12, linear."""

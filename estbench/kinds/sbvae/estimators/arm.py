@@ -98,6 +98,10 @@ class VAEDisARM(_PairEstimator):
 
     name = "vae-disarm"
     reference = "Dong, Mnih & Tucker, NeurIPS 2020, arXiv 2006.10680"
+    variance_claims = (
+        ("vae-rloo", "Dong, Mnih & Tucker, NeurIPS 2020: DisARM below LOORF (RLOO, K = 2)"),
+        ("vae-arm", "Dong, Mnih & Tucker, NeurIPS 2020: DisARM below ARM"),
+    )
 
     def pair_weight(self, alpha: Tensor, u: Tensor, b1: Tensor, b2: Tensor) -> Tensor:
         sign = 1 - 2 * b2  # (-1)^{b2}

@@ -81,6 +81,39 @@ def per_draw(problem: VAEProblem, surrogate: Callable[..., Tensor], *batched: An
     return torch.cat([g[k].reshape(S, -1) for k in m.keys], 1)
 
 
+def held(model: SBVAE, *, encoder: bool, decoder: bool) -> SBVAE:
+    """``model`` with the encoder's (``q_*``) and/or the decoder's (``p_*``, the prior included)
+    parameters detached: a function of them evaluated on this copy passes no gradient to them
+    (inside ``torch.func.grad`` too), while the inputs it is evaluated at still do."""
+    params = {
+        k: v.detach() if (encoder and k.startswith("q_")) or (decoder and k.startswith("p_")) else v
+        for k, v in model.params.items()
+    }
+    return model.replace(params)
+
+
+def open_unit(u: Tensor) -> Tensor:
+    """u clamped into the open interval (0, 1), so that its logit is finite."""
+    info = torch.finfo(u.dtype)
+    return u.clamp(info.tiny, 1 - info.eps / 2)
+
+
+def logistic_noise(u: Tensor) -> Tensor:
+    """L = logit(1 - u) = -logit(u): the logistic noise of a unit drawn with uniform u under the
+    kind's convention (on iff u < sigmoid(alpha) iff alpha + L > 0)."""
+    u = open_unit(u)
+    return torch.log1p(-u) - torch.log(u)
+
+
+def integrand(model: SBVAE, x: Tensor, z: list[Tensor], *, keep: float) -> Tensor:
+    """f = log p(x, z) - log q(z | x) per draw and point, for states z that may carry gradients
+    (straight-through or relaxed): the -log q term is evaluated with the encoder's parameters
+    held unless ``keep`` is 1, so that only its dependence on z passes gradient
+    (``path = "drop"``) or also its pathwise -grad_phi log q term (``"keep"``)."""
+    q_model = model if keep else held(model, encoder=True, decoder=False)
+    return model.log_joint(x, z) - q_model.log_posterior(x, z)
+
+
 class VAEEstimator(Estimator[VAEProblem, SBVAE]):
     """Base class of the ``sbvae`` kind's estimators (module docstring): ``path`` chooses the
     treatment of the encoder's pathwise term."""

@@ -1,0 +1,223 @@
+"""Straight-through family of the ``sbvae`` kind: the sampled (hard) latent states forward, a
+proxy Jacobian D_k = "dz_k / dalpha_k" backward, for every latent layer at once. Shared notation
+and the encoder's pathwise term: ``base``.
+
+One draw samples z ~ q(z | x_n) per point from uniforms u (z_k on iff u_k < sigmoid(alpha_k),
+alpha_k = e_k(z_{k-1}), exactly the states ``vae-reinforce`` samples from the same generator)
+and differentiates the integrand f = log p(x, z) - log q(z | x) as a function of straight-through
+states,
+
+    z_k^ST = z_k + (alpha_k - stop(alpha_k)) stop(D_k),      (value z_k, derivative D_k)
+
+so that the encoder gets the backward recursion of spec §1.4 with the ELBO's own delta_k =
+df/dz_k (every layer's term of log p and of -log q, and what flows back from the layers above
+through alpha_{k+1}(z_k)); the decoder (and the prior) get grad_theta log p(x, z) at the sampled
+z: pathwise, hence unbiased in the decoder for every proxy. ``path`` = "keep" (the default,
+autodiff of the whole integrand as the straight-through VAE literature does) also keeps the
+encoder's pathwise -grad_phi log q(z | x) term at the sampled z (expectation 0); "drop" holds the
+encoder's parameters in -log q, which then passes gradient through z alone.
+
+Claim: "no" (biased in the encoder; ``CLAIMS`` has no "decoder only", and the decoder's
+unbiasedness is tested exactly in tests/test_sbvae_estimators.py). Their only randomness is the
+sampled path, so their exact mean follows by enumerating z (the tests do). Cost: 1 evaluation of
+f and one backward pass. The proxies are the sbn kind's, for {0, 1} states (``estbench.kinds.
+sbn.estimators.straight_through``; spec §4.1, §4.2).
+
+Equation and section numbers in the references below are from memory of the papers (not re-read
+in this session) and UNVERIFIED; the formulas follow the formula spec (estimators.md, the
+sections named) and are verified numerically (tests/test_sbvae_estimators.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ....estimators.base import Hyper
+from ..model import SBVAE, VAEProblem
+from .base import VAEEstimator, integrand, layer_uniforms, per_draw
+
+PATH_KEEP = Hyper(
+    "keep",
+    str,
+    choices=("drop", "keep"),
+    help="the encoder's pathwise -grad log q(z|x) term: kept (autodiff of f) or dropped",
+)
+
+
+def st_states(
+    model: SBVAE,
+    x: Tensor,
+    u: list[Tensor],
+    proxy: Any,
+    extra: list[Tensor],
+) -> list[Tensor]:
+    """The straight-through states z_1^ST .. z_L^ST (module docstring) from uniforms ``u``:
+    ``proxy(alpha, b, u_k, extra_k)`` gives D_k from the detached logits, the hard states and
+    the layer's noise (``extra_k``: further noise of the layer, or None)."""
+    below, out = x, []
+    for k in range(1, model.n_latent + 1):
+        alpha = model.encoder_logits(k, below)
+        a = alpha.detach()
+        b = (u[k - 1] < torch.sigmoid(a)).to(a.dtype)
+        jac = proxy(a, b, u[k - 1], extra[k - 1] if extra else None).detach()
+        below = b + (alpha - a) * jac
+        out.append(below)
+    return out
+
+
+class StraightThroughBase(VAEEstimator):
+    """Hard states forward, ``jacobian`` backward (module docstring)."""
+
+    family = "straight-through"
+    unbiased = "no"
+    hyperparameters = {"path": PATH_KEEP}
+
+    def jacobian(self, alpha: Tensor, b: Tensor, u: Tensor, extra: Tensor | None) -> Tensor:
+        """D_k for logits ``alpha``, states ``b`` and uniforms ``u`` of a layer."""
+        raise NotImplementedError
+
+    def extra_noise(
+        self, problem: VAEProblem, lead: tuple[int, ...], generator: torch.Generator
+    ) -> list[Tensor]:
+        """Further noise per layer, drawn after the path's uniforms (Gumbel-Rao's); none here."""
+        return []
+
+    def _draw(
+        self, problem: VAEProblem, n_draws: int, generator: torch.Generator, context: Any
+    ) -> Tensor:
+        u = layer_uniforms(problem, (n_draws,), generator)
+        return self.estimates(problem, u, self.extra_noise(problem, (n_draws,), generator))
+
+    def estimates(self, problem: VAEProblem, u: list[Tensor], extra: list[Tensor]) -> Tensor:
+        """[S, P]: the estimate of each draw of the uniforms ``u`` ([S, N, n_k] per layer)."""
+        X, keep = problem.X, self.keep
+
+        def surrogate(mm: SBVAE, uu: list[Tensor], ee: list[Tensor]) -> Tensor:
+            z = st_states(mm, X, uu, self.jacobian, ee)
+            return -integrand(mm, X, z, keep=keep).mean(-1)
+
+        return per_draw(problem, surrogate, u, extra)
+
+
+class VAEStraightThrough(StraightThroughBase):
+    """Principled straight-through: D_k = sigmoid'(alpha_k) = p_k (1 - p_k), the derivative of
+    the conditional mean E[z_k | z_{k-1}] ({0, 1} states). Formula, path term and decoder:
+    module docstring (hard states forward; decoder pathwise at the sampled z, unbiased; encoder
+    biased: the recursion differentiates f's multilinear extension at the sample, exact only
+    for one latent layer with f affine in z, which an ELBO is not).
+    Reference: Shekhovtsov & Yanush, "Reintroducing straight-through estimators as principled
+    methods for stochastic binary networks", GCPR 2021, arXiv 2006.06880, eq. 9 (ST as the
+    derivative of the mean); spec §4.1.
+    """
+
+    name = "vae-st"
+    reference = "Shekhovtsov & Yanush, arXiv 2006.06880 (GCPR 2021)"
+
+    def jacobian(self, alpha: Tensor, b: Tensor, u: Tensor, extra: Tensor | None) -> Tensor:
+        p = torch.sigmoid(alpha)
+        return p * (1 - p)
+
+
+class VAEStraightThroughIdentity(StraightThroughBase):
+    """Identity straight-through: D_k = 1 (the classic heuristic, Hinton's 2012 lecture). Not
+    the derivative of the conditional mean (in {0, 1} states it is the +-1 network's D = 2); biased
+    in the encoder, the decoder pathwise at the sampled z (module docstring).
+    Reference: Bengio, Leonard & Courville, "Estimating or propagating gradients through
+    stochastic neurons for conditional computation", arXiv 1308.3432 (2013), section 4; spec
+    §4.1.
+    """
+
+    name = "vae-st-identity"
+    reference = "Bengio, Leonard & Courville, arXiv 1308.3432 (2013)"
+
+    def jacobian(self, alpha: Tensor, b: Tensor, u: Tensor, extra: Tensor | None) -> Tensor:
+        return torch.ones_like(alpha)
+
+
+class VAEStraightThroughHardtanh(StraightThroughBase):
+    """Hardtanh ("clipped identity", BNN-style) straight-through: D_k = (1/2) 1[|alpha_k| <= 1]
+    ({0, 1} states: half the +-1 proxy). Biased in the encoder, the decoder pathwise at the
+    sampled z (module docstring).
+    Reference: Hubara et al., "Binarized neural networks", NeurIPS 2016, arXiv 1602.02830, eq. 4
+    (the straight-through 1_{|r| <= 1}); spec §4.1.
+    """
+
+    name = "vae-st-hardtanh"
+    reference = "Hubara et al., arXiv 1602.02830 (NeurIPS 2016)"
+
+    def jacobian(self, alpha: Tensor, b: Tensor, u: Tensor, extra: Tensor | None) -> Tensor:
+        return 0.5 * (alpha.abs() <= 1).to(alpha.dtype)
+
+
+class VAEStraightThroughTanh(StraightThroughBase):
+    """Tanh-proxy straight-through: D_k = (1 - tanh^2(alpha_k)) / 2 ({0, 1} states), the
+    principled ST of logistic noise of scale 1/2. Biased in the encoder, the decoder pathwise
+    at the sampled z (module docstring). Reference: spec §4.1 (tanh proxy); Shekhovtsov &
+    Yanush, arXiv 2006.06880, section 3.
+    """
+
+    name = "vae-st-tanh"
+    reference = "spec §4.1; Shekhovtsov & Yanush, arXiv 2006.06880"
+
+    def jacobian(self, alpha: Tensor, b: Tensor, u: Tensor, extra: Tensor | None) -> Tensor:
+        return 0.5 * (1 - torch.tanh(alpha) ** 2)
+
+
+class VAEStraightThroughSlope(StraightThroughBase):
+    """Slope-annealed straight-through with a fixed slope s: ``form=smooth`` D_k =
+    s sigmoid'(s alpha_k) (s = 1 is ``vae-st`` draw for draw); ``form=hard`` the hard sigmoid
+    D_k = (s/2) 1[|s alpha_k| <= 1] (s = 1 is ``vae-st-hardtanh``). Biased in the encoder, the
+    decoder pathwise at the sampled z (module docstring).
+    Reference: Chung, Ahn & Bengio, "Hierarchical multiscale recurrent neural networks", ICLR
+    2017, arXiv 1609.01704, section 3.3 (slope annealing); spec §4.1.
+    """
+
+    name = "vae-st-slope"
+    reference = "Chung, Ahn & Bengio, arXiv 1609.01704 (ICLR 2017)"
+    hyperparameters = {
+        **StraightThroughBase.hyperparameters,
+        "s": Hyper(1.0, float, minimum=0.0, exclusive=True, help="slope of the proxy"),
+        "form": Hyper(
+            "smooth",
+            str,
+            choices=("smooth", "hard"),
+            help="smooth: s sigmoid'(s a); hard: (s/2) 1[|s a| <= 1]",
+        ),
+    }
+
+    def jacobian(self, alpha: Tensor, b: Tensor, u: Tensor, extra: Tensor | None) -> Tensor:
+        s = self.params["s"]
+        if self.params["form"] == "hard":
+            return (s / 2) * ((s * alpha).abs() <= 1).to(alpha.dtype)
+        p = torch.sigmoid(s * alpha)
+        return s * (p * (1 - p))
+
+
+class VAEDarn(StraightThroughBase):
+    """DARN "1/2" estimator (= binary ReinMax at tau = 1, = ZGR): D_k = (b_k - 1/2) times the
+    score d log q(b_k | alpha_k) / d alpha_k = (b_k - 1/2)(b_k - p_k), i.e. (1 - p)/2 when on and
+    p/2 when off; E[D_k | z_{<k}] = sigmoid'(alpha_k), the principled-ST Jacobian. Biased in the
+    encoder (exact only for f quadratic in a single layer), the decoder pathwise at the sampled
+    z (module docstring).
+    References: Gregor et al., "Deep AutoRegressive Networks", ICML 2014, arXiv 1310.8499 (as
+    described in MuProp, arXiv 1511.05176, section 3); Liu et al. (ReinMax), arXiv 2304.08612,
+    Algorithm 2 at tau = 1; spec §4.2 (checked against the authors' code there).
+    """
+
+    name = "vae-darn"
+    reference = "Gregor et al., arXiv 1310.8499 (ICML 2014); Liu et al. (ReinMax), arXiv 2304.08612"
+
+    def jacobian(self, alpha: Tensor, b: Tensor, u: Tensor, extra: Tensor | None) -> Tensor:
+        return (b - 0.5) * (b - torch.sigmoid(alpha))
+
+
+ESTIMATORS = (
+    VAEStraightThrough,
+    VAEStraightThroughIdentity,
+    VAEStraightThroughHardtanh,
+    VAEStraightThroughTanh,
+    VAEStraightThroughSlope,
+    VAEDarn,
+)
