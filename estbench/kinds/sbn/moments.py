@@ -96,7 +96,8 @@ def _weighted_moments(
     """
     N = problem.n_points
     shape = weight.shape
-    firsts, seconds = [], []
+    firsts: list[Tensor] = []
+    seconds: list[Tensor] = []
     for parts in terms:
         gs = [g.expand(*shape, g.shape[-1]) for g, _ in parts]
         inps = [inp for _, inp in parts]
@@ -124,7 +125,7 @@ def _contract(a: Tensor, total: Tensor, inp: Tensor, shape: torch.Size) -> Tenso
     c, n = shape
     j, i = a.shape[-1], inp.shape[-1]
     if inp.dim() == 2 or inp.shape[0] == 1:
-        return total[:, :, None] * inp.reshape(n, 1, i)
+        return total[:, :, None] * inp.reshape(-1, 1, i)
     if inp.shape[1] == 1 and inp.shape[0] == c:
         return (inp[:, 0, :].T @ a.reshape(c, n * j)).T.reshape(n, j, i)
     if j == 1:
