@@ -20,8 +20,7 @@ import pytest
 import torch
 
 from estbench.estimators import get_estimator
-from estbench.kinds.sbn.estimators.multi_sample import CARMS, copula_pair_pmf
-from estbench.kinds.sbn.estimators.score_noise import arms_joint
+from estbench.kinds.sbn.estimators.score_noise import CARMS, arms_joint, copula_pair_pmf
 from estbench.kinds.sbn.problems import bernoulli_toy
 from estbench.testing import check_estimator
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from estbench.estimators import get_estimator
-from estbench.kinds.sbn.estimators.straight_through_recent import ZGR, ReinMax
+from estbench.kinds.sbn.estimators.straight_through import ZGR, ReinMax
 from estbench.kinds.sbn.exact import exact_gradient
 from estbench.kinds.sbn.model import Problem
 from estbench.kinds.sbn.moments import path_moments

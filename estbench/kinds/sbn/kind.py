@@ -245,13 +245,11 @@ class SbnKind(LayeredKind["Problem", "SBN"]):
 
     def estimators(self) -> list[type]:
         from .estimators import (
-            multi_sample,
             path_analytic,
             relaxed,
             score,
             score_noise,
             straight_through,
-            straight_through_recent,
         )
 
         return [
@@ -260,8 +258,6 @@ class SbnKind(LayeredKind["Problem", "SBN"]):
             *relaxed.ESTIMATORS,
             *straight_through.ESTIMATORS,
             *path_analytic.ESTIMATORS,
-            *straight_through_recent.ESTIMATORS,
-            *multi_sample.ESTIMATORS,
         ]
 
     def reference_network(self) -> SBN:
