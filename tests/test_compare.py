@@ -231,6 +231,31 @@ def test_resume_after_deleting_one_run(tmp_path):
             assert p.stat().st_mtime_ns == kept[p.name]  # finished runs were not redone
 
 
+def test_an_interrupted_comparison_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
+    case = sbn_case(tmp_path)
+    reference = without_wall(C.run_compare(case, tmp_path / "ref", progress=False).directory)
+    real = C.train_run
+    calls = []
+
+    def interrupted(plan, run, **kw):  # noqa: ANN001, ANN003, ANN202
+        calls.append(run)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(plan, run, **kw)
+
+    monkeypatch.setattr(C, "train_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        C.run_compare(case, tmp_path / "out", progress=False)
+    d = tmp_path / "out" / "tiny"
+    assert len(list((d / C.RUNS_DIR).glob("*.json"))) == 3
+    assert not (d / TRAINING_CSV).exists() and not (d / TRAINING_JSON).exists()
+    assert not list(d.rglob(".*.tmp"))
+    monkeypatch.setattr(C, "train_run", real)
+    report = C.run_compare(case, tmp_path / "out", progress=False)
+    assert report.runs_done == 3 and report.runs_skipped == 3
+    assert without_wall(d) == reference
+
+
 def test_another_comparison_in_the_directory_is_refused_unless_forced(tmp_path):
     case = sbn_case(tmp_path)
     C.run_compare(case, tmp_path / "out", progress=False)

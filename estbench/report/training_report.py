@@ -229,7 +229,7 @@ def final_table(data: TrainingData) -> Table:
         if e == EXACT:
             cells.append("— (exact gradient: enumerated)")
         else:
-            cells.append(num(float(evals.mean()), 4) if len(evals) else "—")
+            cells.append(f"{float(evals.mean()):,.0f}" if len(evals) else "—")
         rows.append(cells)
     caption = (
         f"Exact values at the last step ({last:,}), {INTERVAL}."
