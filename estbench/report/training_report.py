@@ -178,8 +178,12 @@ def objective_figure(data: TrainingData, x: str = "step") -> Figure | None:
         ax.grid(True, alpha=0.3)
         ax.autoscale_view()
         if i + cols >= len(quantities):
-            ax.set_xlabel("training step" if x == "step" else "training wall time (s)")
-    versus = "steps" if x == "step" else "training wall time (exact evaluations excluded)"
+            ax.set_xlabel(
+                "training step"
+                if x == "step"
+                else "training wall time (s),\nexact evaluations excluded"
+            )
+    versus = "steps" if x == "step" else "wall time"
     fig.suptitle(
         f"{data.case_name}: exact values vs {versus} ({len(data.seeds)} seed{'s' * many})",
         fontsize="medium",
