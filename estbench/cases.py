@@ -103,6 +103,7 @@ class Case:
     sweep: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     measure: MeasureSpec = MeasureSpec()
     description: str = ""
+    compare: CompareSpec | None = None  # [compare]: training outcome per estimator (compare.py)
 
     @property
     def sha256(self) -> str:
@@ -327,9 +328,15 @@ def parse_case(
     training = _read_training(file, top, raw, kind, model, registry)
     sweep = _read_sweep(file, top, raw, training)
     _check_architecture(file, model, sweep)
-    measure = _read_measure(file, top, raw, model, sweep, registry)
+    compare = _read_compare(file, top, raw, model, registry)
+    # A [compare] case needs no [measure]: it may compare by training outcome alone.
+    measure = (
+        _read_measure(file, top, raw, model, sweep, registry)
+        if compare is None or "measure" in raw
+        else MeasureSpec()
+    )
     top.done()
-    case = Case(name, path, text, data, model, training, sweep, measure, description)
+    case = Case(name, path, text, data, model, training, sweep, measure, description, compare)
     kind.check_case(case)
     return case
 
@@ -669,3 +676,123 @@ def with_overrides(
     if estimators is not None:
         case = replace(case, measure=replace(case.measure, estimators=estimators))
     return case
+
+
+# ---- [compare]: estimators compared by training outcome (estbench.compare) -----------------
+
+
+EXACT_METHOD = "exact"  # training with the exact gradient, in [compare] and [training]
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    """``[compare]``: train the case's model once per (estimator, seed) and record the exact
+    objective along the way (``estbench.compare``). ``estimators`` as written ("exact" or a
+    registered spec); the length is ``steps`` or ``epochs`` (one of the two: epochs become steps
+    once the data size is known); the exact objective is recorded every ``record_every`` steps
+    (None: about 20 records); ``batch_size`` None is the whole data set."""
+
+    estimators: tuple[str, ...]
+    seeds: tuple[int, ...]
+    steps: int | None = None
+    epochs: int | None = None
+    record_every: int | None = None
+    optimizer: str = "adam"
+    lr: float = 0.01
+    momentum: float = 0.9
+    batch_size: int | None = None
+    quick_steps: int = 50
+
+
+def _read_compare(
+    file: str, top: Table, raw: dict[str, Any], model: ModelSpec, registry: Any
+) -> CompareSpec | None:
+    """``[compare]`` (optional): the estimators (each of the model's kind, or "exact"; each
+    once), the seeds (a count n, meaning 0..n-1, or a list), steps or epochs, the optimiser and
+    how often the exact objective is recorded. A comparison trains the case's one model, so a
+    ``[sweep]`` is refused with it, and so is a ``[training]`` that nothing would measure."""
+    if "compare" not in raw:
+        return None
+    c = Table(file, "compare", raw["compare"])
+    top.used.add("compare")
+    names = c.get(
+        "estimators",
+        "str-list",
+        required=True,
+        expected='a non-empty list of estimator names or "exact"',
+    )
+    seen: dict[str, int] = {}
+    for i, spec in enumerate(names):
+        key = f"compare.estimators[{i}]"
+        label = spec
+        if spec != EXACT_METHOD:
+            est = _check_estimator_spec(file, key, spec, registry)
+            check_problem_kind(f"{file}: {key}", est, model)
+            label = est.spec
+        if label in seen:
+            raise CaseError(
+                f"{file}: {key}: {spec!r} is listed twice (as compare.estimators[{seen[label]}]); "
+                f"expected each estimator once"
+            )
+        seen[label] = i
+    if isinstance(c.raw.get("seeds"), list):
+        seeds = tuple(
+            c.get("seeds", "int-list", check=_all(_seed), expected=f"a list of {SEED_RANGE}s")
+        )
+        if len(set(seeds)) != len(seeds):
+            c.fail("compare.seeds", "distinct seeds", list(seeds))
+    else:
+        count = c.get(
+            "seeds",
+            "int",
+            3,
+            check=lambda v: 1 <= v <= 1000,
+            expected="an integer in 1..1000 (that many seeds, 0..n-1) or a list of seeds",
+        )
+        seeds = tuple(range(count))
+    if ("steps" in c.raw) == ("epochs" in c.raw):
+        raise CaseError(
+            f"{file}: compare.steps: expected exactly one of compare.steps and compare.epochs, got "
+            f"{'both' if 'steps' in c.raw else 'neither'}"
+        )
+    steps = c.get("steps", "int", None, check=_positive, expected="a positive integer")
+    epochs = c.get("epochs", "int", None, check=_positive, expected="a positive integer")
+    optimizer = c.choice("optimizer", ("adam", "sgd"), "adam")
+    if optimizer != "sgd" and "momentum" in c.raw:
+        c.fail(
+            "compare.momentum",
+            "no momentum with optimizer = 'adam' (it is SGD's)",
+            c.raw["momentum"],
+        )
+    spec = CompareSpec(
+        estimators=tuple(names),
+        seeds=seeds,
+        steps=steps,
+        epochs=epochs,
+        record_every=c.get(
+            "record_every", "int", None, check=_positive, expected="a positive integer (steps)"
+        ),
+        optimizer=optimizer,
+        lr=c.get("lr", "float", 0.01, check=_positive, expected="a number > 0"),
+        momentum=c.get(
+            "momentum", "float", 0.9, check=lambda v: 0 <= v < 1, expected="a number in [0, 1)"
+        ),
+        batch_size=c.get("batch_size", "int", None, check=_positive, expected="a positive integer"),
+        quick_steps=c.get(
+            "quick_steps", "int", 50, check=_positive, expected="a positive integer (steps)"
+        ),
+    )
+    c.done()
+    if steps is not None and spec.record_every is not None and spec.record_every > steps:
+        c.fail("compare.record_every", f"at most compare.steps ({steps})", spec.record_every)
+    if isinstance(raw.get("sweep"), dict) and raw["sweep"]:
+        raise CaseError(
+            f"{file}: sweep: a case with [compare] trains its one model; expected no [sweep] "
+            f"(compare several models with one case each)"
+        )
+    if "training" in raw and "measure" not in raw:
+        raise CaseError(
+            f"{file}: training: [compare] trains by its own keys and there is no [measure] to use "
+            f"[training]'s networks; expected no [training] (or a [measure] table)"
+        )
+    return spec

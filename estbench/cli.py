@@ -200,22 +200,30 @@ def _estimator_list(text: str | None) -> tuple[str, ...] | None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .cases import load_case, with_overrides
+    from .compare import check_compare_output, plan_compare
     from .runner import check_output, plan_run
 
     registry = _registry()
     estimators = _estimator_list(args.estimators)
     for spec in estimators or ():
-        registry.create(spec)
+        if spec != "exact":  # "exact" is a method of [compare], checked with its case
+            registry.create(spec)
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     # Every case (and its checkpoint, of the case's model kind) is validated and sized before
     # any work starts, so a bad file or an oversized point fails now, naming it, not after other
-    # cases ran.
+    # cases ran. --estimators replaces a case's [measure] estimators, or its [compare]
+    # estimators when it has no [measure] (a comparison only: estbench.compare).
+    loaded = [load_case(name) for name in args.cases or ["default"]]
     cases = [
-        with_overrides(load_case(name), checkpoint=checkpoint, estimators=estimators)
-        for name in args.cases or ["default"]
+        with_overrides(
+            c, checkpoint=checkpoint, estimators=None if _compare_only(c) else estimators
+        )
+        for c in loaded
     ]
     plans = [
-        plan_run(
+        None
+        if _compare_only(case)
+        else plan_run(
             case,
             Path(args.out),
             seed=args.seed,
@@ -227,20 +235,44 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         for case in cases
     ]
+    compares = [
+        None
+        if case.compare is None
+        else plan_compare(
+            case,
+            Path(args.out),
+            seed=args.seed,
+            quick=args.quick,
+            estimators=estimators if _compare_only(case) else None,
+            memory_budget=args.memory_budget,
+            time_budget=args.time_budget,
+        )
+        for case in cases
+    ]
     seen: dict[Path, str] = {}
-    for case, plan in zip(cases, plans, strict=True):
+    for case, plan, compare in zip(cases, plans, compares, strict=True):
         where = str(case.path or case.name)
-        if plan.directory in seen:
+        directory = plan.directory if plan is not None else compare.directory  # type: ignore[union-attr]
+        if directory in seen:
             raise EstbenchError(
-                f"{where}: writes to {plan.directory}, as does {seen[plan.directory]} in the same "
+                f"{where}: writes to {directory}, as does {seen[directory]} in the same "
                 f"command (cases are named after their file); run them with different --out"
             )
-        seen[plan.directory] = where
-        check_output(plan.directory)
-    for plan in plans:
-        print(f"estbench: {plan.describe()}", file=sys.stderr)
+        seen[directory] = where
+        check_output(directory)
+        if compare is not None:
+            check_compare_output(directory)
+    described: list[Any] = [*plans, *compares]
+    for planned in described:
+        if planned is not None:
+            print(f"estbench: {planned.describe()}", file=sys.stderr)
     with _cluster(args) as client:
-        return _execute(args, cases, plans, client)
+        return _execute(args, cases, plans, client, compares)
+
+
+def _compare_only(case: Any) -> bool:
+    """A case with [compare] and no estimators to measure (no [measure] table)."""
+    return case.compare is not None and not case.measure.estimators
 
 
 @contextlib.contextmanager
@@ -263,27 +295,56 @@ def _cluster(args: argparse.Namespace) -> Any:
         yield client
 
 
-def _execute(args: argparse.Namespace, cases: list[Any], plans: list[Any], client: Any) -> int:
+def _execute(
+    args: argparse.Namespace,
+    cases: list[Any],
+    plans: list[Any],
+    client: Any,
+    compares: list[Any] | None = None,
+) -> int:
     from .runner import execute
 
     failed = 0
-    for case, plan in zip(cases, plans, strict=True):
-        report = execute(
-            plan, force=args.force, progress=False if args.no_progress else None, client=client
-        )
-        done = f"{report.points_done} computed, {report.points_skipped} already done"
-        print(f"{case.name}: {done} -> {report.directory}/results.csv")
+    progress = False if args.no_progress else None
+    for case, plan, compare in zip(cases, plans, compares or [None] * len(plans), strict=True):
+        errors = 0
+        if plan is not None:
+            report = execute(plan, force=args.force, progress=progress, client=client)
+            done = f"{report.points_done} computed, {report.points_skipped} already done"
+            print(f"{case.name}: {done} -> {report.directory}/results.csv")
+            errors += len(report.errors)
+        if compare is not None:
+            errors += _execute_compare(args, case, compare, client, progress)
         if not args.no_report:
-            files = _render(report.directory, svg=args.svg)
+            directory = (plan or compare).directory
+            files = _render(directory, svg=args.svg)
             print(f"{case.name}: report -> {files.markdown}, {files.html}")
-        if report.errors:
+        if errors:
             failed += 1
             print(
-                f"estbench: {case.name}: {len(report.errors)} estimator failures "
-                f"(see the error column)",
+                f"estbench: {case.name}: {errors} estimator failures "
+                f"(see the error column, or training.json's runs)",
                 file=sys.stderr,
             )
     return 2 if failed else 0
+
+
+def _execute_compare(
+    args: argparse.Namespace, case: Any, plan: Any, client: Any, progress: bool | None
+) -> int:
+    """A case's [compare] (``estbench.compare``), in this process; its number of failed runs."""
+    from .compare import execute_compare
+
+    if client is not None:
+        print(
+            f"estbench: note: {case.name}: the training comparison runs in this process, not on "
+            f"the Dask cluster",
+            file=sys.stderr,
+        )
+    report = execute_compare(plan, force=args.force, progress=progress)
+    done = f"{report.runs_done} trained, {report.runs_skipped} already done"
+    print(f"{case.name}: training runs: {done} -> {report.directory}/training.csv")
+    return len(report.errors)
 
 
 def _render(directory: Path, **options: Any) -> Any:

@@ -284,6 +284,10 @@ def render_report(
     Per-point figures are drawn for at most ``max_point_figures`` points (None: all). With
     ``svg``, every PNG figure gets an SVG twin; without, SVGs left by an earlier render are
     removed (they would no longer match)."""
+    from .training_report import has_training, render_training_report, training_blocks
+
+    if has_training(Path(directory)) and not (Path(directory) / "results.json").exists():
+        return render_training_report(directory, svg=svg, log=log)  # a [compare]-only case
     data = load_report_data(directory)
     root = data.directory
     fig_dir = root / "figures"
@@ -370,6 +374,9 @@ def render_report(
             "Relative bias, estimators × layers.",
         )
         doc.append(Section(title, blocks, open=not many or i == 0))
+
+    if has_training(root):  # the case's [compare] too (estbench.compare)
+        doc += training_blocks(root, figure)
 
     pngs = _render_figures(jobs, fig_dir, svg)
     written = [png for png in pngs if png is not None]
