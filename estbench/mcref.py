@@ -5,7 +5,9 @@ A case's ``[measure]`` chooses the reference (``ReferenceSpec``, read by ``read_
 * ``reference = "exact"`` (the default): the kind's exact reference, as always;
 * ``"mc"``: the mean of R draws of an unbiased estimator at every point;
 * ``"auto"``: exact where the kind's exact reference fits the memory budget (``exact_bytes``,
-  asked while the run is planned, before any work), mc beyond.
+  asked while the run is planned, before any work) and its estimated time (``exact_seconds``)
+  is at most ``reference_exact_max_seconds`` (default 60 s: a table built in row blocks fits any
+  budget, but at width 16 takes far longer than a Monte Carlo reference), mc beyond.
 
 The reference estimator (``reference_estimator``, else chosen by a pilot run among
 ``reference_candidates``, else among every estimator of the kind from estbench itself that claims
@@ -67,17 +69,20 @@ class ReferenceSpec:
     rel_se: float = 0.01
     max_draws: int = 1_000_000
     max_seconds: float = 3600.0
-    pilot_draws: int = 256
+    pilot_draws: int = 128
+    exact_max_seconds: float = 60.0  # auto: the longest estimated exact reference kept
 
     def quick(self) -> ReferenceSpec:
-        """A ``--quick`` run's reference: at most 5 % relative SE and 20,000 draws."""
+        """A ``--quick`` run's reference: at most 5 % relative SE, 20,000 draws, 60 s and a
+        pilot of 32 draws per candidate."""
         from dataclasses import replace
 
         return replace(
             self,
             rel_se=max(self.rel_se, 0.05),
             max_draws=min(self.max_draws, 20_000),
-            pilot_draws=min(self.pilot_draws, 128),
+            max_seconds=min(self.max_seconds, 60.0),
+            pilot_draws=min(self.pilot_draws, 32),
         )
 
 
@@ -128,10 +133,17 @@ def read_spec(ms: Any, file: str, registry: Any, model: Any) -> ReferenceSpec:
             check=lambda v: v > 0,
             expected="a positive number of seconds",
         ),
+        exact_max_seconds=ms.get(
+            "reference_exact_max_seconds",
+            "float",
+            60.0,
+            check=lambda v: v > 0,
+            expected="a positive number of seconds",
+        ),
         pilot_draws=ms.get(
             "reference_pilot_draws",
             "int",
-            256,
+            128,
             check=lambda v: v >= 16,
             expected="an integer >= 16",
         ),

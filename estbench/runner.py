@@ -531,6 +531,11 @@ def _plan_point(
     where = f"{_where(runner.case)}: point {pid}"
     advice = "raise the budget with --memory-budget SIZE (or ESTBENCH_MEMORY_BUDGET)"
     floor = _size_floor(runner, point)
+    if ref_spec is not None and ref_spec.mode != "exact" and floor > budget:
+        # an exact reference over the budget is what mc and auto are for: the floor of the
+        # network's weights alone (8 bytes per width^2 per layer) decides
+        width, depth = max(runner.case.widths_at(point)), len(runner.case.widths_at(point))
+        floor = 8 * width * width * max(depth, 1)
     if floor > budget:  # before anything of that size is built
         raise MemoryBudgetError(
             f"{where}: its data, network and exact reference need at least "
@@ -548,6 +553,10 @@ def _plan_point(
     else:
         try:
             exact = kind.exact_bytes(model, n_points, budget)
+            if mode == "auto":
+                assert ref_spec is not None
+                if kind.exact_seconds(model, n_points) > ref_spec.exact_max_seconds:
+                    exact, reference_kind = reference_bytes(n_params, budget), "mc"
         except MemoryBudgetError as e:
             if mode != "auto":
                 raise MemoryBudgetError(f"{where}: {e}") from None

@@ -211,6 +211,13 @@ def test_auto_picks_exact_within_the_budget_and_mc_beyond(tmp_path):
     assert [e.reference for e in plan.estimates] == ["exact", "mc"]
     plan = plan_run(case, tmp_path / "out", memory_budget=1 << 30)
     assert [e.reference for e in plan.estimates] == ["exact", "exact"]
+    # an exact reference that fits but is estimated to take too long: mc too
+    slow = load_case(
+        _case(tmp_path, "auto", width="[4, 10]"),
+        {**small, "measure.reference_exact_max_seconds": 1e-3},
+    )
+    plan = plan_run(slow, tmp_path / "out", memory_budget=1 << 30)
+    assert [e.reference for e in plan.estimates] == ["exact", "mc"]  # est. 6e-7 s and 2e-3 s
     exact_only = load_case(_case(tmp_path, "exact", width="[4, 10]", sub="ex"), small)
     with pytest.raises(MemoryBudgetError, match="point width=10"):
         plan_run(exact_only, tmp_path / "out", memory_budget=budget)
@@ -231,6 +238,7 @@ def test_auto_picks_exact_within_the_budget_and_mc_beyond(tmp_path):
         ("reference_max_draws = 10", r"measure.reference_max_draws: expected an integer >= 128"),
         ("reference_max_seconds = -1", r"measure.reference_max_seconds: expected a positive"),
         ('reference_estimator = "nope"', r"measure.reference_estimator: .*nope"),
+        ("reference_exact_max_seconds = 0", r"measure.reference_exact_max_seconds: expected"),
         ('reference_candidates = ["disarm", 3]', r"measure.reference_candidates: expected"),
     ],
 )
