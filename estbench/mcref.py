@@ -176,6 +176,14 @@ def unbiased_everywhere(est: Any, model: Any) -> bool:
     return bool(est.unbiased_layers(model).issuperset(range(model.depth + 1)))
 
 
+def _default_parametrisation(est: Any) -> bool:
+    """The estimator targets its kind's default parametrisation (no ``wrt``, or that one)."""
+    from .problem import get_kind
+
+    wrt = getattr(est, "wrt", None)
+    return wrt is None or wrt == get_kind(est.problem).parametrisations[0]
+
+
 def check_reference_estimator(est: Any, model: Any, where: str) -> None:
     """Refuse an estimator that cannot serve as a reference: one not claiming unbiasedness in
     every block, one in another parametrisation, or one failing its conformance check."""
@@ -184,7 +192,7 @@ def check_reference_estimator(est: Any, model: Any, where: str) -> None:
             f"{where}: {est.spec!r} does not claim to be unbiased in every block (its claim: "
             f"{est.claim(model)}); expected an unbiased estimator, e.g. disarm or rloo"
         )
-    if getattr(est, "wrt", None) is not None:
+    if not _default_parametrisation(est):
         raise EstbenchError(
             f"{where}: {est.spec!r} estimates the gradient wrt {est.wrt!r}; expected an "
             f"estimator of the default parametrisation"
@@ -223,7 +231,7 @@ def candidates(spec: ReferenceSpec, kind: str, model: Any, where: str) -> list[A
         if entry.source != "estbench" or getattr(entry.cls, "problem", "sbn") != kind:
             continue
         est = registry.create(name)
-        if not est.stochastic or getattr(est, "wrt", None) is not None:
+        if not est.stochastic or not _default_parametrisation(est):
             continue
         if unbiased_everywhere(est, model) and _conforms(est.spec)[0]:
             out.append(est)

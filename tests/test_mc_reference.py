@@ -300,3 +300,29 @@ def test_reference_streams_are_independent_of_the_measured_ones():
     for label in labels:
         assert stream_seed(0, "c", "base", "mc-reference", label) not in seeds
     assert torch.float64 == mcref._Accumulator(3, torch.device("cpu")).mean.dtype
+
+
+def test_a_dask_run_with_an_mc_reference_matches_the_serial_run(tmp_path):
+    """The reference is computed in the prepare task, once per point, as in a serial run: the
+    same bytes with one torch thread (as Dask's workers have)."""
+    pytest.importorskip("distributed")
+    from estbench import cluster
+
+    path = _case(
+        tmp_path,
+        "mc",
+        extra='reference_rel_se = 0.05\nreference_estimator = "disarm"',
+        width="[4, 5]",
+    )
+    case = load_case(path, {"measure.estimators": ["st", "disarm"], "measure.draws": 300})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = run_case(case, tmp_path / "serial", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    with cluster.connect(2) as client:
+        dask = run_case(case, tmp_path / "dask", progress=False, client=client)
+    expected = (serial.directory / "results.csv").read_bytes()
+    assert (dask.directory / "results.csv").read_bytes() == expected
+    assert b"mc-reference" in expected
