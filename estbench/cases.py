@@ -21,6 +21,8 @@ from typing import Any
 
 from .device import DEVICES, DTYPES
 from .errors import EstbenchError
+from .mcref import ReferenceSpec
+from .mcref import read_spec as read_reference_spec
 from .problem import ProblemKind, get_kind, kinds
 from .shipped import cases_dir, checkpoint_stem, is_shipped_name, shipped_case_path
 
@@ -90,6 +92,7 @@ class MeasureSpec:
     quick_draws: int = 500
     device: str = "cpu"  # cpu | cuda: exact gradient and draws (training stays on the CPU)
     dtype: str = "float64"  # float64 | float32: the draws only, never the exact reference
+    reference: ReferenceSpec = ReferenceSpec()  # exact | mc | auto, and the mc settings
 
 
 @dataclass(frozen=True)
@@ -591,6 +594,7 @@ def _read_measure(
         ),
         device=ms.choice("device", DEVICES, "cpu"),
         dtype=ms.choice("dtype", tuple(DTYPES), "float64"),
+        reference=read_reference_spec(ms, file, registry, model),
     )
     ms.done()
     if "M" not in ms.raw:  # the default M values up to the draws

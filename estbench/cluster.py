@@ -181,10 +181,18 @@ def _train_task(plan: RunPlan, point: dict[str, Any], init: Any, X: Any, Y: Any)
     return runner.train(point, init, X, Y)
 
 
-def _prepare_task(plan: RunPlan, kind: str, net: Any, X: Any, Y: Any, epoch: int | None) -> Any:
+def _prepare_task(
+    plan: RunPlan,
+    kind: str,
+    net: Any,
+    X: Any,
+    Y: Any,
+    epoch: int | None,
+    point: dict[str, Any] | None = None,
+) -> Any:
     from .runner import prepare_point
 
-    return prepare_point(kind, net if epoch is None else net[epoch], X, Y, plan)
+    return prepare_point(kind, net if epoch is None else net[epoch], X, Y, plan, point)
 
 
 def _cell_task(plan: RunPlan, point: dict[str, Any], prepared: Prepared, index: int) -> Any:
@@ -243,6 +251,7 @@ def run_on_client(
             X,
             Y,
             epoch,
+            point,
             key=f"estbench-prepare-{pid}-{run}",
         )
         for index in range(len(plan.variants)):

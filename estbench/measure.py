@@ -4,7 +4,10 @@ reports (``ProblemKind.reference``: layer0..layerL and ``all`` binary layers, an
 and bias blocks of a Bernoulli pair); by default the pairs and ``all`` (``pair_blocks``).
 
 Each row's ``method`` says where its number comes from: ``exact`` (path enumeration, no sampling
-error) or ``mc`` (from the draws, with a standard error and a 95 % interval where one exists).
+error) or ``mc`` (from the draws, with a standard error and a 95 % interval where one exists);
+``mc-reference`` marks a row computed against a Monte Carlo reference (``estbench.mcref``),
+corrected for that reference's error and with an interval that includes it
+(``estbench.mcmetrics``; the rows that do not involve the reference keep ``exact`` or ``mc``).
 
 The draws are computed in ``MeasureOptions.dtype`` (float64, or float32 as an option) on the
 problem's device; exact moments and every metric are computed in float64 on that device.
@@ -15,12 +18,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from . import mcmetrics as mcm
 from . import metrics as mt
 from .device import synchronize
 from .errors import EstbenchError
@@ -29,6 +33,7 @@ from .problem import Block, kind_of, pair_blocks
 
 EXACT_UNBIASED_TOL = 1e-9
 QUANTILES = torch.tensor([0.15, 0.85], dtype=torch.float64)  # of the cosines of group means
+MC_REFERENCE = "mc-reference"  # the method of rows computed against a Monte Carlo reference
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ class Measurement:
     exact: bool
     verdicts: dict[str, bool]  # layer -> unbiasedness test passed
     claimed: list[str]  # layers the estimator claims unbiased
+    # layer -> the smallest relative bias the test detects (against a Monte Carlo reference)
+    detectable: dict[str, float] = field(default_factory=dict)
 
 
 class _Rows:
@@ -112,6 +119,7 @@ def measure(
     *,
     generator: torch.Generator,
     blocks: Sequence[Block] | None = None,
+    mc: Any = None,
 ) -> Measurement:
     """Draw ``opts.draws`` estimates and compute every metric for every block.
 
@@ -122,7 +130,9 @@ def measure(
     parametrisation (its ``wrt``, e.g. eta or mu for Bernoulli weights). Per block: the exact
     rows where the kind enumerates the estimator's moments (``_exact_rows``), else the Monte
     Carlo rows (``_mc_rows``); then the rows of groups of M draws (``_grouped_rows``) and of the
-    draws' shape (``_draw_rows``).
+    draws' shape (``_draw_rows``). ``mc``: a Monte Carlo reference (``mcref.McReference``, whose
+    mean is ``g_flat``): the rows that involve g are corrected for its error
+    (``_mcref_rows``).
     """
     problem = problem.to(dtype=torch.float64)
     g_flat = g_flat.to(dtype=torch.float64)
@@ -135,11 +145,26 @@ def measure(
     wanted = set(opts.metrics) if opts.metrics else None
     rows: list[Row] = []
     verdicts: dict[str, bool] = {}
+    detectable: dict[str, float] = {}
     boot: list[Tensor] = []  # Poisson bootstrap weights, drawn once per estimator (first MC block)
     for block in blocks:
         layer, sl = block.name, block.slice
         d, g = draws[:, sl], g_flat[sl]
         gn = float(g.norm())
+        alpha = 1e-3 / len(blocks)
+        if mc is not None:
+            ref = mc.block(block)
+            out = _Rows(layer, wanted)
+            mu = None if moments is None else moments.mean[sl]
+            var = None if moments is None else moments.variance[sl]
+            B, T, test, detectable[layer] = _mcref_rows(
+                out, d, mu, var, ref, opts, boot, generator, alpha
+            )
+            verdicts[layer] = bool(test.passed)
+            _grouped_rows(out, d, g, B, T, evals, opts, MC_REFERENCE, ref)
+            _draw_rows(out, d, test, evals, MC_REFERENCE)
+            rows += out.rows
+            continue
         if gn == 0:
             raise ZeroDivisionError(
                 f"the exact gradient of {layer} is zero; relative metrics are undefined"
@@ -156,7 +181,7 @@ def measure(
         _grouped_rows(out, d, g, B, T, evals, opts, "exact" if moments is not None else "mc")
         _draw_rows(out, d, test, evals)
         rows += out.rows
-    return Measurement(rows, seconds, moments is not None, verdicts, claimed)
+    return Measurement(rows, seconds, moments is not None, verdicts, claimed, detectable)
 
 
 def _timed_draws(
@@ -266,10 +291,15 @@ def _grouped_rows(
     evals: float,
     opts: MeasureOptions,
     method: str,
+    ref: mcm.RefBlock | None = None,
 ) -> None:
     """Per M: the relative RMSE at equal cost (from B and T, so ``method`` is theirs), and from
     groups of M draws (where there are two groups at least) the grouped relative RMSE and the
-    cosine of a group mean with the gradient (mean and 15/85 % quantiles)."""
+    cosine of a group mean with the gradient (mean and 15/85 % quantiles). ``ref``: a Monte
+    Carlo reference (``_mcref_grouped_rows``)."""
+    if ref is not None:
+        _mcref_grouped_rows(out, d, B, T, evals, opts, ref)
+        return
     gn = float(g.norm())
     prefix = mt.prefix_sums(d)
     for M in opts.M:
@@ -298,13 +328,132 @@ def _grouped_rows(
             out.add("cos_q85", q85, M=M)
 
 
-def _draw_rows(out: _Rows, d: Tensor, test: Any, evals: float) -> None:
-    """The draws' exact zeros, the unbiasedness test's largest |z| and B^/SE(B^), and the cost."""
+def _draw_rows(out: _Rows, d: Tensor, test: Any, evals: float, method: str = "mc") -> None:
+    """The draws' exact zeros, the unbiasedness test's largest |z| and B^/SE(B^) (``method``:
+    theirs), and the cost."""
     zf = mt.zero_fraction(d)
     out.add("zero_frac", zf.value, se=zf.se)
-    out.add("z_max", test.z_max)
-    out.add("bias_z", test.ratio)
+    out.add("z_max", test.z_max, method=method)
+    out.add("bias_z", test.ratio, method=method)
     out.add("evals_per_draw", evals, method="exact")
+
+
+def _mcref_rows(
+    out: _Rows,
+    d: Tensor,
+    mu: Tensor | None,
+    var: Tensor | None,
+    ref: mcm.RefBlock,
+    opts: MeasureOptions,
+    boot: list[Tensor],
+    generator: torch.Generator,
+    alpha: float,
+) -> tuple[float, float, mt.UnbiasednessTest, float]:
+    """The rows of one block against a Monte Carlo reference ``ref`` (formulas:
+    ``estbench.mcmetrics``): from the exact moments ``mu``, ``var`` where the kind enumerates
+    them (the variance and SNR stay exact; everything compared with g carries the reference's
+    error), else from the draws ``d``. Returns the corrected squared bias, the total variance,
+    the unbiasedness test and the smallest relative bias that test detects."""
+    S = d.shape[0]
+    if mu is not None and var is not None:
+        mean, X, T = mu, None, float(var.sum())
+        sb = mcm.squared_bias_exact_mean(mu, ref)
+    else:
+        mean = d.mean(0)
+        X = d - mean
+        sb = mcm.squared_bias(d, ref)
+        T = sb.total_variance
+    beta = mean - ref.g
+    B, G = sb.value, ref.norm_sq
+    test = mcm.unbiasedness_test(None if X is None else d, mean, sb, ref, alpha=alpha, S=S)
+    rb = mcm.relative_bias(sb, beta, ref)
+    out.add("rel_bias", rb.value, se=rb.se, lo=rb.ci_low, hi=rb.ci_high, method=MC_REFERENCE)
+    lo, hi = B - mt.Z95 * sb.se, B + mt.Z95 * sb.se
+    out.add("bias_sq", B, se=sb.se, lo=lo, hi=hi, method=MC_REFERENCE)
+    if X is None:
+        out.add("variance", T, method="exact")
+        ms = mt.Estimate(B + T, sb.se, B + T - mt.Z95 * sb.se, B + T + mt.Z95 * sb.se)
+    else:
+        tv = mt.total_variance(d)
+        out.add("variance", tv.value, se=tv.se, lo=tv.ci_low, hi=tv.ci_high)
+        ms = mcm.mse_single(d, ref)
+    out.add("mse", ms.value, se=ms.se, lo=ms.ci_low, hi=ms.ci_high, method=MC_REFERENCE)
+    ref_var = mcm.reference_var(beta, ref, X, S)  # the reference's part of Var(B^)
+    Ms = torch.tensor(opts.M, dtype=torch.float64, device=d.device)
+    boot_sd = boot_lo = boot_hi = None
+    if X is not None and opts.bootstrap > 1:
+        if not boot:  # drawn once per estimator, shared by the layers
+            boot.append(mt.poisson_weights(opts.bootstrap, S, generator))
+        boot_sd, boot_lo, boot_hi = mt.rel_rmse_bootstrap(
+            d, ref.g, Ms, boot[0], offset=ref.trace, norm_sq=G
+        )
+    for i, M in enumerate(opts.M):
+        n = max(B, 0.0) + T / M
+        value = math.sqrt(n / G)
+        sd_q = math.sqrt(mcm.ratio_var(n, ref_var, beta, ref))
+        if X is None:  # exact moments: the reference's error alone
+            lo, hi = mcm.sqrt_interval(n / G, mt.Z95 * sd_q)
+            se = sd_q / (2 * value) if value > 0 else None
+        elif boot_sd is not None and boot_lo is not None and boot_hi is not None:
+            lo, hi = mcm.widen_sqrt_interval(value, float(boot_lo[i]), float(boot_hi[i]), sd_q)
+            extra = sd_q / (2 * value) if value > 0 else math.inf
+            se = math.sqrt(float(boot_sd[i]) ** 2 + extra**2) if value > 0 else None
+        else:
+            out.add("rel_rmse", value, M=M, method=MC_REFERENCE)
+            continue
+        out.add("rel_rmse", value, M=M, se=se, lo=lo, hi=hi, method=MC_REFERENCE)
+    cm = mcm.cosine_of_mean(mean, ref, X, 0.0 if X is None else T)
+    out.add("cos_of_mean", cm.value, se=cm.se, lo=cm.ci_low, hi=cm.ci_high, method=MC_REFERENCE)
+    if X is None and var is not None:
+        keep = var > 0
+        if keep.any():
+            out.add("snr", float((mean[keep].abs() / var[keep].sqrt()).median()), method="exact")
+    else:
+        out.add("snr", mt.snr_median(d).value)
+    out.add("unbiased_test", float(test.passed), method=MC_REFERENCE)
+    return B, T, test, mcm.detectable_rel_bias(X, ref, alpha=alpha)
+
+
+def _mcref_grouped_rows(
+    out: _Rows, d: Tensor, B: float, T: float, evals: float, opts: MeasureOptions, ref: Any
+) -> None:
+    """``_grouped_rows`` against a Monte Carlo reference: the relative RMSE at equal cost
+    (B and T over the unbiased ||g||^2, no interval, as with an exact reference); the grouped
+    relative RMSE from e_r = (||m_r - g_ref||^2 - t_r) / G^, its t-interval widened in
+    quadrature by the reference's part (``mcmetrics.reference_var`` over the groups, through
+    ``ratio_var``); the expected cosine with the reference's part of its variance added
+    (``mcmetrics.cosine_reference_var``); the quantiles as they are."""
+    G = ref.norm_sq
+    prefix = mt.prefix_sums(d)
+    beta = d.mean(0) - ref.g
+    for M in opts.M:
+        out.add(
+            "rel_rmse_cost",
+            math.sqrt((max(B, 0.0) + T * evals / M) / G),
+            M=M,
+            method=MC_REFERENCE,
+        )
+        if d.shape[0] // M < 2:
+            continue
+        means = mt.group_means(d, M, prefix)
+        R = means.shape[0]
+        sq = ((means - ref.g) ** 2).sum(1) - ref.trace
+        e = sq / G
+        m, se_m = float(e.mean()), float(e.std()) / math.sqrt(R)
+        Xm = means - means.mean(0)
+        ref_var = mcm.reference_var(beta, ref, Xm, R)
+        sd_q = math.sqrt(mcm.ratio_var(float(sq.mean()), ref_var, beta, ref))
+        half = math.sqrt((mt._t_quantile(R - 1) * se_m) ** 2 + (mt.Z95 * sd_q) ** 2)
+        lo, hi = mcm.sqrt_interval(m, half)
+        value = math.sqrt(max(m, 0.0))
+        se = math.sqrt(se_m**2 + sd_q**2) / (2 * value) if value > 0 else None
+        out.add("rel_rmse_grouped", value, M=M, se=se, lo=lo, hi=hi, method=MC_REFERENCE)
+        cos = mt.cosines(d, ref.g, M, means=means)
+        se_c = math.sqrt(float(cos.var()) / R + mcm.cosine_reference_var(means, cos, ref))
+        out.add("cos_mean", float(cos.mean()), M=M, se=se_c, method=MC_REFERENCE)
+        q15, q85 = torch.quantile(cos, QUANTILES.to(cos)).tolist()
+        out.add("cos_q15", q15, M=M, method=MC_REFERENCE)
+        out.add("cos_q85", q85, M=M, method=MC_REFERENCE)
 
 
 class DrawError(EstbenchError):

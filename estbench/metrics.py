@@ -206,9 +206,18 @@ def poisson_weights(replicates: int, n_draws: int, generator: torch.Generator) -
 
 
 def rel_rmse_bootstrap(
-    draws: Tensor, g: Tensor, Ms: Tensor, w: Tensor
+    draws: Tensor,
+    g: Tensor,
+    Ms: Tensor,
+    w: Tensor,
+    *,
+    offset: float | None = None,
+    norm_sq: float | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Poisson-bootstrap sd and 95 % interval of sqrt(max(B^ + T^/M, 0)) / ||g|| for every M.
+
+    Against a Monte Carlo reference ``g`` (``estbench.mcmetrics``): ``offset`` (tr Cov(g)) is
+    subtracted from every B^ and ``norm_sq`` (the unbiased ||g||^2) replaces g'g.
 
     Replicate r weights draw s by w[r, s] ~ Poisson(1) (``poisson_weights``; the same weights
     serve every layer, so the layers are resampled jointly); weighted means and sums of squares
@@ -222,7 +231,10 @@ def rel_rmse_bootstrap(
     mean_c = (w @ c) / n[:, None]
     T = ((w @ sq) - n * (mean_c * mean_c).sum(1)) / (n - 1)
     B = ((mean_c + centre - g) ** 2).sum(1) - T / n
-    curves = ((B[:, None] + T[:, None] / Ms).clamp_min(0) / float(g @ g)).sqrt()
+    if offset is not None:
+        B = B - offset
+    gg = float(g @ g) if norm_sq is None else norm_sq
+    curves = ((B[:, None] + T[:, None] / Ms).clamp_min(0) / gg).sqrt()
     return curves.std(0), torch.quantile(curves, 0.025, 0), torch.quantile(curves, 0.975, 0)
 
 

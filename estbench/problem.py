@@ -291,6 +291,12 @@ class ProblemKind(ABC, Generic[P, N]):
     def reference(self, problem: P, memory_budget: int | None = None) -> Reference:
         """The exact reference of a problem (module docstring), in float64."""
 
+    def blocks(self, problem: P, gradient: Tensor) -> list[Block]:
+        """The blocks of a point whose gradient is known only as an estimate, ``gradient`` (a
+        Monte Carlo reference in the default parametrisation, ``estbench.mcref``). The default:
+        ``pair_blocks``; a kind whose ``reference`` gives other blocks overrides this."""
+        return pair_blocks(problem.model.layer_sizes)  # type: ignore[attr-defined]
+
     @abstractmethod
     def gradient_arrays(self, problem: P, reference: Reference) -> list[list[tuple[str, Tensor]]]:
         """Per pair, the exact gradient as labelled arrays in the network's shapes (``estbench

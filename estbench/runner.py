@@ -49,6 +49,7 @@ from .errors import EstbenchError, MemoryBudgetError
 from .estimators.base import Estimator
 from .estimators.registry import default_registry
 from .lock import case_lock
+from .mcref import McReference, ReferenceSpec, reference_bytes
 from .measure import MeasureOptions, Row, measure
 from .options import default_memory_budget, format_bytes
 from .problem import Block, ProblemKind, Reference, get_kind, kind_of
@@ -364,6 +365,7 @@ class PointPlan:
     exact_bytes: int
     draw_bytes: int
     seconds: float
+    reference: str = "exact"  # the point's reference: exact, or mc (measure.reference)
 
 
 @dataclass(frozen=True)
@@ -380,6 +382,12 @@ class RunPlan:
     device: torch.device
     memory_budget: int
     notes: list[str] = field(default_factory=list)  # what the run leaves out, said up front
+    reference: ReferenceSpec = ReferenceSpec()  # measure.reference (--quick: ReferenceSpec.quick)
+
+    def reference_of(self, point: dict[str, Any]) -> str:
+        """The reference a point is planned with: "exact" or "mc"."""
+        pid = point_id(point)
+        return next((e.reference for e in self.estimates if e.pid == pid), "exact")
 
     @property
     def peak_bytes(self) -> int:
@@ -459,8 +467,28 @@ def plan_run(
     directory = case_directory(out, case, quick)
     runner = CaseRunner(case, directory, progress=lambda _: None)
     points = case.points() or [{}]
-    estimates = [_plan_point(runner, point, variants, opts, budget) for point in points]
-    plan = RunPlan(case, directory, variants, opts, signature, points, estimates, dev, budget)
+    ref_spec = case.measure.reference.quick() if quick else case.measure.reference
+    if ref_spec.mode != "exact":
+        _check_mc_variants(case, variants)
+    estimates = [_plan_point(runner, point, variants, opts, budget, ref_spec) for point in points]
+    first_mc = next((e for e in estimates if e.reference == "mc"), None)
+    if first_mc is not None:  # the reference estimator (or candidates), checked before any work
+        from .mcref import candidates
+
+        model = runner.initial(points[[point_id(p) for p in points].index(first_mc.pid)])[0]
+        candidates(ref_spec, case.model.kind, model, _where(case))
+    plan = RunPlan(
+        case,
+        directory,
+        variants,
+        opts,
+        signature,
+        points,
+        estimates,
+        dev,
+        budget,
+        reference=ref_spec,
+    )
     limit = default_time_budget() if time_budget is None else time_budget
     if plan.seconds > limit:
         slowest = max(estimates, key=lambda e: e.seconds)
@@ -485,17 +513,36 @@ def plan_run(
     return plan
 
 
+def _check_mc_variants(case: Case, variants: list[Variant]) -> None:
+    """A Monte Carlo reference is a gradient in the kind's default parametrisation: an
+    estimator of another one (``wrt``) cannot be measured against it."""
+    for v in variants:
+        wrt = getattr(v.estimator, "wrt", None)
+        if wrt is not None and wrt != get_kind(case.model.kind).parametrisations[0]:
+            raise EstbenchError(
+                f"{_where(case)}: measure.reference: {v.label!r} estimates the gradient wrt "
+                f"{wrt!r}, which a Monte Carlo reference does not give; expected measure."
+                f'reference = "exact", or estimators of the default parametrisation'
+            )
+
+
 def _plan_point(
     runner: CaseRunner,
     point: dict[str, Any],
     variants: list[Variant],
     opts: MeasureOptions,
     budget: int,
+    ref_spec: ReferenceSpec | None = None,
 ) -> PointPlan:
     pid = point_id(point)
     where = f"{_where(runner.case)}: point {pid}"
     advice = "raise the budget with --memory-budget SIZE (or ESTBENCH_MEMORY_BUDGET)"
     floor = _size_floor(runner, point)
+    if ref_spec is not None and ref_spec.mode != "exact" and floor > budget:
+        # an exact reference over the budget is what mc and auto are for: the floor of the
+        # network's weights alone (8 bytes per width^2 per layer) decides
+        width, depth = max(runner.case.widths_at(point)), len(runner.case.widths_at(point))
+        floor = 8 * width * width * max(depth, 1)
     if floor > budget:  # before anything of that size is built
         raise MemoryBudgetError(
             f"{where}: its data, network and exact reference need at least "
@@ -506,10 +553,26 @@ def _plan_point(
     kind = runner.kind
     model, X, _, _ = runner.initial(point)
     n_points, n_params = int(X.shape[0]), int(sum(model.layer_sizes))
-    try:
-        exact = kind.exact_bytes(model, n_points, budget)
-    except MemoryBudgetError as e:
-        raise MemoryBudgetError(f"{where}: {e}") from None
+    mode = "exact" if ref_spec is None else ref_spec.mode
+    reference_kind = "exact"
+    if mode == "mc":
+        exact, reference_kind = reference_bytes(n_params, budget), "mc"
+    else:
+        try:
+            exact = kind.exact_bytes(model, n_points, budget)
+            if mode == "auto":
+                assert ref_spec is not None
+                if kind.exact_seconds(model, n_points) > ref_spec.exact_max_seconds:
+                    exact, reference_kind = reference_bytes(n_params, budget), "mc"
+        except MemoryBudgetError as e:
+            if mode != "auto":
+                raise MemoryBudgetError(f"{where}: {e}") from None
+            exact, reference_kind = reference_bytes(n_params, budget), "mc"
+    if reference_kind == "mc" and exact > budget:  # its chunk fits the budget; not its vectors
+        raise MemoryBudgetError(
+            f"{where}: its Monte Carlo reference needs about {format_bytes(exact)}, over the "
+            f"memory budget of {format_bytes(budget)} ({budget} bytes); {advice}"
+        )
     draw_bytes = 8 * opts.draws * (DRAW_COPIES * n_params + opts.bootstrap)
     if draw_bytes > budget:
         raise MemoryBudgetError(
@@ -534,12 +597,18 @@ def _plan_point(
             paths = kind.path_count(v.estimator, model)
             if paths is not None and paths <= opts.max_paths:
                 seconds += SECONDS_PER_PATH_MAC * paths * macs
-    seconds += kind.exact_seconds(model, n_points)
+    if reference_kind == "exact":
+        seconds += kind.exact_seconds(model, n_points)
+    else:  # the time cap bounds it (a rough upper estimate)
+        assert ref_spec is not None
+        seconds += min(ref_spec.max_seconds, SECONDS_PER_MAC * macs * 4 * ref_spec.max_draws)
     training = runner.case.training
     if training is not None and "checkpoint" in point:
         steps = int(point["checkpoint"]) * math.ceil(n_points / training.batch_size)
         seconds += SECONDS_PER_TRAINING_STEP * steps
-    return PointPlan(pid, model.widths, n_points, n_params, exact, draw_bytes, seconds)
+    return PointPlan(
+        pid, model.widths, n_points, n_params, exact, draw_bytes, seconds, reference_kind
+    )
 
 
 def _size_floor(runner: CaseRunner, point: dict[str, Any]) -> int:
@@ -769,6 +838,8 @@ class Prepared:
     ref: Reference
     exact: dict[str, Any]  # results.json's ``exact`` section of the point
     seconds: float
+    mc: McReference | None = None  # a Monte Carlo reference (``ref`` holds its mean)
+    reference: dict[str, Any] | None = None  # results.json's ``reference`` entry (not exact)
 
 
 @dataclass
@@ -782,14 +853,62 @@ class Cell:
     seconds: float
 
 
-def prepare_point(kind: str, net: Any, X: torch.Tensor, Y: torch.Tensor, plan: RunPlan) -> Prepared:
-    """The problem of a point's (trained) network and its exact reference, computed once and
-    shared by the point's estimators. The reference is float64 on the run's device (the network
-    was built on the CPU)."""
+def prepare_point(
+    kind: str,
+    net: Any,
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    plan: RunPlan,
+    point: dict[str, Any] | None = None,
+) -> Prepared:
+    """The problem of a point's (trained) network and its reference -- exact, or Monte Carlo
+    where the plan says so (``mc_reference``) -- computed once and shared by the point's
+    estimators. The reference is float64 on the run's device (the network was built on the
+    CPU)."""
     t0 = time.perf_counter()
+    point = {} if point is None else point
     problem = get_kind(kind).problem(net, X, Y).to(dtype=torch.float64, device=plan.device)
+    if plan.reference_of(point) == "mc":
+        ref, exact, mc = mc_reference(problem, plan, point)
+        return Prepared(problem, ref, exact, time.perf_counter() - t0, mc, mc.record())
     ref, exact = reference(problem, plan.memory_budget)
-    return Prepared(problem, ref, exact, time.perf_counter() - t0)
+    record = None if plan.reference.mode == "exact" else {"kind": "exact"}
+    return Prepared(problem, ref, exact, time.perf_counter() - t0, None, record)
+
+
+def mc_reference(
+    problem: Any, plan: RunPlan, point: dict[str, Any]
+) -> tuple[Reference, dict[str, Any], McReference]:
+    """A point's Monte Carlo reference (``estbench.mcref.compute``) from the streams (root
+    seed, case, point, tag, estimator), as a ``Reference`` (its mean in the default
+    parametrisation; the loss unknown: NaN) with the ``exact`` section of results.json (loss
+    null, the norms of the mean) and the reference itself."""
+    from .mcref import compute
+
+    kind = kind_of(problem.model)
+    seed, pid = plan.signature["seed"], point_id(point)
+
+    def make_gen(tag: str, spec: str) -> torch.Generator:
+        return make_generator(plan.device, stream_seed(seed, plan.case.name, pid, tag, spec))
+
+    mc, blocks = compute(
+        problem,
+        plan.reference,
+        lambda g: kind.blocks(problem, g),
+        make_gen,
+        plan.memory_budget,
+        f"{_where(plan.case)}: point {pid}",
+    )
+    ref = Reference(math.nan, {kind.parametrisations[0]: mc.mean}, blocks, {})
+    exact: dict[str, Any] = {
+        "loss": None,
+        "grad_norm": {b.name: float(mc.mean[b.slice].norm()) for b in blocks},
+        "widths": list(problem.model.widths),
+        "n_points": problem.n_points,
+        "kind": kind.name,
+        "blocks": [[b.name, b.label] for b in blocks],
+    }
+    return ref, exact, mc
 
 
 def measure_cell(plan: RunPlan, point: dict[str, Any], prepared: Prepared, index: int) -> Cell:
@@ -798,7 +917,7 @@ def measure_cell(plan: RunPlan, point: dict[str, Any], prepared: Prepared, index
     it runs; an estimator that fails is recorded (error rows and message), never fatal."""
     t0 = time.perf_counter()
     variant = plan.variants[index]
-    rows, info = _measure_variant(plan, point, prepared.problem, prepared.ref, variant)
+    rows, info = _measure_variant(plan, point, prepared.problem, prepared.ref, variant, prepared.mc)
     return _cell(plan, point, index, rows, info, time.perf_counter() - t0)
 
 
@@ -828,7 +947,7 @@ def point_meta(
 ) -> dict[str, Any]:
     """The point file's content: the point, the run's signature, the exact section, every
     estimator's entry and rows, in the plan's order of estimators."""
-    return {
+    meta = {
         "point": point,
         "signature": plan.signature,
         "estimators": {c.label: c.info for c in cells},
@@ -836,6 +955,9 @@ def point_meta(
         "seconds": seconds,
         "rows": [r for c in cells for r in c.rows],
     }
+    if prepared.reference is not None:  # measure.reference is mc or auto
+        meta["reference"] = prepared.reference
+    return meta
 
 
 def note_cell(report: RunReport, say: Callable[[str], None], pid: str, cell: Cell) -> None:
@@ -857,7 +979,7 @@ def _run_point(
     """One point: its problem and exact reference (computed once, shared by the estimators),
     then every estimator variant; returns the point file's content (rows included)."""
     t0 = time.perf_counter()
-    prepared = prepare_point(runner.kind.name, *runner.network(point), plan)
+    prepared = prepare_point(runner.kind.name, *runner.network(point), plan, point)
     cells = []
     for index in range(len(plan.variants)):
         cells.append(measure_cell(plan, point, prepared, index))
@@ -867,7 +989,12 @@ def _run_point(
 
 
 def _measure_variant(
-    plan: RunPlan, point: dict[str, Any], problem: Any, ref: Reference, variant: Variant
+    plan: RunPlan,
+    point: dict[str, Any],
+    problem: Any,
+    ref: Reference,
+    variant: Variant,
+    mc: McReference | None = None,
 ) -> tuple[list[Row], dict[str, Any]]:
     case, pid = plan.case, point_id(point)
     seed = plan.signature["seed"]
@@ -884,6 +1011,7 @@ def _measure_variant(
             plan.opts,
             generator=gen,
             blocks=ref.blocks,
+            mc=mc,
         )
     except Exception as e:  # an estimator's failure is recorded, not fatal
         info["error"] = f"{type(e).__name__}: {e}"
@@ -898,6 +1026,8 @@ def _measure_variant(
     )
     if variant.estimator.variance_claims:
         info["variance_claims"] = [list(c) for c in variant.estimator.variance_claims]
+    if mc is not None:
+        info["detectable_rel_bias"] = m.detectable
     return m.rows, info
 
 

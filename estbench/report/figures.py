@@ -277,6 +277,7 @@ CONVENTION = {
         "or the unbiasedness\ntest keeps 0"
     ),
     "bare": "Monte Carlo value,\nno interval",
+    "mcref": "grey background: a\nMonte Carlo reference\n(its error is in\nthe intervals)",
 }
 
 
@@ -299,6 +300,7 @@ def _convention_legend(fig: Figure, kinds: set[str]) -> Legend | None:
         "spread": Patch(color=grey, alpha=0.15, lw=0),
         "bound": Line2D([], [], ls="none", marker=BOUND_MARKER, ms=6.5, mfc="none", mec=grey),
         "bare": Line2D([], [], ls="none", marker="o", ms=5, mfc="none", mec=grey),
+        "mcref": Patch(color="0.5", alpha=0.2, lw=0),
     }
     shown = [k for k in CONVENTION if k in kinds]
     if not shown:
@@ -619,11 +621,33 @@ def sweep_figure(
             ax.grid(True, alpha=0.3)
             ax.set_xlabel({"tau": "temperature τ"}.get(dim, dim) if i == len(what) - 1 else "")
             ax.set_ylabel(f"{title.split(' (')[0]} (floor {BIAS_FLOOR:g})" if j == 0 else "")
+    mc_xs = sorted(
+        {float(p.values[dim]) for p in points if _mc_reference(p)} if dim != "tau" else set()
+    )
+    if mc_xs:
+        kinds.add("mcref")
+        for ax in axes.ravel():
+            _mark_mc(ax, mc_xs, sorted(xs_all))
     what_x = "temperature" if dim == "tau" else dim
     fig.suptitle(f"{data.case_name}: bias and spread vs {what_x}", fontsize="medium")
     legends = [_legend(fig, styles), _convention_legend(fig, kinds)]
     _arrange(fig, axes.ravel().tolist(), len(what), len(layers), title_lines=2, legends=legends)
     return fig
+
+
+def _mc_reference(point: Point) -> bool:
+    """Whether a point was measured against a Monte Carlo reference (results.json)."""
+    return (point.meta.get("reference") or {}).get("kind") == "mc"
+
+
+def _mark_mc(ax: Any, mc_xs: Sequence[float], xs: Sequence[float]) -> None:
+    """A grey background behind the x values whose points have a Monte Carlo reference."""
+    gaps = [b - a for a, b in zip(xs, xs[1:], strict=False) if b > a]
+    half = 0.3 * min(gaps) if gaps else 0.5
+    log = ax.get_xscale() != "linear"
+    for x in mc_xs:
+        lo, hi = (x / 1.12, x * 1.12) if log and x > 0 else (x - half, x + half)
+        ax.axvspan(lo, hi, color="0.5", alpha=0.2, lw=0, zorder=0, label="_mcref")
 
 
 @_with_rc

@@ -29,6 +29,7 @@ from . import figures as F
 from .document import Block, Bullets, Heading, Image, Para, Section, to_html, to_markdown
 from .findings import findings
 from .load import Point, ReportData, load_report_data
+from .reference import detectable_table, has_mc, reference_table
 from .tables import exact_reference, leaderboard, per_layer
 
 DPI = F.DPI
@@ -304,6 +305,9 @@ def render_report(
     doc += [Heading(2, "Case"), Bullets(_config_bullets(data))]
     doc += [Heading(2, "Run"), Bullets(_run_bullets(data))]
     doc += [Heading(2, "Exact reference"), exact_reference(data)]
+    if has_mc(data):
+        doc += [Heading(2, "Monte Carlo reference"), reference_table(data)]
+        doc += [Heading(3, "Smallest detectable bias"), detectable_table(data)]
 
     doc.append(Heading(2, "Findings"))
     for p in data.points:

@@ -184,7 +184,7 @@ def exact_reference(data: ReportData) -> Table:
                 p.title,
                 "-".join(map(str, ex["widths"])),
                 str(ex["n_points"]),
-                f"{ex['loss']:.6g}",
+                "— (mc)" if ex["loss"] is None else f"{ex['loss']:.6g}",
                 *(f"{ex[key]:.6g}" if key in ex else "-" for key in columns),
                 *(num(ex["grad_norm"].get(layer, math.nan), 4) for layer in layers),
             ]

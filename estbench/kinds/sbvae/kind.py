@@ -321,6 +321,10 @@ class SbvaeKind(ProblemKind["VAEProblem", "SBVAE"]):
         }
         return Reference(float(result.loss), {"theta": gradient}, vae_blocks(m), exact, COLUMNS)
 
+    def blocks(self, problem: VAEProblem, gradient: Tensor) -> list[Block]:
+        """``vae_blocks``: they do not depend on the gradient."""
+        return vae_blocks(problem.model)
+
     def gradient_arrays(
         self, problem: VAEProblem, reference: Reference
     ) -> list[list[tuple[str, Tensor]]]:

@@ -268,6 +268,10 @@ class WeightsKind(LayeredKind["WeightProblem", "WeightSBN"]):
             exact["weight_noise"] = m.weight_noise.name
         return Reference(float(wx.loss), gradients, weight_blocks(problem, gradients), exact)
 
+    def blocks(self, problem: WeightProblem, gradient: Tensor) -> list[Block]:
+        """``weight_blocks`` of an estimated gradient (the default parametrisation, eta)."""
+        return weight_blocks(problem, {self.parametrisations[0]: gradient})
+
     def gradient_arrays(
         self, problem: WeightProblem, reference: Reference
     ) -> list[list[tuple[str, Tensor]]]:
