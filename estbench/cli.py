@@ -266,8 +266,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for planned in described:
         if planned is not None:
             print(f"estbench: {planned.describe()}", file=sys.stderr)
+    deferred: list[tuple[str, Path]] = []
     with _cluster(args) as client:
-        return _execute(args, cases, plans, client, compares)
+        code = _execute(args, cases, plans, client, compares, deferred)
+    # Reports of a run on Dask are rendered once the cluster is closed: the client's threads
+    # would keep the report from drawing its figures in parallel (render._render_figures).
+    for name, directory in deferred:
+        files = _render(directory, svg=args.svg)
+        print(f"{name}: report -> {files.markdown}, {files.html}")
+    return code
 
 
 def _compare_only(case: Any) -> bool:
@@ -301,7 +308,10 @@ def _execute(
     plans: list[Any],
     client: Any,
     compares: list[Any] | None = None,
+    deferred: list[tuple[str, Path]] | None = None,
 ) -> int:
+    """Run the plans (and comparisons) of the cases and render each case's report, or, with a
+    Dask ``client``, add it to ``deferred`` for rendering after the cluster is closed."""
     from .runner import execute
 
     failed = 0
@@ -317,8 +327,11 @@ def _execute(
             errors += _execute_compare(args, case, compare, client, progress)
         if not args.no_report:
             directory = (plan or compare).directory
-            files = _render(directory, svg=args.svg)
-            print(f"{case.name}: report -> {files.markdown}, {files.html}")
+            if client is not None and deferred is not None:
+                deferred.append((case.name, directory))
+            else:
+                files = _render(directory, svg=args.svg)
+                print(f"{case.name}: report -> {files.markdown}, {files.html}")
         if errors:
             failed += 1
             print(

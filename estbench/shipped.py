@@ -149,7 +149,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def shipped_cases() -> list[ShippedCase]:
     """Every shipped case, sorted by name, with the first line of its description."""
     out = []
-    for path in sorted(cases_dir().glob("*.toml")):
+    for path in sorted(cases_dir().glob("*.toml"), key=lambda p: p.stem):
         description = _read_toml(path).get("description", "")
         lines = str(description).strip().splitlines()
         out.append(ShippedCase(path.stem, path, lines[0].rstrip(" \\") if lines else ""))
