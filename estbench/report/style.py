@@ -73,6 +73,7 @@ SLOTS = (
     "vae-concrete",
     "vae-st-gs",
     "vae-gumbel-rao",
+    "relax",
 )
 # seaborn's colour-blind-safe palette ("colorblind", 10 colours), written out: seaborn imported
 # pyplot and scipy, a second of the report's start-up.

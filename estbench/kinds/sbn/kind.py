@@ -245,6 +245,7 @@ class SbnKind(LayeredKind["Problem", "SBN"]):
 
     def estimators(self) -> list[type]:
         from .estimators import (
+            learned,
             path_analytic,
             relaxed,
             score,
@@ -258,6 +259,7 @@ class SbnKind(LayeredKind["Problem", "SBN"]):
             *relaxed.ESTIMATORS,
             *straight_through.ESTIMATORS,
             *path_analytic.ESTIMATORS,
+            *learned.ESTIMATORS,
         ]
 
     def reference_network(self) -> SBN:
