@@ -45,7 +45,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, final
+from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar, final
 
 import torch
 from torch import Tensor
@@ -85,6 +85,17 @@ def known_claims(kind: str) -> list[str]:
     from ..problem import get_kind
 
     return [*CLAIMS, *get_kind(kind).claims]
+
+
+class VarianceClaim(NamedTuple):
+    """A published ordering (``Estimator.variance_claims``): this estimator's gradient variance
+    below ``other``'s at equal loss evaluations, per ``source``, about the blocks whose names
+    match one of ``blocks`` (shell patterns, e.g. ``("enc*",)`` for a VAE's encoder blocks;
+    empty: every block). Reports test it in those blocks and show the others apart."""
+
+    other: str
+    source: str
+    blocks: tuple[str, ...] = ()
 
 
 class ModelLike(Protocol):
@@ -183,10 +194,11 @@ class Estimator(ABC, Generic[ProblemT, ModelT]):
     hyperparameters: ClassVar[dict[str, Hyper]] = {}
     stochastic: ClassVar[bool] = True  # False for deterministic "estimators" (mean field)
     problem: ClassVar[str] = "sbn"  # the problem kind it handles (estbench.problem)
-    # Published orderings to test: (another estimator's name, source) where the source reports
-    # this estimator's gradient variance below the other's at equal loss evaluations. The runner
-    # records them and reports state, per block, whether the measurement agrees (with its CI).
-    variance_claims: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # Published orderings to test (``VarianceClaim``: another estimator's name, the source, and
+    # the blocks the source's claim is about) where the source reports this estimator's gradient
+    # variance below the other's at equal loss evaluations. The runner records them and reports
+    # state, per block, whether the measurement agrees (with its CI), counting the claim's blocks.
+    variance_claims: ClassVar[tuple[VarianceClaim | tuple[str, str], ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.hyperparameters))
