@@ -52,6 +52,11 @@ The contract a kind implements (``ProblemKind``)
 * **Path moments.** ``path_moments(estimator, problem, context, max_paths)``: the exact mean and
   variance of one draw by enumeration, for the kind's path estimators, or None when the estimator
   has none or the enumeration is over ``max_paths``.
+* **Claims.** ``claim_pairs(claim, model)``: the parameter pairs a claim of the kind's own
+  vocabulary covers (``claims``: claim -> meaning, e.g. the VAE kind's "decoder only"), beside
+  the generic ``CLAIMS`` of ``estbench.estimators.base``; an estimator of the kind may claim one
+  (``Estimator.claim``), and ``unbiased_layers`` and every block whose pairs it covers follow,
+  with no kind-specific code in the harness.
 * **Conformance.** ``check_problems()`` (small problems, each solvable exactly) and
   ``zero_loss_problem()`` (an identically zero loss) feed ``estbench.testing.check_estimator``,
   which checks every estimator of every kind with the same code; ``reference_network()`` is the
@@ -177,6 +182,9 @@ class ProblemKind(ABC, Generic[P, N]):
     parametrisations: ClassVar[tuple[str, ...]] = ("theta",)
     # The value of the ``estbench_model`` key in its checkpoint files; None: files without it.
     checkpoint_marker: ClassVar[str | None] = None
+    # Bias claims of the kind's own (claim -> what it means), beside the generic ``CLAIMS``;
+    # ``claim_pairs`` gives the pairs each covers.
+    claims: ClassVar[Mapping[str, str]] = {}
 
     def recognises_checkpoint(self, keys: frozenset[str]) -> bool:
         """Whether a checkpoint file *without* the ``estbench_model`` marker, with these keys,
@@ -333,6 +341,11 @@ class ProblemKind(ABC, Generic[P, N]):
     def path_count(self, estimator: Any, net: N) -> int | None:
         """Configurations ``path_moments`` would enumerate for ``estimator`` (None: it has no
         exact moments), for the time estimate."""
+        return None
+
+    def claim_pairs(self, claim: str, model: N) -> tuple[int, ...] | None:
+        """The parameter pairs (0..depth) that ``claim``, one of the kind's ``claims``, covers
+        on ``model``; None when it is not one of them. The default: the kind has none."""
         return None
 
     # ---- conformance -------------------------------------------------------------------------

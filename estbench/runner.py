@@ -1025,7 +1025,10 @@ def _measure_variant(
         unbiased=variant.estimator.claim(problem.model),
     )
     if variant.estimator.variance_claims:
-        info["variance_claims"] = [list(c) for c in variant.estimator.variance_claims]
+        info["variance_claims"] = [
+            [c[0], c[1], list(c[2]) if len(c) > 2 else []]
+            for c in variant.estimator.variance_claims
+        ]
     if mc is not None:
         info["detectable_rel_bias"] = m.detectable
     return m.rows, info

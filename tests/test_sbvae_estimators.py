@@ -78,15 +78,13 @@ def test_every_estimator_passes_the_conformance_check(spec):
 
 class _NoScore(VAEReinforce):
     """Negative control: the decoder's pathwise term alone, the encoder's score term dropped
-    (weight 0): biased in the encoder, which the check must see."""
+    (weight 0): biased in the encoder, which the check must see. A path estimator (its draws
+    and its enumerated moments both come from ``path_estimates``), so the check is exact."""
 
     name = "vae-no-score"
 
-    def _draw(self, problem, n_draws, generator, context):
-        from estbench.kinds.sbvae.estimators.base import layer_uniforms, sample
-
-        m, X = problem.model, problem.X
-        z = sample(m, X, layer_uniforms(problem, (n_draws,), generator))
+    def path_estimates(self, problem, z, context):
+        X = problem.X
         w = torch.zeros(z[0].shape[:-1], dtype=X.dtype)
         return per_draw(problem, lambda mm, zz, ww: _surrogate(mm, X, zz, ww), z, w)
 
@@ -95,8 +93,10 @@ def test_the_check_sees_a_biased_encoder_gradient():
     report = check_estimator(_NoScore(), raise_on_failure=False)
     failed = [r.name for r in report.results if not r.passed]
     assert failed and all("layer" in n and "unbiased" in n for n in failed), report.format()
+    assert all("(exact)" in n for n in failed), report.format()
     # the decoder's pairs (layers 1, 2 of the one-layer VAE) pass: only the encoder is biased
-    assert "unbiased (statistical) net0 layer1" not in failed
+    assert "unbiased (exact) net0 layer1" not in failed
+    assert "unbiased (exact) net0 layer0" in failed
 
 
 def _enumerated_mean(problem: VAEProblem, weight_fn) -> torch.Tensor:
@@ -237,8 +237,8 @@ class _MeanFieldForward(VAEStraightThrough):
 def test_straight_through_decoders_are_exact_and_encoders_biased(index):
     """The straight-through family's exact expectations (its only randomness is the path):
     the decoder and prior blocks equal the exact gradient to 1e-12 (pathwise at the sampled z),
-    the encoder block is off (the claim "no"); the negative control, the encoder's mean fed
-    forward, is off in the decoder too."""
+    the encoder block is off (the claim "decoder only"); the negative control, the encoder's
+    mean fed forward, is off in the decoder too."""
     pr = KIND.check_problems()[index]
     exact = _exact(pr)
     enc, dec = _blocks(pr)

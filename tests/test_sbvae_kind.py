@@ -312,3 +312,12 @@ def test_the_report_tests_the_published_ordering_with_its_interval(tmp_path):
     assert f"encoder {ratio:.3g} [{low:.3g}, {high:.3g}] {verdict}" in line
     assert "(2 and 2 evaluations per draw)" in line
     assert any("`vae-disarm` below `vae-arm`" in ln for ln in report.splitlines())
+    # The claim is about the encoder (``VarianceClaim.blocks``): counted there, the decoder's
+    # blocks shown apart.
+    assert [c[2] for c in info["variance_claims"]] == [["enc*"], ["enc*"]]
+    assert "(the claim's blocks: enc*)" in line
+    counted, apart = line.split("outside the claim (not counted): ")
+    assert "encoder " in counted and "enc1 " in counted and "dec1 " not in counted
+    assert "dec1 " in apart and "decoder " in apart and "prior " in apart
+    n_enc = sum(1 for b in ("enc1 ", "enc2 ", "encoder ") if b in counted)
+    assert f"of {n_enc} blocks" in line or "in every block" in line

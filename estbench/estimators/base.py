@@ -23,8 +23,9 @@ Rules every estimator follows:
 * no Python loop over draws or data points; draws are computed in chunks whose size the base class
   derives from ``bytes_per_draw`` and the memory budget;
 * metadata as class attributes: ``name`` (what users type), ``family``, ``unbiased`` (the claim
-  about its bias, one of ``CLAIMS``: "yes", "head only", "last layer only", "no"; ``claim(model)``
-  when parameters change it) from which ``unbiased_layers`` follows,
+  about its bias, one of ``CLAIMS``: "yes", "head only", "last layer only", "no", or one of its
+  problem kind's own ``ProblemKind.claims`` such as the VAE kind's "decoder only";
+  ``claim(model)`` when parameters change it) from which ``unbiased_layers`` follows,
   ``evals_per_draw`` (evaluations of the loss on a complete path per draw), ``hyperparameters``
   (name -> ``Hyper`` with default), ``reference``, and ``problem``: the name of the problem kind
   it handles (``estbench.problem``), ``"sbn"`` (default, this module's ``Problem``),
@@ -44,7 +45,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, final
+from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar, final
 
 import torch
 from torch import Tensor
@@ -65,6 +66,36 @@ CLAIMS: dict[str, Callable[[int], Iterable[int]]] = {
     "last layer only": lambda depth: (depth - 1, depth),
     "no": lambda depth: (),
 }
+
+
+def claim_layers(claim: str, model: Any, kind: str) -> frozenset[int] | None:
+    """The pairs a claim covers on ``model``: a generic claim (``CLAIMS``) by the model's depth,
+    else one of the problem kind ``kind``'s own (``ProblemKind.claim_pairs``); None when it is
+    neither."""
+    if claim in CLAIMS:
+        return frozenset(CLAIMS[claim](model.depth))
+    from ..problem import get_kind
+
+    pairs = get_kind(kind).claim_pairs(claim, model)
+    return None if pairs is None else frozenset(pairs)
+
+
+def known_claims(kind: str) -> list[str]:
+    """Every claim an estimator of problem kind ``kind`` may make: ``CLAIMS`` and the kind's."""
+    from ..problem import get_kind
+
+    return [*CLAIMS, *get_kind(kind).claims]
+
+
+class VarianceClaim(NamedTuple):
+    """A published ordering (``Estimator.variance_claims``): this estimator's gradient variance
+    below ``other``'s at equal loss evaluations, per ``source``, about the blocks whose names
+    match one of ``blocks`` (shell patterns, e.g. ``("enc*",)`` for a VAE's encoder blocks;
+    empty: every block). Reports test it in those blocks and show the others apart."""
+
+    other: str
+    source: str
+    blocks: tuple[str, ...] = ()
 
 
 class ModelLike(Protocol):
@@ -163,10 +194,11 @@ class Estimator(ABC, Generic[ProblemT, ModelT]):
     hyperparameters: ClassVar[dict[str, Hyper]] = {}
     stochastic: ClassVar[bool] = True  # False for deterministic "estimators" (mean field)
     problem: ClassVar[str] = "sbn"  # the problem kind it handles (estbench.problem)
-    # Published orderings to test: (another estimator's name, source) where the source reports
-    # this estimator's gradient variance below the other's at equal loss evaluations. The runner
-    # records them and reports state, per block, whether the measurement agrees (with its CI).
-    variance_claims: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # Published orderings to test (``VarianceClaim``: another estimator's name, the source, and
+    # the blocks the source's claim is about) where the source reports this estimator's gradient
+    # variance below the other's at equal loss evaluations. The runner records them and reports
+    # state, per block, whether the measurement agrees (with its CI), counting the claim's blocks.
+    variance_claims: ClassVar[tuple[VarianceClaim | tuple[str, str], ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.hyperparameters))
@@ -194,7 +226,8 @@ class Estimator(ABC, Generic[ProblemT, ModelT]):
         return f"<estimator {self.spec}>"
 
     def claim(self, model: ModelT) -> str:
-        """What this configuration claims about its bias on ``model``, one of ``CLAIMS``: the
+        """What this configuration claims about its bias on ``model``, one of ``CLAIMS`` or of
+        its problem kind's ``claims`` (``claim_layers``): the
         class's ``unbiased``, unless its parameters change it (override this, never
         ``unbiased_layers``, so that the sentence and the layers have one source)."""
         return self.unbiased
@@ -202,8 +235,12 @@ class Estimator(ABC, Generic[ProblemT, ModelT]):
     @final
     def unbiased_layers(self, model: ModelT) -> frozenset[int]:
         """Indices of the pairs (0..L, L = head) whose gradient the estimator claims unbiased:
-        those of its ``claim`` (``CLAIMS``)."""
-        return frozenset(CLAIMS[self.claim(model)](model.depth))
+        those of its ``claim`` (``claim_layers``)."""
+        claim = self.claim(model)
+        layers = claim_layers(claim, model, self.problem)
+        if layers is None:
+            raise EstimatorError(f"{self.name}: unknown claim {claim!r}")
+        return layers
 
     def evals_per_draw(self, model: ModelT) -> float:
         """Evaluations of the loss on a complete path per draw (cost, spec §0 "FE")."""

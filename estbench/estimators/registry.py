@@ -7,15 +7,15 @@ estimator's registry name and whose object is an ``Estimator`` subclass::
     my-estimator = "my_package.module:MyEstimator"
 
 Plugins are discovered without importing, sorted, then loaded one by one (as flake8 does): a plugin
-that fails to import, or whose class breaks the contract's metadata (not an ``Estimator``
-subclass, a badly formed ``name``, an unknown ``family`` or ``problem``, malformed
-``hyperparameters``, abstract methods left, a constructor that fails with the defaults,
-an ``unbiased`` claim outside ``CLAIMS``, an override of ``unbiased_layers`` instead of
-``claim``, ``evals_per_draw`` or ``claim`` failing on the reference network) or takes a name that
-is already registered, is reported with its package name in ``Registry.problems`` and
-skipped; everything else keeps working. Two plugins claiming one name are both skipped, so that a
-name never means a different estimator depending on what happens to be installed; a built-in
-keeps its name. ``Registry.register`` called directly raises instead (``EstimatorError``;
+that fails to import, or whose class breaks the contract's metadata (not an ``Estimator`` subclass,
+a badly formed ``name``, an unknown ``family`` or ``problem``, malformed ``hyperparameters``,
+abstract methods left, a constructor that fails with the defaults, an ``unbiased`` claim outside
+``CLAIMS`` and its kind's ``claims``, an override of ``unbiased_layers`` instead of ``claim``,
+``evals_per_draw`` or ``claim`` failing on the reference network) or takes a name that is already
+registered, is reported with its package name in ``Registry.problems`` and skipped; everything else
+keeps working. Two plugins claiming one name are both skipped, so that a name never means a
+different estimator depending on what happens to be installed; a built-in keeps its name.
+``Registry.register`` called directly raises instead (``EstimatorError``;
 ``DuplicateEstimatorError`` for a taken name). ``ESTBENCH_DISABLE_PLUGINS=1`` turns plugins off.
 
 Users spell an estimator as ``name`` or ``name(key=value, ...)``, e.g. ``concrete(tau=0.1)``,
@@ -38,7 +38,7 @@ from typing import Any
 from .._version import __version__
 from ..options import split_specs
 from ..problem import kinds, plugins_disabled
-from .base import CLAIMS, FAMILIES, Estimator, EstimatorError, Hyper
+from .base import FAMILIES, Estimator, EstimatorError, Hyper, known_claims
 
 GROUP = "estbench.estimators"
 NAME = re.compile(r"[a-z][a-z0-9-]*")
@@ -260,8 +260,9 @@ def contract_fault(cls: object) -> str | None:
         value = getattr(cls, attr, None)
         if not isinstance(value, str):
             return f"{attr} {value!r} must be a string"
-    if cls.unbiased not in CLAIMS:
-        return f"unbiased {cls.unbiased!r} must be one of {', '.join(map(repr, CLAIMS))}"
+    claims = known_claims(str(problem))
+    if cls.unbiased not in claims:
+        return f"unbiased {cls.unbiased!r} must be one of {', '.join(map(repr, claims))}"
     if cls.unbiased_layers is not Estimator.unbiased_layers:
         return "overrides unbiased_layers; override claim(model) instead (the layers follow)"
     if not isinstance(getattr(cls, "stochastic", None), bool):
@@ -290,8 +291,8 @@ def contract_fault(cls: object) -> str | None:
             f"evals_per_draw or claim fails on the kind's reference network: "
             f"{type(e).__name__}: {e}"
         )
-    if claim not in CLAIMS:
-        return f"claim gives {claim!r}, expected one of {', '.join(map(repr, CLAIMS))}"
+    if claim not in claims:
+        return f"claim gives {claim!r}, expected one of {', '.join(map(repr, claims))}"
     layers = set(est.unbiased_layers(model))
     if not (math.isfinite(evals) and evals >= 0):
         return f"evals_per_draw gives {evals!r} on the reference network, expected a number >= 0"

@@ -12,6 +12,8 @@ the M-draw mean is sqrt(B + T/M)/||g||, so
 from __future__ import annotations
 
 import math
+from fnmatch import fnmatchcase
+from typing import Any
 
 from .intervals import from_row
 from .load import Point, ReportData
@@ -102,30 +104,44 @@ def _B_T(data: ReportData, point: Point, e: str, layer: str) -> tuple[float, flo
     return max(B, 0.0), data.value(point, e, layer, "variance")
 
 
+def _se(row: Any) -> float:
+    """A row's standard error: 0 for an exact value (method ``exact``: path enumeration), else
+    its ``se`` (NaN where missing)."""
+    if row.get("method") == "exact":
+        return 0.0
+    se = row.get("se")
+    return math.nan if se is None else float(se)
+
+
 def variance_claims(data: ReportData, point: Point) -> list[str]:
     """For every measured estimator that records a published ordering (``variance_claims``:
     its variance below another's at equal loss evaluations) whose other estimator was measured
     too: per block, the ratio of variances per evaluation (T c of one, over the other's) with a
     95 % interval (delta method on the log, the two estimators' draws being independent), and
-    whether the ordering holds (interval below 1), is reversed (above 1) or is not resolved."""
+    whether the ordering holds (interval below 1), is reversed (above 1) or is not resolved.
+    A claim that names its blocks (``VarianceClaim.blocks``, shell patterns of block names) is
+    counted in those blocks only; the other blocks are shown apart, "outside the claim"."""
     out = []
     ok = _ok(data, point)
     for e in ok:
-        for other, source in point.info(e).get("variance_claims", []):
+        for claim in point.info(e).get("variance_claims", []):
+            other, source = claim[0], claim[1]
+            patterns = list(claim[2]) if len(claim) > 2 else []
             if other not in ok:
                 continue
-            parts, verdicts = [], []
+            parts, verdicts, outside = [], [], []
             ce = float(point.info(e).get("evals_per_draw", 1.0))
             co = float(point.info(other).get("evals_per_draw", 1.0))
             for layer in point.layers:
                 a, b = (data.row(point, x, layer, "variance") for x in (e, other))
                 if a is None or b is None:
                     continue
+                # an exact variance (path enumeration) has no standard error: 0
                 va, sa, vb, sb = (
                     float(a["value"]),
-                    float(a["se"]),
+                    _se(a),
                     float(b["value"]),
-                    float(b["se"]),
+                    _se(b),
                 )
                 if not (va > 0 and vb > 0 and math.isfinite(sa) and math.isfinite(sb)):
                     continue
@@ -133,8 +149,12 @@ def variance_claims(data: ReportData, point: Point) -> list[str]:
                 half = 1.96 * math.hypot(sa / va, sb / vb)
                 low, high = ratio * math.exp(-half), ratio * math.exp(half)
                 verdict = "holds" if high < 1 else "reversed" if low > 1 else "not resolved"
+                text = f"{layer} {num(ratio, 3)} [{num(low, 3)}, {num(high, 3)}] {verdict}"
+                if patterns and not any(fnmatchcase(layer, p) for p in patterns):
+                    outside.append(text)
+                    continue
                 verdicts.append(verdict)
-                parts.append(f"{layer} {num(ratio, 3)} [{num(low, 3)}, {num(high, 3)}] {verdict}")
+                parts.append(text)
             if parts:
                 summary = (
                     "holds in every block"
@@ -143,11 +163,15 @@ def variance_claims(data: ReportData, point: Point) -> list[str]:
                     if set(verdicts) == {"reversed"}
                     else "holds in " + f"{verdicts.count('holds')} of {len(verdicts)} blocks"
                 )
+                scope = f" (the claim's blocks: {', '.join(patterns)})" if patterns else ""
+                apart = (
+                    "; outside the claim (not counted): " + "; ".join(outside) if outside else ""
+                )
                 out.append(
                     f"Published ordering, `{e}` below `{other}` in variance at equal loss "
-                    f"evaluations ({source}): {summary}. Variance per evaluation, `{e}` over "
-                    f"`{other}` ({num(ce, 3)} and {num(co, 3)} evaluations per draw), 95 % "
-                    "interval: " + "; ".join(parts) + "."
+                    f"evaluations ({source}): {summary}{scope}. Variance per evaluation, `{e}` "
+                    f"over `{other}` ({num(ce, 3)} and {num(co, 3)} evaluations per draw), 95 % "
+                    "interval: " + "; ".join(parts) + apart + "."
                 )
     return out
 

@@ -94,6 +94,10 @@ class SbvaeKind(ProblemKind["VAEProblem", "SBVAE"]):
     default_training = "exact"
     parametrisations = ("theta",)
     checkpoint_marker = "sbvae"  # estbench.kinds.sbvae.checkpoint.MARKER
+    claims = {
+        "decoder only": "unbiased in the decoder's factors and the prior (pathwise at the "
+        "sampled z), biased in the encoder",
+    }
 
     def recognises_checkpoint(self, keys: frozenset[str]) -> bool:
         from .checkpoint import recognises
@@ -301,6 +305,13 @@ class SbvaeKind(ProblemKind["VAEProblem", "SBVAE"]):
             params[b] = bias
         return net.replace(params)
 
+    def claim_pairs(self, claim: str, model: SBVAE) -> tuple[int, ...] | None:
+        """ "decoder only": the pairs of the decoder's factors and the prior (the blocks
+        ``dec1``.., ``prior`` and ``decoder``)."""
+        if claim != "decoder only":
+            return None
+        return tuple(range(model.n_latent * (len(model.hidden) + 1), len(model.pairs)))
+
     # ---- exact reference ---------------------------------------------------------------------
 
     def reference(self, problem: VAEProblem, memory_budget: int | None = None) -> Reference:
@@ -363,6 +374,25 @@ class SbvaeKind(ProblemKind["VAEProblem", "SBVAE"]):
             for a, b, n, m in zip(S, S[1:], net.latent, net.latent[1:], strict=False)
         )
         return SECONDS_PER_UNIT * 3 * (data + tables)
+
+    def path_moments(
+        self, estimator: Any, problem: VAEProblem, context: Any, max_paths: int
+    ) -> Any:
+        """The path estimators' (``VAEPathEstimator``: REINFORCE, MuProp, the straight-through
+        family) exact moments, enumerating the 2^{sum n_k} latent states of each point
+        (``moments``); None for the others or over ``max_paths`` states per point."""
+        from .estimators.base import VAEPathEstimator
+        from .moments import path_count, path_moments
+
+        if not isinstance(estimator, VAEPathEstimator) or path_count(problem.model) > max_paths:
+            return None
+        return path_moments(estimator, problem, context=context, max_paths=max_paths)
+
+    def path_count(self, estimator: Any, net: SBVAE) -> int | None:
+        from .estimators.base import VAEPathEstimator
+        from .moments import path_count
+
+        return path_count(net) if isinstance(estimator, VAEPathEstimator) else None
 
     # ---- conformance -------------------------------------------------------------------------
 

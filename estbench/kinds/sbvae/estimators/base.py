@@ -20,6 +20,7 @@ draws at once by ``torch.func.vmap`` over ``torch.func.grad`` (no Python loop ov
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -135,3 +136,16 @@ class VAEEstimator(Estimator[VAEProblem, SBVAE]):
         units = sum(m.latent) + m.data_dim + sum(m.hidden) * 2 * m.n_latent
         evals = int(self.evals_per_draw(m))
         return 8 * (4 * problem.n_points * units * evals + 4 * problem.n_params)
+
+
+class VAEPathEstimator(VAEEstimator):
+    """An estimator whose only randomness is the sampled latent path z ~ q(z | x_n), one per
+    point: a draw is (1/N) sum_n g_n(z_n) with g_n a function of x_n, z_n and the prepared
+    ``context`` (held for a ``draw`` call) alone, so that its exact mean and variance follow by
+    enumerating the latent states per point (``estbench.kinds.sbvae.moments``). Subclasses give
+    ``path_estimates``: the estimate of each row of given states."""
+
+    @abstractmethod
+    def path_estimates(self, problem: VAEProblem, z: list[Tensor], context: Any) -> Tensor:
+        """[S, P]: the estimate of each draw of the states z ([S, N, n_k] per layer, 0/1),
+        averaged over the N points of ``problem``; ``context`` as ``prepare`` made it."""

@@ -19,7 +19,16 @@ from torch import Tensor
 
 from ....estimators.base import Hyper
 from ..model import SBVAE, VAEProblem, log_bernoulli
-from .base import VAEEstimator, held, layer_uniforms, logistic_noise, per_draw, sample, signal
+from .base import (
+    VAEEstimator,
+    VAEPathEstimator,
+    held,
+    layer_uniforms,
+    logistic_noise,
+    per_draw,
+    sample,
+    signal,
+)
 from .relaxed import conditional_logistic, relaxed_states
 
 
@@ -44,7 +53,7 @@ def mean_field(model: SBVAE, X: Tensor) -> tuple[list[Tensor], list[Tensor], Ten
     return [mu.detach() for mu in mus], [g.detach() for g in gbar], fbar.detach()
 
 
-class VAEMuProp(VAEEstimator):
+class VAEMuProp(VAEPathEstimator):
     """MuProp (plain: eta = 1, no learned baseline) for the negative ELBO: REINFORCE per latent
     layer with a first-order Taylor control variate around the mean-field states (``mean_field``:
     mu_k, fbar = f(mu), gbar_k = dfbar/dmu_k), whose mean is added back analytically. One
@@ -60,7 +69,8 @@ class VAEMuProp(VAEEstimator):
     grad sigmoid(e_k(z_{k-1})), so the control variate's mean is exactly what is added back:
     unbiased in every parameter, any depth, linear or tanh (claim "yes"). Decoder: pathwise at
     the sampled z. Encoder's pathwise term: ``path`` (kappa = 1 when kept; default dropped).
-    Its only randomness is the sampled path (exact mean by enumeration in the tests).
+    Its only randomness is the sampled path (``VAEPathEstimator``; the mean-field context is
+    deterministic): exact mean and variance by enumeration.
     Cost: 1 evaluation of f on the path plus the mean-field pass (counted: 2 evaluations).
     Reference: Gu, Levine, Sutskever & Mnih, "MuProp: unbiased backpropagation for stochastic
     neural networks", ICLR 2016, arXiv 1511.05176, eq. 5-6 and Algorithm 1 (the VAE ELBO of its
@@ -83,6 +93,9 @@ class VAEMuProp(VAEEstimator):
     ) -> Tensor:
         m = problem.model
         z = sample(m, problem.X, layer_uniforms(problem, (n_draws,), generator))
+        return self.estimates(problem, z, context)
+
+    def path_estimates(self, problem: VAEProblem, z: list[Tensor], context: Any) -> Tensor:
         return self.estimates(problem, z, context)
 
     def estimates(

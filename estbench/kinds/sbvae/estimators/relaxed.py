@@ -65,6 +65,7 @@ class VAEConcrete(StraightThroughBase):
 
     name = "vae-concrete"
     family = "relaxation"
+    unbiased = "no"
     reference = "Maddison et al., arXiv 1611.00712; Jang et al., arXiv 1611.01144 (ICLR 2017)"
     hyperparameters = {"path": PATH_KEEP, "tau": TAU}
 
@@ -86,8 +87,8 @@ class VAEStraightThroughGumbelSoftmax(StraightThroughBase):
 
     in the straight-through recursion (``straight_through``): the decoder pathwise at the
     sampled z (unbiased), the encoder biased even for f affine in z (E_L[D] is not
-    sigmoid'(alpha)); ``path`` as there (default "keep"). Claim: "no". Cost: 1 evaluation of f,
-    one backward pass.
+    sigmoid'(alpha)); ``path`` as there (default "keep"). Claim: "decoder only". Cost: 1
+    evaluation of f, one backward pass.
     Reference: Jang, Gu & Poole, "Categorical reparameterization with Gumbel-Softmax", ICLR
     2017, arXiv 1611.01144, section 2.2 (Straight-Through Gumbel-Softmax); spec §3.2.
     """
@@ -127,8 +128,8 @@ class VAEGumbelRao(VAEStraightThroughGumbelSoftmax):
     drawn after the path's: K = 1 is ``vae-st-gs`` draw for draw. The L^(i) carry no gradient
     (the partial derivative, which keeps the ST-GS mean; spec §3.3, pitfall P5), so it has
     ST-GS's mean with less variance. Decoder pathwise at the sampled z (unbiased); encoder
-    biased like ST-GS; ``path`` as there (default "keep"). Claim: "no". Cost: 1 evaluation of
-    f, one backward pass, K - 1 extra noises per unit.
+    biased like ST-GS; ``path`` as there (default "keep"). Claim: "decoder only". Cost: 1
+    evaluation of f, one backward pass, K - 1 extra noises per unit.
     Reference: Paulus, Maddison & Krause, "Rao-Blackwellizing the straight-through
     Gumbel-Softmax gradient estimator", ICLR 2021, arXiv 2010.04838, eq. 7-8 (GR-MC_K);
     spec §3.3.

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ....estimators.base import Hyper
 from ..model import SBVAE, VAEProblem
-from .base import VAEEstimator, layer_uniforms, per_draw, sample, signal
+from .base import VAEEstimator, VAEPathEstimator, layer_uniforms, per_draw, sample, signal
 
 
 def _surrogate(model: SBVAE, x: Tensor, z: list[Tensor], weight: Tensor) -> Tensor:
@@ -19,7 +19,7 @@ def _surrogate(model: SBVAE, x: Tensor, z: list[Tensor], weight: Tensor) -> Tens
     return -(weight * model.log_posterior(x, z) + model.log_joint(x, z)).mean(-1)
 
 
-class VAEReinforce(VAEEstimator):
+class VAEReinforce(VAEPathEstimator):
     """REINFORCE (score function) for the negative ELBO, one z ~ q(z | x_n) per point:
 
         g = -(1/N) sum_n [ (f_n - c_n - kappa) grad_phi log q(z_n | x_n)
@@ -37,6 +37,9 @@ class VAEReinforce(VAEEstimator):
 
     Unbiased in every parameter for any such baseline: E[(f - c) grad log q] = grad E_q[f] with
     f's parameters held, and the decoder's term is pathwise. Cost: 1 evaluation of f.
+    Its only randomness is the sampled path (``VAEPathEstimator``): its exact mean and variance
+    by enumeration, given the baseline (a ``frozen`` one is drawn once per ``draw`` call and held,
+    so the draws of a call are i.i.d. given it, as the exact moments are).
     References: Williams, Machine Learning 8:229-256 (1992), eq. 11 (REINFORCE); Mnih & Gregor,
     "Neural variational inference and learning in belief networks", ICML 2014, eq. 5-7.
     """
@@ -67,9 +70,11 @@ class VAEReinforce(VAEEstimator):
     def _draw(
         self, problem: VAEProblem, n_draws: int, generator: torch.Generator, context: Any
     ) -> Tensor:
-        m = problem.model
-        X = problem.X
-        z = sample(m, X, layer_uniforms(problem, (n_draws,), generator))
+        z = sample(problem.model, problem.X, layer_uniforms(problem, (n_draws,), generator))
+        return self.path_estimates(problem, z, context)
+
+    def path_estimates(self, problem: VAEProblem, z: list[Tensor], context: Any) -> Tensor:
+        m, X = problem.model, problem.X
         weight = signal(m, X, z) - self.keep
         if context is not None:
             weight = weight - context

@@ -17,11 +17,12 @@ autodiff of the whole integrand as the straight-through VAE literature does) als
 encoder's pathwise -grad_phi log q(z | x) term at the sampled z (expectation 0); "drop" holds the
 encoder's parameters in -log q, which then passes gradient through z alone.
 
-Claim: "no" (biased in the encoder; ``CLAIMS`` has no "decoder only", and the decoder's
-unbiasedness is tested exactly in tests/test_sbvae_estimators.py). Their only randomness is the
-sampled path, so their exact mean follows by enumerating z (the tests do). Cost: 1 evaluation of
-f and one backward pass. The proxies are the sbn kind's, for {0, 1} states (``estbench.kinds.
-sbn.estimators.straight_through``; spec §4.1, §4.2).
+Claim: "decoder only" (the kind's claim, ``SbvaeKind.claim_pairs``: unbiased in the decoder's
+factors and the prior, biased in the encoder). Their only randomness is the sampled path
+(``PathStraightThrough``, except the relaxations' ST-GS and Gumbel-Rao, whose Jacobian reads the
+noise), so their exact mean and variance follow by enumerating z (``moments``). Cost: 1
+evaluation of f and one backward pass. The proxies are the sbn kind's, for {0, 1} states
+(``estbench.kinds.sbn.estimators.straight_through``; spec §4.1, §4.2).
 
 Equation and section numbers in the references below are from memory of the papers (not re-read
 in this session) and UNVERIFIED; the formulas follow the formula spec (estimators.md, the
@@ -36,7 +37,7 @@ from torch import Tensor
 
 from ....estimators.base import Hyper
 from ..model import SBVAE, VAEProblem
-from .base import VAEEstimator, integrand, layer_uniforms, per_draw
+from .base import VAEEstimator, VAEPathEstimator, integrand, layer_uniforms, per_draw
 
 PATH_KEEP = Hyper(
     "keep",
@@ -71,7 +72,7 @@ class StraightThroughBase(VAEEstimator):
     """Hard states forward, ``jacobian`` backward (module docstring)."""
 
     family = "straight-through"
-    unbiased = "no"
+    unbiased = "decoder only"
     hyperparameters = {"path": PATH_KEEP}
 
     def jacobian(self, alpha: Tensor, b: Tensor, u: Tensor, extra: Tensor | None) -> Tensor:
@@ -101,7 +102,16 @@ class StraightThroughBase(VAEEstimator):
         return per_draw(problem, surrogate, u, extra)
 
 
-class VAEStraightThrough(StraightThroughBase):
+class PathStraightThrough(StraightThroughBase, VAEPathEstimator):
+    """A straight-through estimator whose Jacobian depends on the logits and the sampled states
+    alone (not on the uniforms beyond the states they give): its only randomness is the path."""
+
+    def path_estimates(self, problem: VAEProblem, z: list[Tensor], context: Any) -> Tensor:
+        # The uniforms 1 - z draw exactly z (on iff u < sigmoid(alpha)) wherever q(z | x) > 0.
+        return self.estimates(problem, [1.0 - zk for zk in z], [])
+
+
+class VAEStraightThrough(PathStraightThrough):
     """Principled straight-through: D_k = sigmoid'(alpha_k) = p_k (1 - p_k), the derivative of
     the conditional mean E[z_k | z_{k-1}] ({0, 1} states). Formula, path term and decoder:
     module docstring (hard states forward; decoder pathwise at the sampled z, unbiased; encoder
@@ -120,7 +130,7 @@ class VAEStraightThrough(StraightThroughBase):
         return p * (1 - p)
 
 
-class VAEStraightThroughIdentity(StraightThroughBase):
+class VAEStraightThroughIdentity(PathStraightThrough):
     """Identity straight-through: D_k = 1 (the classic heuristic, Hinton's 2012 lecture). Not
     the derivative of the conditional mean (in {0, 1} states it is the +-1 network's D = 2); biased
     in the encoder, the decoder pathwise at the sampled z (module docstring).
@@ -136,7 +146,7 @@ class VAEStraightThroughIdentity(StraightThroughBase):
         return torch.ones_like(alpha)
 
 
-class VAEStraightThroughHardtanh(StraightThroughBase):
+class VAEStraightThroughHardtanh(PathStraightThrough):
     """Hardtanh ("clipped identity", BNN-style) straight-through: D_k = (1/2) 1[|alpha_k| <= 1]
     ({0, 1} states: half the +-1 proxy). Biased in the encoder, the decoder pathwise at the
     sampled z (module docstring).
@@ -151,7 +161,7 @@ class VAEStraightThroughHardtanh(StraightThroughBase):
         return 0.5 * (alpha.abs() <= 1).to(alpha.dtype)
 
 
-class VAEStraightThroughTanh(StraightThroughBase):
+class VAEStraightThroughTanh(PathStraightThrough):
     """Tanh-proxy straight-through: D_k = (1 - tanh^2(alpha_k)) / 2 ({0, 1} states), the
     principled ST of logistic noise of scale 1/2. Biased in the encoder, the decoder pathwise
     at the sampled z (module docstring). Reference: spec §4.1 (tanh proxy); Shekhovtsov &
@@ -165,7 +175,7 @@ class VAEStraightThroughTanh(StraightThroughBase):
         return 0.5 * (1 - torch.tanh(alpha) ** 2)
 
 
-class VAEStraightThroughSlope(StraightThroughBase):
+class VAEStraightThroughSlope(PathStraightThrough):
     """Slope-annealed straight-through with a fixed slope s: ``form=smooth`` D_k =
     s sigmoid'(s alpha_k) (s = 1 is ``vae-st`` draw for draw); ``form=hard`` the hard sigmoid
     D_k = (s/2) 1[|s alpha_k| <= 1] (s = 1 is ``vae-st-hardtanh``). Biased in the encoder, the
@@ -195,7 +205,7 @@ class VAEStraightThroughSlope(StraightThroughBase):
         return s * (p * (1 - p))
 
 
-class VAEDarn(StraightThroughBase):
+class VAEDarn(PathStraightThrough):
     """DARN "1/2" estimator (= binary ReinMax at tau = 1, = ZGR): D_k = (b_k - 1/2) times the
     score d log q(b_k | alpha_k) / d alpha_k = (b_k - 1/2)(b_k - p_k), i.e. (1 - p)/2 when on and
     p/2 when off; E[D_k | z_{<k}] = sigmoid'(alpha_k), the principled-ST Jacobian. Biased in the
