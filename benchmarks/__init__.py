@@ -1,4 +1,4 @@
-"""asv benchmark suite for estbench (public API only): ``asv run --python=same`` (README.md).
+"""asv benchmark suite for estbench (public API only): ``asv run --python=same`` (docs/).
 
 Modules: ``exact`` (exact gradient over width and depth, seed network, width 13), ``estimators``
 (20,000 draws of each estimator on the seed network), ``end_to_end`` (``estbench run`` on the

@@ -58,7 +58,7 @@ class EstimatorDraws:
 
 
 class SeedStudyDraws:
-    """The seven seed-study estimators x 20,000 draws each, seed network: the README's target
+    """The seven seed-study estimators x 20,000 draws each, seed network: the docs' target
     row (float64), and the same in float32 draws."""
 
     params = ["float64", "float32"]

@@ -1,6 +1,6 @@
 """Exact expected gradient: time and peak memory over a grid of width and depth, on the seed
 network (target: <= 20 ms), at width 12 depth 8 (target: <= 1.5 s) and at width 13 (peak memory,
-target: <= 2 GiB). Targets and measured numbers: README.md, "Performance"."""
+target: <= 2 GiB). Targets and measured numbers: docs/performance.md."""
 
 from __future__ import annotations
 

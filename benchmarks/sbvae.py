@@ -1,6 +1,6 @@
 """Bernoulli-latent VAEs (the ``sbvae`` kind): the exact ELBO gradient and the exact log p(x) of
 issue 16's target, a two-layer 10-10 linear model on 500 binarised 8x8 digits (the issue asks
-for the gradient in <= 2 s on the 2-core machine; README.md, "Bernoulli-latent VAEs", has the
+for the gradient in <= 2 s on the 2-core machine; docs/kinds/sbvae.md, has the
 number), and of wider and nonlinear models."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Stochastic binary weights (estbench.weights): the exact gradient over width x depth (time and
 peak memory; the hidden pairs Bernoulli, a real first layer and head) and 2,000 draws of every
-built-in weight estimator on a 2-5-5-5-1 weight network with 100 points. Numbers: README.md,
-"Stochastic binary weights"."""
+built-in weight estimator on a 2-5-5-5-1 weight network with 100 points. Numbers:
+docs/kinds/weights.md."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 A case names its data, its model (or a checkpoint), optional training to checkpoints, a sweep
 (cartesian product of depth, width, checkpoint, tau and seed), and what to measure. Every problem
 is reported as ``FILE: key.path: expected ..., got ...``. The case name is the file's stem. The
-schema is documented in README.md ("Case files"); ``schema_version = 1``.
+schema is documented in docs/running.md ("Case files") and, generated
+from this parser, docs/generated/case-keys.md; ``schema_version = 2``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Time of 20,000 draws per estimator on the seed 5-5-5 network with its 200 points (README.md).
+"""Time of 20,000 draws per estimator on the seed 5-5-5 network with its 200 points (docs/).
 
 python scripts/bench_estimators.py                  # the seed study's seven estimators
 python scripts/bench_estimators.py --all            # every registered estimator

@@ -1,4 +1,4 @@
-"""Speed and memory of the exact gradient (numbers quoted in README.md).
+"""Speed and memory of the exact gradient (numbers quoted in docs/performance.md).
 
     python scripts/bench_exact.py            # all rows (about a minute)
     python scripts/bench_exact.py --quick    # skip the width-13 memory row

@@ -1,6 +1,6 @@
 """Benchmark (issue 18's speed target): the Monte Carlo reference of a width-64, depth-3 SBN on
 200 data points to 1 % relative standard error in every block, on the CPU (target: <= 5 min on
-the 2-core machine). Not a timed test; the numbers go to README.md ("Monte Carlo reference").
+the 2-core machine). Not a timed test; the numbers go to docs/kinds/mc-reference.md.
 
     python scripts/bench_mcref.py [--width 64] [--depth 3] [--points 200] [--rel-se 0.01]
         [--estimator disarm] [--max-seconds 600] [--device cpu]

@@ -1,6 +1,6 @@
 """Wall time of `estbench run` on the default case, end to end, in a fresh process and a fresh
 output directory each time (training, exact gradient, draws, metrics and, unless --no-report,
-the report), as quoted in README.md ("Performance").
+the report), as quoted in docs/performance.md.
 
     python scripts/bench_run.py                  # 3 runs, report included
     python scripts/bench_run.py --no-report -n 5 # results files only

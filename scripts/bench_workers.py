@@ -1,9 +1,9 @@
 """A case run serially and on a local Dask cluster (`--workers N`), one after the other on the same
-machine, in fresh processes and fresh output directories, as quoted in README.md ("Running on
-Dask"). Prints the wall times, the speed-up, the time to start the cluster, and the overhead per
-task: the workers' time not spent computing, per task (cells and point preparations), after the
-part of the run both share (start-up, planning, writing: the serial run's wall time beyond its
-compute) is taken off.
+machine, in fresh processes and fresh output directories, as quoted in docs/performance.md ("Running
+on Dask"). Prints the wall times, the speed-up, the time to start the cluster, and the overhead per
+task: the workers' time not spent computing, per task (cells and point preparations), after the part
+of the run both share (start-up, planning, writing: the serial run's wall time beyond its compute)
+is taken off.
 
     python scripts/bench_workers.py                       # depth-sweep, 2 workers, 2 rounds
     python scripts/bench_workers.py --case default -n 3 --workers 2

@@ -1,4 +1,4 @@
-"""What estbench guarantees (README "What estbench guarantees"): no silent wrong number, no lost
+"""What estbench guarantees (docs/results.md): no silent wrong number, no lost
 finished work, one-line errors. Each test here failed on the code before these guarantees."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCANNED = ("estbench", "tests", "cases", "benchmarks", "scripts")
+SCANNED = ("estbench", "tests", "cases", "benchmarks", "scripts", "docs")
 # The folder beside the checkout that the seed networks came from, spelled in pieces so that this
 # file names it nowhere (the scan skips nothing, this file included).
 SHARED = "/".join(("..", "shared"))
@@ -28,7 +28,9 @@ def _scanned_files() -> list[Path]:
         files += [
             p
             for p in (ROOT / folder).rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".npz", ".png")
+            if p.is_file()
+            and not {"__pycache__", "_build", "generated"} & set(p.parts)
+            and p.suffix not in (".npz", ".png")
         ]
     return files
 

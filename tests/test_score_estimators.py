@@ -482,7 +482,7 @@ def test_metadata_and_costs():
         est = get_estimator(spec)
         assert est.evals_per_draw(pr.model) == want, spec
         assert est.family == "score-function"
-        assert est.reference and est.__doc__  # what verifies it: README (test_readme.py)
+        assert est.reference and est.__doc__  # what verifies it: docs (test_readme.py)
         assert est.bytes_per_draw(pr) > 0
     for spec in ("rloo", "arm", "disarm", "arms", "muprop", "rebar", "tokui-sato", "leg"):
         assert get_estimator(spec).unbiased_layers(pr.model) == set(range(4)), spec

@@ -293,7 +293,7 @@ class Estimator(ABC, Generic[ProblemT, ModelT]):
         run faster than one huge batch), but at least MIN_CHUNK_DRAWS (smaller chunks pay the
         per-chunk Python overhead again and again, and their tensors are too small for torch to
         split elementwise work across threads -- it does so above 32768 elements), and never more
-        than the memory budget holds. Timings: README, "Performance"."""
+        than the memory budget holds. Timings: docs/performance.md."""
         budget = default_memory_budget() if memory_budget is None else memory_budget
         per_draw = max(1, self.bytes_per_draw(problem))
         target = CUDA_CHUNK_BYTES if problem.X.device.type == "cuda" else CHUNK_BYTES

@@ -184,7 +184,7 @@ def load_report_data(directory: str | Path) -> ReportData:
         if values not in pids:
             pids[values] = point_id({k: v for k, v in zip(keys, values, strict=True) if v != ""})
     frame["point"] = [pids[tuple(r[k] for k in keys)] for r in rows]
-    # Whether the run's unbiasedness test (multiplicity-corrected, README "Results") kept zero
+    # Whether the run's unbiasedness test (multiplicity-corrected, docs/results.md) kept zero
     # bias for the row's (point, estimator, layer): a bias it cannot reject is shown as a bound
     # even where a 95 % interval happens to exclude 0 (intervals.from_row).
     test = frame.loc[frame["metric"] == "unbiased_test", ["point", "estimator", "layer", "value"]]

@@ -55,8 +55,8 @@ def reference_table(data: ReportData) -> Table:
         "Monte Carlo reference: the mean of R draws of an unbiased estimator, from a stream "
         "independent of the measured draws; rel. SE = sqrt(tr Cov(g_ref)) / ||g|| per block. "
         "Rows against it have method `mc-reference`: the squared bias and MSE are corrected by "
-        "tr Cov(g_ref) and every interval includes the reference's error (README, 'Monte Carlo "
-        "reference'). In figures versus a swept variable, such points have a grey "
+        "tr Cov(g_ref) and every interval includes the reference's error (docs/kinds/"
+        "mc-reference.md). In figures versus a swept variable, such points have a grey "
         "background."
     )
     return Table(header, rows, caption)

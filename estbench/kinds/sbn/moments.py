@@ -29,7 +29,8 @@ from .model import Problem
 DEFAULT_MAX_PATHS = 1 << 18
 # Working memory of one chunk of paths on the CPU: the per-path tensors of a chunk then stay in
 # cache (the budget alone made 1,157-path chunks of 9 MB tensors on the seed network, 1.6x
-# slower; README "Toward the floor"). On a GPU chunks are as large as the budget allows.
+# slower; docs/performance.md, "Toward the floor"). On a GPU chunks are as large as the budget
+# allows.
 CHUNK_BYTES = 128 << 20
 
 
@@ -116,11 +117,12 @@ def _contract(a: Tensor, total: Tensor, inp: Tensor, shape: torch.Size) -> Tenso
     """sum_x a[x, n, j] inp[x, n, i] -> [N, j, i], ``inp`` broadcast to ``shape`` + [i] and
     ``total`` = sum_x a[x, n, j].
 
-    Cheaper forms where the input is shared (each the same sum in another order, README "Toward
-    the floor"): an input that depends on the point only ([N, i]: the data, into the first
-    layer) factors out of the sum, total (x) inp; one that depends on the path only ([c, 1, i]:
-    the states of a binary layer, the same at every point) is one matrix product inp^T a over
-    the paths. A per-point, per-path input of a one-unit output (the head) is a weighted sum.
+    Cheaper forms where the input is shared (each the same sum in another order,
+    docs/performance.md, "Toward the floor"): an input that depends on the point only ([N, i]: the
+    data, into the first layer) factors out of the sum, total (x) inp; one that depends on the path
+    only ([c, 1, i]: the states of a binary layer, the same at every point) is one matrix product
+    inp^T a over the paths. A per-point, per-path input of a one-unit output (the head) is a
+    weighted sum.
     """
     c, n = shape
     j, i = a.shape[-1], inp.shape[-1]

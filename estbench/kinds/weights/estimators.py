@@ -25,7 +25,7 @@ Derivations are ours, from the model definition; the seed paper (Shekhovtsov & Y
 ST estimators for ... weights" are obtained and that latent weights "arise from the mirror descent
 method when optimizing over probabilities" -- the formulas below are consistent with that but
 were NOT checked against the paper's equations (UNVERIFIED as a citation; verified numerically,
-as README.md's "Stochastic binary weights" lists per estimator).
+as docs/kinds/weights.md lists per estimator).
 """
 
 from __future__ import annotations

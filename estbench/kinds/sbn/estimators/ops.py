@@ -44,7 +44,7 @@ def add_bias(a: Tensor, b: Tensor) -> Tensor:
 
     Same values as ``a + b``, faster: broadcasting b over [*B, N, n] runs torch's inner loop over
     the n units only (5 on the seed network); b repeated along the N points is one contiguous row
-    of N n numbers per batch entry instead (timing: README, "Performance")."""
+    of N n numbers per batch entry instead (timing: docs/performance.md)."""
     if a.dim() < 2 or not a.is_contiguous():
         return a.add_(b)
     n_points = a.shape[-2]

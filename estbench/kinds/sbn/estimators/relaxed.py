@@ -241,7 +241,7 @@ class GumbelRao(_HardRelaxedBase):
         a_tau, sign_tau = a / tau, (1 - 2 * bits) / tau
         total = None
         # One [S, N, n] tensor at a time, looping over K, stays in cache (a [K - 1, S, N, n] batch
-        # does not: README "Performance"); every op after the draw is in place on fresh tensors.
+        # does not: docs/performance.md); every op after the draw is in place on fresh tensors.
         for _ in range(extra):
             v = uniforms(a.shape, generator, a).mul_(mass)
             q = noise.icdf(open_unit(v, inplace=True))
