@@ -9,8 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 estbench=${ESTBENCH:-estbench}
 
-"$estbench" run default psa-5-5-5 depth-sweep width-sweep temperature bernoulli-toy \
-    weights-sign weights-stochastic weights-training weights-hardsigmoid vae-linear --out reports --svg "$@"
+# Every shipped case (`estbench cases`); `--workers 2` among the extra arguments runs them on a
+# local Dask cluster (one torch thread per worker: the same numbers as a one-thread run).
+"$estbench" run default psa-5-5-5 depth-sweep width-sweep width-sweep-mc temperature bernoulli-toy \
+    weights-sign weights-stochastic weights-training weights-hardsigmoid \
+    vae-linear vae-nonlinear vae-two-layer vae-width-sweep train-compare vae-train-compare \
+    --out reports --svg "$@"
 for chk in 1 100; do
     "$estbench" run psa-5-5-5 --checkpoint "seed:chk-$chk" --out reports --svg "$@"
 done
