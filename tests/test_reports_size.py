@@ -29,6 +29,10 @@ GENERATED = (
     "figures/vs_depth.svg",
     "points/depth=1.json",
     "checkpoints/w4-4-4_seed0_epoch50.npz",
+    "training.csv",
+    "training.json",
+    "runs/exact_seed0.json",
+    "compare-run.json",
 )
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 
