@@ -2,14 +2,15 @@
 
 A case names its data, its model (or a checkpoint), optional training to checkpoints, a sweep
 (cartesian product of depth, width, checkpoint, tau and seed), and what to measure. Every problem
-is reported as ``FILE: key.path: expected ..., got ...``. The case name is the file's stem. The
-schema is documented in docs/running.md ("Case files") and, generated
-from this parser, docs/generated/case-keys.md; ``schema_version = 2``.
+is reported as ``FILE: key.path: expected ..., got ...``. The case name is the file's stem. Every
+key is declared once (``estbench.schema.Key``, by table in ``SCHEMA``; a problem kind's own
+``[model]`` keys by ``ProblemKind.model_keys()``), a ``Table`` reads only declared keys, and the
+docs' docs/generated/case-keys.md is generated from the declarations; docs/running.md ("Case
+files") has the annotated example; ``schema_version = 2``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import json
@@ -22,15 +23,16 @@ from typing import Any
 
 from .device import DEVICES, DTYPES
 from .errors import EstbenchError
-from .mcref import ReferenceSpec
+from .mcref import REFERENCE_KEYS, ReferenceSpec
 from .mcref import read_spec as read_reference_spec
 from .problem import ProblemKind, get_kind, kinds
+from .results import METRICS
+from .schema import Key
 from .shipped import cases_dir, checkpoint_stem, is_shipped_name, shipped_case_path
 
 SCHEMA_VERSION = 2
 # The installed case files (estbench.shipped.cases_dir: importlib.resources, so a wheel finds them).
 CASES_DIR = cases_dir()
-SWEEP_KEYS = ("depth", "width", "checkpoint", "tau", "seed")
 DEFAULT_M = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 SEED_STUDY_M = tuple(
     list(range(1, 10))
@@ -116,7 +118,7 @@ class Case:
     def points(self) -> list[dict[str, Any]]:
         """The sweep's case points (tau is an estimator variant, not a point): dicts with the
         swept values among depth, width, checkpoint, seed, in a fixed order."""
-        keys = [k for k in SWEEP_KEYS if k in self.sweep and k != "tau"]
+        keys = [k.name for k in SWEEP_KEYS if k.name in self.sweep and k.name != "tau"]
         return [
             dict(zip(keys, values, strict=True))
             for values in itertools.product(*(self.sweep[k] for k in keys))
@@ -137,13 +139,15 @@ class Case:
 
 
 class Table:
-    """Reads one TOML table, recording which keys were used; unknown keys are errors."""
+    """Reads one TOML table by its declared keys (``keys``: ``estbench.schema.Key``), recording
+    which were used; unknown keys are errors."""
 
-    def __init__(self, file: str, path: str, raw: Any) -> None:
+    def __init__(self, file: str, path: str, raw: Any, keys: tuple[Key, ...] = ()) -> None:
         self.file, self.path = file, path
         if not isinstance(raw, dict):
             self.fail(path, "a table", raw)
         self.raw: dict[str, Any] = raw
+        self.keys = keys
         self.used: set[str] = set()
 
     def fail(self, key: str, expected: str, got: Any) -> None:
@@ -155,21 +159,28 @@ class Table:
     def get(
         self,
         name: str,
-        kind: str,
-        default: Any = None,
         *,
-        required: bool = False,
+        type: str | None = None,
+        default: Any = ...,
+        required: bool | None = None,
         check: Callable[[Any], bool] | None = None,
-        expected: str = "",
+        expected: str | None = None,
     ) -> Any:
+        """The value of the declared key ``name`` (``self.keys``); ``type``, ``default``,
+        ``required``, ``check`` and ``expected`` replace the declared ones where they depend on
+        other keys."""
+        key = next((k for k in self.keys if k.name == name), None)
+        if key is None:
+            raise AssertionError(f"{self.key(name)}: read but not declared (estbench.schema.Key)")
         self.used.add(name)
+        kind = type or key.type
+        expected = expected or key.expected
         if name not in self.raw:
-            if required:
+            if key.required if required is None else required:
                 raise CaseError(
-                    f"{self.file}: {self.key(name)}: required key is missing "
-                    f"(expected {expected or kind})"
+                    f"{self.file}: {self.key(name)}: required key is missing (expected {expected})"
                 )
-            return default
+            return key.default if default is ... else default
         value = self.raw[name]
         ok = {
             "int": isinstance(value, int) and not isinstance(value, bool),
@@ -188,15 +199,17 @@ class Table:
             and bool(value)
             and all(isinstance(v, str) for v in value),
         }[kind]
+        check = check or key.check
+        if key.choices and check is None:
+            check = key.choices.__contains__
         if not ok or (check is not None and not check(value)):
-            self.fail(self.key(name), expected or kind, value)
+            self.fail(self.key(name), expected, value)
         return float(value) if kind == "float" else value
 
-    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        """A key whose choices are known only when it is read (e.g. the registered kinds)."""
         return self.get(
             name,
-            "str",
-            default,
             check=lambda v: v in choices,
             expected="one of " + ", ".join(repr(c) for c in choices),
         )
@@ -231,6 +244,338 @@ def _all(pred: Callable[[Any], bool]) -> Callable[[list[Any]], bool]:
     return lambda values: all(pred(v) for v in values)
 
 
+# ---- the declared keys (estbench.schema.Key): what the readers below read, and the docs list --
+
+_POSITIVE = "a positive integer"
+_POSITIVE_LIST = "a non-empty list of positive integers"
+
+TOP_KEYS = (
+    Key(
+        "schema_version",
+        "int",
+        required=True,
+        accepts=f"{SCHEMA_VERSION}",
+        help="the case-file format; version 1 files still read",
+    ),
+    Key("name", "str", help="the case name, if given: must be the file's stem"),
+    Key("description", "str", "", help="what the case measures (its first line: `estbench cases`)"),
+)
+
+DATA_KEYS = (
+    Key(
+        "kind",
+        "str",
+        "two-class",
+        choices=("two-class", "moons", "xor", "blobs", "npz"),
+        help="a synthetic data set (two-class: the seed study's), or npz: a file",
+    ),
+    Key(
+        "n",
+        "int",
+        200,
+        check=lambda v: v >= 2,
+        accepts="an integer >= 2",
+        help="number of points (synthetic data)",
+    ),
+    Key("seed", "int", 0, check=_seed, accepts=SEED_RANGE, help="seed of the synthetic data"),
+    Key(
+        "path",
+        "str",
+        accepts="a path to an .npz file with X and Y",
+        default_text='required with kind = "npz"',
+        help="the data file, relative to the case file; X, Y as stored",
+    ),
+    Key(
+        "noise",
+        "float",
+        0.1,
+        check=_nonneg,
+        accepts="a number >= 0",
+        help="noise of the moons and xor data",
+    ),
+    Key(
+        "classes",
+        "int",
+        3,
+        check=lambda v: v >= 2,
+        accepts="an integer >= 2",
+        help="classes of the blobs data",
+    ),
+    Key(
+        "dim",
+        "int",
+        2,
+        check=lambda v: v >= 2,
+        accepts="an integer >= 2",
+        help="input dimension of the blobs data",
+    ),
+)
+
+MODEL_KEYS = (  # every problem kind's; a kind declares its own with ProblemKind.model_keys()
+    Key(
+        "kind",
+        "str",
+        "sbn",
+        accepts="a registered problem kind",
+        help="the problem kind, which reads the other [model] keys",
+    ),
+    Key(
+        "widths",
+        "int-list",
+        check=_all(_positive),
+        accepts=_POSITIVE_LIST,
+        help="hidden widths (or width and depth)",
+    ),
+    Key(
+        "width",
+        "int",
+        check=_positive,
+        accepts=_POSITIVE,
+        help="hidden width of every layer, with depth (or swept)",
+    ),
+    Key(
+        "depth",
+        "int",
+        check=_positive,
+        accepts=_POSITIVE,
+        help="number of hidden layers, with width (or swept)",
+    ),
+    Key("seed", "int", 0, check=_seed, accepts=SEED_RANGE, help="seed of the initialisation"),
+    Key(
+        "checkpoint",
+        "str",
+        help='a stored network to measure, relative to the case file, or a shipped "seed:NAME"',
+    ),
+)
+
+TRAINING_KEYS = (
+    Key(
+        "epochs",
+        "int",
+        required=True,
+        check=_positive,
+        accepts=_POSITIVE,
+        help="epochs of training",
+    ),
+    Key(
+        "method",
+        "str",
+        default_text="the kind's default training estimator",
+        help='an estimator spec of the model\'s kind, or "exact"',
+    ),
+    Key("optimizer", "str", "sgd", choices=("sgd", "adam"), help="sgd (with momentum) or adam"),
+    Key("lr", "float", 0.03, check=_positive, accepts="a number > 0", help="learning rate"),
+    Key(
+        "momentum",
+        "float",
+        0.9,
+        check=lambda v: 0 <= v < 1,
+        accepts="a number in [0, 1)",
+        help="SGD momentum",
+    ),
+    Key("batch_size", "int", 10, check=_positive, accepts=_POSITIVE, help="minibatch size"),
+    Key(
+        "measure_at",
+        "int-list",
+        accepts="a list of epochs in 0..epochs",
+        default_text="[epochs]",
+        help="epochs whose networks are measured (0: the initial network)",
+    ),
+    Key("seed", "int", 0, check=_seed, accepts=SEED_RANGE, help="seed of the training"),
+)
+
+SWEEP_KEYS = (
+    Key(
+        "depth",
+        "int-list",
+        check=_all(_positive),
+        accepts=_POSITIVE_LIST,
+        help="values of model.depth",
+    ),
+    Key(
+        "width",
+        "int-list",
+        check=_all(_positive),
+        accepts=_POSITIVE_LIST,
+        help="values of model.width",
+    ),
+    Key(
+        "checkpoint",
+        "int-list",
+        check=_all(_nonneg),
+        accepts="a non-empty list of epochs >= 0",
+        default_text="training.measure_at",
+        help="training epochs to measure (needs [training])",
+    ),
+    Key(
+        "tau",
+        "float-list",
+        check=_all(_positive),
+        accepts="a non-empty list of numbers > 0",
+        help="temperatures, applied to the estimators with a tau parameter",
+    ),
+    Key(
+        "seed",
+        "int-list",
+        check=_all(_seed),
+        accepts=f"a non-empty list of {SEED_RANGE}s",
+        help="added to the data, model and training seeds: replicates the whole pipeline",
+    ),
+)
+
+MEASURE_KEYS = (
+    Key(
+        "estimators",
+        "str-list",
+        required=True,
+        accepts="a non-empty list of estimator names",
+        help="estimator specs of the model's kind, each once",
+    ),
+    Key(
+        "metrics",
+        "str-list",
+        check=lambda v: all(x in METRICS for x in v),
+        accepts="metric names among " + ", ".join(METRICS),
+        default_text="all",
+        help="the metrics reported",
+    ),
+    Key(
+        "draws",
+        "int",
+        10000,
+        check=lambda v: v >= 10,
+        accepts="an integer >= 10",
+        help="estimator draws per point",
+    ),
+    Key(
+        "M",
+        "int-list",
+        DEFAULT_M,
+        check=_all(_positive),
+        accepts=_POSITIVE_LIST,
+        default_text=f"{list(DEFAULT_M)} up to draws",
+        help="sample sizes of the M-draw mean",
+    ),
+    Key("exact_moments", "bool", True, help="exact moments where an estimator has them"),
+    Key(
+        "max_paths",
+        "int",
+        1 << 16,
+        check=_positive,
+        accepts=_POSITIVE,
+        help="the most paths for exact path moments",
+    ),
+    Key(
+        "bootstrap",
+        "int",
+        200,
+        check=_nonneg,
+        accepts="an integer >= 0",
+        help="bootstrap resamples of the confidence intervals",
+    ),
+    Key(
+        "quick_draws",
+        "int",
+        500,
+        check=lambda v: v >= 10,
+        accepts="an integer >= 10",
+        help="draws with --quick",
+    ),
+    Key(
+        "device",
+        "str",
+        "cpu",
+        choices=DEVICES,
+        help="device of the exact gradient and the draws (training stays on the CPU)",
+    ),
+    Key(
+        "dtype",
+        "str",
+        "float64",
+        choices=tuple(DTYPES),
+        help="dtype of the draws only, never the exact reference",
+    ),
+    *REFERENCE_KEYS,
+)
+
+COMPARE_KEYS = (
+    Key(
+        "estimators",
+        "str-list",
+        required=True,
+        accepts='a non-empty list of estimator names or "exact"',
+        help='estimator specs of the model\'s kind, or "exact", each once',
+    ),
+    Key(
+        "seeds",
+        "int",
+        3,
+        check=lambda v: 1 <= v <= 1000,
+        accepts="an integer in 1..1000 (that many seeds, 0..n-1) or a list of seeds",
+        help="training runs per estimator",
+    ),
+    Key(
+        "steps",
+        "int",
+        check=_positive,
+        accepts=_POSITIVE,
+        help="training steps (exactly one of steps and epochs)",
+    ),
+    Key(
+        "epochs",
+        "int",
+        check=_positive,
+        accepts=_POSITIVE,
+        help="training epochs (exactly one of steps and epochs)",
+    ),
+    Key(
+        "record_every",
+        "int",
+        check=_positive,
+        accepts="a positive integer (steps)",
+        default_text="about 20 records",
+        help="steps between records of the exact objective",
+    ),
+    Key("optimizer", "str", "adam", choices=("adam", "sgd"), help="adam or sgd (with momentum)"),
+    Key("lr", "float", 0.01, check=_positive, accepts="a number > 0", help="learning rate"),
+    Key(
+        "momentum",
+        "float",
+        0.9,
+        check=lambda v: 0 <= v < 1,
+        accepts="a number in [0, 1)",
+        help='SGD momentum (optimizer = "sgd" only)',
+    ),
+    Key(
+        "batch_size",
+        "int",
+        check=_positive,
+        accepts=_POSITIVE,
+        default_text="the whole data set",
+        help="minibatch size",
+    ),
+    Key(
+        "quick_steps",
+        "int",
+        50,
+        check=_positive,
+        accepts="a positive integer (steps)",
+        help="steps with --quick",
+    ),
+)
+
+# The declared keys by table ("" is the top level); [model] adds its kind's model_keys().
+SCHEMA: dict[str, tuple[Key, ...]] = {
+    "": TOP_KEYS,
+    "data": DATA_KEYS,
+    "model": MODEL_KEYS,
+    "training": TRAINING_KEYS,
+    "sweep": SWEEP_KEYS,
+    "measure": MEASURE_KEYS,
+    "compare": COMPARE_KEYS,
+}
+
+
 def _resolve(base: Path | None, value: str | None) -> Path | None:
     """A file named in a case, relative to the case file; a shipped network's ``seed:`` name is
     kept as it is (the loaders resolve it to the installed file), never joined to the case's
@@ -252,11 +597,7 @@ def _other_kinds_keys(table: Table, kind: str) -> None:
     for name, other in sorted(kinds().kinds.items()):
         if name == kind:
             continue
-        probe = Table(table.file, table.path, dict(table.raw))
-        # a value the other kind refuses still shows which keys it reads
-        with contextlib.suppress(Exception):
-            other.parse_model(probe, {})
-        if unknown[0] in probe.used:
+        if unknown[0] in {k.name for k in other.model_keys()}:
             raise CaseError(
                 f"{table.file}: {table.key(unknown[0])}: a key of problem kind {name!r} "
                 f"({other.description}), not of {kind!r}; set model.kind = {name!r} or remove "
@@ -307,8 +648,8 @@ def parse_case(
         raw = apply_overrides(raw, overrides)
         text += "\n# overrides: " + json.dumps(overrides, sort_keys=True, default=str) + "\n"
     base = path.parent if path else None
-    top = Table(file, "", raw)
-    version = top.get("schema_version", "int", required=True, expected=f"{SCHEMA_VERSION}")
+    top = Table(file, "", raw, TOP_KEYS)
+    version = top.get("schema_version")
     if version == 1:
         try:
             raw = _upgrade_v1(raw)
@@ -319,10 +660,10 @@ def parse_case(
             f"{file}: schema_version: this estbench reads versions 1 and {SCHEMA_VERSION}, "
             f"the file has {version}"
         )
-    declared = top.get("name", "str")
+    declared = top.get("name")
     if declared is not None and declared != name:
         raise CaseError(f"{file}: name: expected {name!r} (the file name), got {declared!r}")
-    description = top.get("description", "str", "")
+    description = top.get("description")
 
     from .estimators.registry import default_registry  # estimators import torch: only here
 
@@ -347,25 +688,17 @@ def parse_case(
 
 def _read_data(file: str, top: Table, raw: dict[str, Any], base: Path | None) -> DataSpec:
     """``[data]``: a synthetic data set (two-class, moons, xor, blobs) or an npz file."""
-    d = Table(file, "data", raw.get("data", {}))
+    d = Table(file, "data", raw.get("data", {}), DATA_KEYS)
     top.used.add("data")
-    data_kind = d.choice("kind", ("two-class", "moons", "xor", "blobs", "npz"), "two-class")
+    data_kind = d.get("kind")
     data = DataSpec(
         kind=data_kind,
-        n=d.get("n", "int", 200, check=lambda v: v >= 2, expected="an integer >= 2"),
-        seed=d.get("seed", "int", 0, check=_seed, expected=SEED_RANGE),
-        path=_resolve(
-            base,
-            d.get(
-                "path",
-                "str",
-                required=data_kind == "npz",
-                expected="a path to an .npz file with X and Y",
-            ),
-        ),
-        noise=d.get("noise", "float", 0.1, check=_nonneg, expected="a number >= 0"),
-        classes=d.get("classes", "int", 3, check=lambda v: v >= 2, expected="an integer >= 2"),
-        dim=d.get("dim", "int", 2, check=lambda v: v >= 2, expected="an integer >= 2"),
+        n=d.get("n"),
+        seed=d.get("seed"),
+        path=_resolve(base, d.get("path", required=data_kind == "npz")),
+        noise=d.get("noise"),
+        classes=d.get("classes"),
+        dim=d.get("dim"),
     )
     d.done()
     return data
@@ -375,28 +708,17 @@ def _read_model(
     file: str, top: Table, raw: dict[str, Any], base: Path | None
 ) -> tuple[ProblemKind[Any, Any], ModelSpec]:
     """``[model]``: the keys every kind has, then the kind's own (``ProblemKind.parse_model``)."""
-    m = Table(file, "model", raw.get("model", {}))
+    m = Table(file, "model", raw.get("model", {}), MODEL_KEYS)
     top.used.add("model")
-    kind = get_kind(m.choice("kind", tuple(kinds().kinds), "sbn"), file)
+    kind = get_kind(m.choice("kind", tuple(kinds().kinds)), file)
+    m.keys = MODEL_KEYS + kind.model_keys()
     common = {
         "kind": kind.name,
-        "widths": (
-            tuple(w)
-            if (
-                w := m.get(
-                    "widths",
-                    "int-list",
-                    None,
-                    check=_all(_positive),
-                    expected="a non-empty list of positive integers",
-                )
-            )
-            else None
-        ),
-        "width": m.get("width", "int", None, check=_positive, expected="a positive integer"),
-        "depth": m.get("depth", "int", None, check=_positive, expected="a positive integer"),
-        "seed": m.get("seed", "int", 0, check=_seed, expected=SEED_RANGE),
-        "checkpoint": _resolve(base, m.get("checkpoint", "str")),
+        "widths": tuple(w) if (w := m.get("widths")) else None,
+        "width": m.get("width"),
+        "depth": m.get("depth"),
+        "seed": m.get("seed"),
+        "checkpoint": _resolve(base, m.get("checkpoint")),
     }
     model = kind.parse_model(m, common)
     _other_kinds_keys(m, kind.name)
@@ -416,38 +738,31 @@ def _read_training(
     the optimiser and the epochs to measure at."""
     training = None
     if "training" in raw:
-        t = Table(file, "training", raw["training"])
+        t = Table(file, "training", raw["training"], TRAINING_KEYS)
         top.used.add("training")
-        epochs = t.get(
-            "epochs", "int", required=True, check=_positive, expected="a positive integer"
-        )
+        epochs = t.get("epochs")
         # "exact" or an estimator of the model's kind; the kind's default (REINFORCE for SBNs,
         # as in the seed study) when not given.
-        method = t.get("method", "str", kind.default_training)
+        method = t.get("method", default=kind.default_training)
         if method != "exact":
             est = _check_estimator_spec(file, "training.method", method, registry)
             check_problem_kind(f"{file}: training.method", est, model)
         training = TrainingSpec(
             method=method,
-            optimizer=t.choice("optimizer", ("sgd", "adam"), "sgd"),
-            lr=t.get("lr", "float", 0.03, check=_positive, expected="a number > 0"),
-            momentum=t.get(
-                "momentum", "float", 0.9, check=lambda v: 0 <= v < 1, expected="a number in [0, 1)"
-            ),
-            batch_size=t.get(
-                "batch_size", "int", 10, check=_positive, expected="a positive integer"
-            ),
+            optimizer=t.get("optimizer"),
+            lr=t.get("lr"),
+            momentum=t.get("momentum"),
+            batch_size=t.get("batch_size"),
             epochs=epochs,
             measure_at=tuple(
                 t.get(
                     "measure_at",
-                    "int-list",
-                    [epochs],
+                    default=[epochs],
                     check=_all(lambda v: 0 <= v <= epochs),
                     expected=f"a list of epochs in 0..{epochs}",
                 )
             ),
-            seed=t.get("seed", "int", 0, check=_seed, expected=SEED_RANGE),
+            seed=t.get("seed"),
         )
         t.done()
     return training
@@ -458,26 +773,14 @@ def _read_sweep(
 ) -> dict[str, tuple[Any, ...]]:
     """``[sweep]``: the values of depth, width, checkpoint (default: the training's
     ``measure_at``), tau and seed whose cartesian product makes the case's points."""
-    s = Table(file, "sweep", raw.get("sweep", {}))
+    s = Table(file, "sweep", raw.get("sweep", {}), SWEEP_KEYS)
     top.used.add("sweep")
     sweep: dict[str, tuple[Any, ...]] = {}
     for key in ("depth", "width"):
-        values = s.get(
-            key,
-            "int-list",
-            None,
-            check=_all(_positive),
-            expected="a non-empty list of positive integers",
-        )
+        values = s.get(key)
         if values is not None:
             sweep[key] = tuple(values)
-    ckpts = s.get(
-        "checkpoint",
-        "int-list",
-        None,
-        check=_all(_nonneg),
-        expected="a non-empty list of epochs >= 0",
-    )
+    ckpts = s.get("checkpoint")
     if ckpts is not None:
         if training is None:
             raise CaseError(f"{file}: sweep.checkpoint: needs a [training] table")
@@ -488,14 +791,10 @@ def _read_sweep(
         sweep["checkpoint"] = tuple(ckpts)
     elif training is not None:
         sweep["checkpoint"] = training.measure_at
-    taus = s.get(
-        "tau", "float-list", None, check=_all(_positive), expected="a non-empty list of numbers > 0"
-    )
+    taus = s.get("tau")
     if taus is not None:
         sweep["tau"] = tuple(float(v) for v in taus)
-    seeds = s.get(
-        "seed", "int-list", None, check=_all(_seed), expected=f"a non-empty list of {SEED_RANGE}s"
-    )
+    seeds = s.get("seed")
     if seeds is not None:
         sweep["seed"] = tuple(seeds)
     s.done()
@@ -535,15 +834,9 @@ def _read_measure(
 ) -> MeasureSpec:
     """``[measure]``: the estimators (each of the model's kind, each once), draws, M and the
     measurement options."""
-    from .results import METRICS
-
-    ms = Table(file, "measure", raw.get("measure", {}))
+    ms = Table(file, "measure", raw.get("measure", {}), MEASURE_KEYS)
     top.used.add("measure")
-    estimators = tuple(
-        ms.get(
-            "estimators", "str-list", required=True, expected="a non-empty list of estimator names"
-        )
-    )
+    estimators = tuple(ms.get("estimators"))
     specs: dict[str, int] = {}
     takes_tau = False
     for i, spec in enumerate(estimators):
@@ -561,40 +854,18 @@ def _read_measure(
             f"{file}: sweep.tau: none of measure.estimators has a tau parameter; expected at "
             f"least one that does (e.g. concrete, st-gs, gumbel-rao), or no tau sweep"
         )
-    metrics = ms.get(
-        "metrics",
-        "str-list",
-        None,
-        check=lambda v: all(x in METRICS for x in v),
-        expected="metric names among " + ", ".join(METRICS),
-    )
+    metrics = ms.get("metrics")
     measure = MeasureSpec(
         estimators=estimators,
-        draws=ms.get("draws", "int", 10000, check=lambda v: v >= 10, expected="an integer >= 10"),
-        M=tuple(
-            sorted(
-                set(
-                    ms.get(
-                        "M",
-                        "int-list",
-                        list(DEFAULT_M),
-                        check=_all(_positive),
-                        expected="a non-empty list of positive integers",
-                    )
-                )
-            )
-        ),
+        draws=ms.get("draws"),
+        M=tuple(sorted(set(ms.get("M")))),
         metrics=tuple(metrics) if metrics else None,
-        exact_moments=ms.get("exact_moments", "bool", True),
-        max_paths=ms.get(
-            "max_paths", "int", 1 << 16, check=_positive, expected="a positive integer"
-        ),
-        bootstrap=ms.get("bootstrap", "int", 200, check=_nonneg, expected="an integer >= 0"),
-        quick_draws=ms.get(
-            "quick_draws", "int", 500, check=lambda v: v >= 10, expected="an integer >= 10"
-        ),
-        device=ms.choice("device", DEVICES, "cpu"),
-        dtype=ms.choice("dtype", tuple(DTYPES), "float64"),
+        exact_moments=ms.get("exact_moments"),
+        max_paths=ms.get("max_paths"),
+        bootstrap=ms.get("bootstrap"),
+        quick_draws=ms.get("quick_draws"),
+        device=ms.get("device"),
+        dtype=ms.get("dtype"),
         reference=read_reference_spec(ms, file, registry, model),
     )
     ms.done()
@@ -718,14 +989,9 @@ def _read_compare(
     ``[sweep]`` is refused with it, and so is a ``[training]`` that nothing would measure."""
     if "compare" not in raw:
         return None
-    c = Table(file, "compare", raw["compare"])
+    c = Table(file, "compare", raw["compare"], COMPARE_KEYS)
     top.used.add("compare")
-    names = c.get(
-        "estimators",
-        "str-list",
-        required=True,
-        expected='a non-empty list of estimator names or "exact"',
-    )
+    names = c.get("estimators")
     seen: dict[str, int] = {}
     for i, spec in enumerate(names):
         key = f"compare.estimators[{i}]"
@@ -742,27 +1008,21 @@ def _read_compare(
         seen[label] = i
     if isinstance(c.raw.get("seeds"), list):
         seeds = tuple(
-            c.get("seeds", "int-list", check=_all(_seed), expected=f"a list of {SEED_RANGE}s")
+            c.get("seeds", type="int-list", check=_all(_seed), expected=f"a list of {SEED_RANGE}s")
         )
         if len(set(seeds)) != len(seeds):
             c.fail("compare.seeds", "distinct seeds", list(seeds))
     else:
-        count = c.get(
-            "seeds",
-            "int",
-            3,
-            check=lambda v: 1 <= v <= 1000,
-            expected="an integer in 1..1000 (that many seeds, 0..n-1) or a list of seeds",
-        )
+        count = c.get("seeds")
         seeds = tuple(range(count))
     if ("steps" in c.raw) == ("epochs" in c.raw):
         raise CaseError(
             f"{file}: compare.steps: expected exactly one of compare.steps and compare.epochs, got "
             f"{'both' if 'steps' in c.raw else 'neither'}"
         )
-    steps = c.get("steps", "int", None, check=_positive, expected="a positive integer")
-    epochs = c.get("epochs", "int", None, check=_positive, expected="a positive integer")
-    optimizer = c.choice("optimizer", ("adam", "sgd"), "adam")
+    steps = c.get("steps")
+    epochs = c.get("epochs")
+    optimizer = c.get("optimizer")
     if optimizer != "sgd" and "momentum" in c.raw:
         c.fail(
             "compare.momentum",
@@ -774,18 +1034,12 @@ def _read_compare(
         seeds=seeds,
         steps=steps,
         epochs=epochs,
-        record_every=c.get(
-            "record_every", "int", None, check=_positive, expected="a positive integer (steps)"
-        ),
+        record_every=c.get("record_every"),
         optimizer=optimizer,
-        lr=c.get("lr", "float", 0.01, check=_positive, expected="a number > 0"),
-        momentum=c.get(
-            "momentum", "float", 0.9, check=lambda v: 0 <= v < 1, expected="a number in [0, 1)"
-        ),
-        batch_size=c.get("batch_size", "int", None, check=_positive, expected="a positive integer"),
-        quick_steps=c.get(
-            "quick_steps", "int", 50, check=_positive, expected="a positive integer (steps)"
-        ),
+        lr=c.get("lr"),
+        momentum=c.get("momentum"),
+        batch_size=c.get("batch_size"),
+        quick_steps=c.get("quick_steps"),
     )
     c.done()
     if steps is not None and spec.record_every is not None and spec.record_every > steps:

@@ -51,6 +51,7 @@ from torch import Tensor
 from .errors import EstbenchError
 from .mcmetrics import RefBlock
 from .problem import Block
+from .schema import Key
 
 MODES = ("exact", "mc", "auto")
 BATCHES = 64  # batch means kept for the reference's covariance
@@ -86,11 +87,70 @@ class ReferenceSpec:
         )
 
 
+# The reference keys of [measure] (estbench.schema.Key; cases.MEASURE_KEYS includes them).
+REFERENCE_KEYS = (
+    Key(
+        "reference",
+        "str",
+        "exact",
+        choices=MODES,
+        help="the reference gradient: exact, mc (Monte Carlo) or auto (exact when it fits)",
+    ),
+    Key("reference_estimator", "str", help="the Monte Carlo reference's estimator (mc, auto)"),
+    Key(
+        "reference_candidates",
+        "str-list",
+        accepts="a list of estimator names",
+        help="estimators the reference may choose among (mc, auto)",
+    ),
+    Key(
+        "reference_rel_se",
+        "float",
+        0.01,
+        check=lambda v: 0 < v < 1,
+        accepts="a number in (0, 1), e.g. 0.01",
+        help="target relative standard error of the reference (mc, auto)",
+    ),
+    Key(
+        "reference_max_draws",
+        "int",
+        1_000_000,
+        check=lambda v: v >= 2 * BATCHES,
+        accepts=f"an integer >= {2 * BATCHES}",
+        help="the most reference draws per point",
+    ),
+    Key(
+        "reference_max_seconds",
+        "float",
+        3600.0,
+        check=lambda v: v > 0,
+        accepts="a positive number of seconds",
+        help="the most seconds of reference draws",
+    ),
+    Key(
+        "reference_exact_max_seconds",
+        "float",
+        60.0,
+        check=lambda v: v > 0,
+        accepts="a positive number of seconds",
+        help="auto: the exact gradient's predicted seconds above which mc is used",
+    ),
+    Key(
+        "reference_pilot_draws",
+        "int",
+        128,
+        check=lambda v: v >= 16,
+        accepts="an integer >= 16",
+        help="pilot draws that choose among the candidates",
+    ),
+)
+
+
 def read_spec(ms: Any, file: str, registry: Any, model: Any) -> ReferenceSpec:
     """The reference keys of ``[measure]`` (a ``cases.Table``); errors name the file and key."""
     from .cases import CaseError, check_problem_kind
 
-    mode = ms.choice("reference", MODES, "exact")
+    mode = ms.get("reference")
 
     def estimator(key: str, spec: str) -> str:
         try:
@@ -100,9 +160,9 @@ def read_spec(ms: Any, file: str, registry: Any, model: Any) -> ReferenceSpec:
         check_problem_kind(f"{file}: {key}", est, model)
         return str(est.spec)
 
-    name = ms.get("reference_estimator", "str", None)
+    name = ms.get("reference_estimator")
     chosen = None if name is None else estimator("measure.reference_estimator", name)
-    raw = ms.get("reference_candidates", "str-list", None, expected="a list of estimator names")
+    raw = ms.get("reference_candidates")
     candidates = (
         None
         if raw is None
@@ -112,41 +172,11 @@ def read_spec(ms: Any, file: str, registry: Any, model: Any) -> ReferenceSpec:
         mode=mode,
         estimator=chosen,
         candidates=candidates,
-        rel_se=ms.get(
-            "reference_rel_se",
-            "float",
-            0.01,
-            check=lambda v: 0 < v < 1,
-            expected="a number in (0, 1), e.g. 0.01",
-        ),
-        max_draws=ms.get(
-            "reference_max_draws",
-            "int",
-            1_000_000,
-            check=lambda v: v >= 2 * BATCHES,
-            expected=f"an integer >= {2 * BATCHES}",
-        ),
-        max_seconds=ms.get(
-            "reference_max_seconds",
-            "float",
-            3600.0,
-            check=lambda v: v > 0,
-            expected="a positive number of seconds",
-        ),
-        exact_max_seconds=ms.get(
-            "reference_exact_max_seconds",
-            "float",
-            60.0,
-            check=lambda v: v > 0,
-            expected="a positive number of seconds",
-        ),
-        pilot_draws=ms.get(
-            "reference_pilot_draws",
-            "int",
-            128,
-            check=lambda v: v >= 16,
-            expected="an integer >= 16",
-        ),
+        rel_se=ms.get("reference_rel_se"),
+        max_draws=ms.get("reference_max_draws"),
+        max_seconds=ms.get("reference_max_seconds"),
+        exact_max_seconds=ms.get("reference_exact_max_seconds"),
+        pilot_draws=ms.get("reference_pilot_draws"),
     )
     if mode == "exact":
         given = sorted(k for k in ms.raw if k.startswith("reference_"))

@@ -14,9 +14,12 @@ The contract a kind implements (``ProblemKind``)
   ``description`` names it in messages ("an SBN with real weights"). A file without the marker
   is the kind's whose ``recognises_checkpoint(keys)`` accepts its keys (a published format that
   has no marker), else an SBN's (the seed networks' layout).
-* **Case files.** ``parse_model(table, common)`` reads the ``[model]`` table of a case (a
-  ``Table``: typed look-ups, unknown keys are errors naming the file and key) into the kind's own
-  frozen ``ModelSpec`` subclass; ``check_case(case)`` checks what needs several tables at once.
+* **Case files.** ``model_keys()`` declares the kind's own ``[model]`` keys
+  (``estbench.schema.Key``: name, type, default, what it accepts, help; the docs' case-file
+  reference lists them), and ``parse_model(table, common)`` reads them from the ``[model]`` table
+  of a case (a ``Table``: typed look-ups of declared keys, unknown keys are errors naming the file
+  and key) into the kind's own frozen ``ModelSpec`` subclass; ``check_case(case)`` checks what
+  needs several tables at once.
 * **Problems.** ``case_data(spec, offset)`` is the data of a case point when the kind's
   ``[model]`` names them (None: the case's ``[data]``, as for classifiers);
   ``initial(spec, widths, X, labels, stored, offset)`` builds the untrained
@@ -98,6 +101,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from .cases import Case, ModelSpec, Table
+    from .schema import Key
 
 GROUP = "estbench.problems"
 BUILTIN = "estbench"  # the distribution whose entry points are the built-in kinds
@@ -194,11 +198,17 @@ class ProblemKind(ABC, Generic[P, N]):
 
     # ---- case files --------------------------------------------------------------------------
 
+    def model_keys(self) -> tuple[Key, ...]:
+        """The kind's own ``[model]`` keys (besides the common ones, ``cases.MODEL_KEYS``): the
+        keys ``parse_model`` may read, listed on the docs' case-file reference. Default: none."""
+        return ()
+
     @abstractmethod
     def parse_model(self, table: Table, common: dict[str, Any]) -> ModelSpec:
         """The ``[model]`` table as the kind's ``ModelSpec``: ``common`` holds the keys every
-        kind has (``ModelSpec``'s fields, already read); the kind reads its own from ``table``
-        (keys it does not read are errors naming the file and key)."""
+        kind has (``ModelSpec``'s fields, already read); the kind reads its own, declared by
+        ``model_keys()``, from ``table`` (``table.get(name)``; keys it does not read are errors
+        naming the file and key)."""
 
     def check_case(self, case: Case) -> None:  # noqa: B027  (optional hook)
         """Checks that need several tables at once; ``CaseError`` naming the file and key."""

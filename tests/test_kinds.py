@@ -30,6 +30,7 @@ from estbench.testing import check_estimator
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = [
     "cases.py",
+    "schema.py",
     "runner.py",
     "cluster.py",
     "catalogue.py",

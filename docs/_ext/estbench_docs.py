@@ -3,9 +3,10 @@
 * ``generated/catalogue.md``: the estimator catalogue from the registry's metadata, the rows
   ``estbench list`` prints (``estbench.catalogue.catalogue``, built-in estimators only: the
   example plugins are not part of estbench) and each kind's refusals with their reasons;
-* ``generated/case-keys.md``: every key the case-file parser reads, with its type, default and
-  what it accepts, recorded by parsing every shipped case file through ``estbench.cases`` with
-  ``Table.get`` observed (so a key the parser reads is listed the moment it is read).
+* ``generated/case-keys.md``: every key of a case file, with its type, default, what it accepts
+  and a line of help, from the declarations the parser reads by (``estbench.cases.SCHEMA``, the
+  ``[model]`` keys of every built-in kind from ``ProblemKind.model_keys()``; a ``Table`` reads
+  only declared keys, so a key the parser accepts is listed whether or not a case uses it).
 
 Both are written into the source tree (``docs/generated/``, ignored by git) when the builder
 starts, and rewritten only when their text changes (so an incremental build stays incremental).
@@ -13,10 +14,8 @@ starts, and rewritten only when their text changes (so an incremental build stay
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 from sphinx.application import Sphinx
 
@@ -83,60 +82,48 @@ def catalogue_page() -> str:
     return "\n".join(lines)
 
 
+def _keys_table(keys: tuple[Any, ...]) -> list[str]:
+    lines = ["| key | type | default | accepts | meaning |", "| --- | --- | --- | --- | --- |"]
+    for k in keys:
+        accepts = k.expected if k.choices or k.accepts else ""
+        lines.append(
+            f"| `{k.name}` | {k.type} | {_cell(k.shown_default)} | {_cell(accepts)} "
+            f"| {_cell(k.help)} |"
+        )
+    return [*lines, ""]
+
+
 def case_keys_page() -> str:
     from estbench import cases
-    from estbench.shipped import cases_dir
+    from estbench.problem import kinds
 
-    seen: dict[tuple[str, str], dict[str, Any]] = {}
-    original = cases.Table.get
-
-    def observed(self: Any, name: str, kind: str, default: Any = None, **kw: Any) -> Any:
-        entry = seen.setdefault(
-            (self.path, name),
-            {"kind": kind, "defaults": [], "required": False, "expected": "", "kinds": set()},
-        )
-        entry["kinds"].add(current[0])
-        if default is not None and repr(default) not in entry["defaults"]:
-            entry["defaults"].append(repr(default))
-        entry["required"] |= bool(kw.get("required"))
-        entry["expected"] = entry["expected"] or kw.get("expected", "")
-        return original(self, name, kind, default, **kw)
-
-    files = sorted(cases_dir().glob("*.toml"))
-    current = [""]
-    with mock.patch.object(cases.Table, "get", observed):
-        for path in files:
-            model = tomllib.loads(path.read_text()).get("model", {})
-            current[0] = model.get("kind", "sbn") if isinstance(model, dict) else "sbn"
-            cases.load_case(path)
+    titles = {"": "top level"}
     lines = [
         "# Case-file keys (generated)",
         "",
-        "Generated at build time from the case-file parser (`estbench/cases.py`, schema version",
-        f"{cases.SCHEMA_VERSION}): every key it reads while parsing the {len(files)} shipped case",
-        "files, by table, with its type, default (several where the default depends on the kind)",
-        "and what it accepts. A key a problem-kind plugin reads is listed when a shipped case uses",
-        "that kind. The annotated example and the meaning of each table are in",
-        "{doc}`../running`.",
+        "Generated at build time from the declarations the case-file parser reads by",
+        f"(`estbench.cases.SCHEMA`, schema version {cases.SCHEMA_VERSION}; the `[model]` keys of",
+        "each problem kind from its `ProblemKind.model_keys()`): every key a case file may have,",
+        "by table, with its type, default, what it accepts and what it is for. The parser reads",
+        "only keys declared here, and any other key is an error naming the keys allowed. The",
+        "annotated example and the meaning of each table are in {doc}`../running`.",
         "",
     ]
-    tables = sorted({table for table, _ in seen})
-    for table in tables:
-        lines += [
-            f"## `[{table}]`" if table else "## top level",
-            "",
-            "| key | type | default | accepts | read for the kinds |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for (t, name), e in sorted(seen.items()):
-            if t != table:
-                continue
-            default = "required" if e["required"] else ", ".join(f"`{d}`" for d in e["defaults"])
-            used = ", ".join(f"`{k}`" for k in sorted(e["kinds"]))
-            lines.append(
-                f"| `{name}` | {e['kind']} | {_cell(default)} | {_cell(e['expected'])} | {used} |"
-            )
-        lines.append("")
+    for table, keys in cases.SCHEMA.items():
+        lines += [f"## {titles.get(table, f'`[{table}]`')}", ""]
+        if table == "model":
+            lines += ["Every problem kind's keys; each kind's own follow.", ""]
+        lines += _keys_table(keys)
+        if table == "model":
+            for name, kind in sorted(kinds(plugins=False).kinds.items()):
+                lines += [
+                    f'### `[model]` with `kind = "{name}"`',
+                    "",
+                    f"Its own keys ({kind.description}).",
+                    "",
+                ]
+                keys = kind.model_keys()
+                lines += _keys_table(keys) if keys else ["No keys of its own.", ""]
     return "\n".join(lines)
 
 

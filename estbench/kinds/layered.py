@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..cases import ModelSpec, Table
 from ..problem import N, P, ProblemKind
+from ..schema import Key
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -35,20 +36,40 @@ class LayeredModelSpec(ModelSpec):
     scale: float = 1.0
 
 
-def layered_keys(table: Table, *, inits: tuple[str, ...], init: str) -> dict[str, Any]:
-    """The ``LayeredModelSpec`` keys of a ``[model]`` table (``inits``: the initialisations the
-    kind offers, ``init`` the default)."""
+def layered_model_keys(*, inits: tuple[str, ...], init: str) -> tuple[Key, ...]:
+    """The declared ``LayeredModelSpec`` keys of a ``[model]`` table (``inits``: the
+    initialisations the kind offers, ``init`` the default)."""
     from .sbn.model import CODINGS, HEADS, NOISES
 
-    return {
-        "coding": table.choice("coding", CODINGS, "01"),
-        "noise": table.choice("noise", tuple(NOISES), "logistic"),
-        "head": table.choice("head", tuple(HEADS), "logistic"),
-        "outputs": table.get(
-            "outputs", "int", None, check=lambda v: v > 0, expected="a positive integer"
+    return (
+        Key("coding", "str", "01", choices=CODINGS, help="the states: 01 or pm1 (-1/+1)"),
+        Key("noise", "str", "logistic", choices=tuple(NOISES), help="the activation noise"),
+        Key("head", "str", "logistic", choices=tuple(HEADS), help="the output head and its loss"),
+        Key(
+            "outputs",
+            "int",
+            check=lambda v: v > 0,
+            accepts="a positive integer",
+            default_text="from the data",
+            help="the head's outputs",
         ),
-        "init": table.choice("init", inits, init),
-        "scale": table.get("scale", "float", 1.0, check=lambda v: v > 0, expected="a number > 0"),
+        Key("init", "str", init, choices=inits, help="the initialisation"),
+        Key(
+            "scale",
+            "float",
+            1.0,
+            check=lambda v: v > 0,
+            accepts="a number > 0",
+            help="scale of the initialisation",
+        ),
+    )
+
+
+def layered_keys(table: Table) -> dict[str, Any]:
+    """The ``LayeredModelSpec`` keys of a ``[model]`` table (declared by
+    ``layered_model_keys``)."""
+    return {
+        name: table.get(name) for name in ("coding", "noise", "head", "outputs", "init", "scale")
     }
 
 

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from ...cases import ModelSpec, Table
 from ...problem import Reference, pair_blocks
-from ..layered import LayeredKind, LayeredModelSpec, head_outputs, head_targets, layered_keys
+from ...schema import Key
+from ..layered import (
+    LayeredKind,
+    LayeredModelSpec,
+    head_outputs,
+    head_targets,
+    layered_keys,
+    layered_model_keys,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -42,10 +50,11 @@ class SbnKind(LayeredKind["Problem", "SBN"]):
 
     # ---- case files --------------------------------------------------------------------------
 
+    def model_keys(self) -> tuple[Key, ...]:
+        return layered_model_keys(inits=("ap2", "random", "uniform"), init="ap2")
+
     def parse_model(self, table: Table, common: dict[str, Any]) -> ModelSpec:
-        return SbnModelSpec(
-            **common, **layered_keys(table, inits=("ap2", "random", "uniform"), init="ap2")
-        )
+        return SbnModelSpec(**common, **layered_keys(table))
 
     # ---- problems ----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ...cases import Case, CaseError, ModelSpec, Table
 from ...problem import Block, ExactOutput, ProblemKind, Reference
+from ...schema import Key
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -106,33 +107,83 @@ class SbvaeKind(ProblemKind["VAEProblem", "SBVAE"]):
 
     # ---- case files --------------------------------------------------------------------------
 
-    def parse_model(self, table: Table, common: dict[str, Any]) -> ModelSpec:
+    def model_keys(self) -> tuple[Key, ...]:
         from .data import BINARISATIONS, N_DIGITS
 
-        architecture = table.choice("architecture", ARCHITECTURES, "linear")
-        hidden = table.get(
-            "hidden",
-            "int-list",
-            None,
-            check=lambda v: all(h > 0 for h in v),
-            expected="a non-empty list of positive integers",
+        return (
+            Key(
+                "architecture",
+                "str",
+                "linear",
+                choices=ARCHITECTURES,
+                help="linear (one stochastic layer) or nonlinear (deterministic hidden layers)",
+            ),
+            Key(
+                "hidden",
+                "int-list",
+                check=lambda v: all(h > 0 for h in v),
+                accepts="a non-empty list of positive integers",
+                default_text="[32] (nonlinear)",
+                help="deterministic hidden widths of the nonlinear architecture",
+            ),
+            Key(
+                "data",
+                "str",
+                "digits",
+                choices=DATA_SETS,
+                help="the data: the 8x8 digits, or synthetic binary vectors",
+            ),
+            Key(
+                "binarisation",
+                "str",
+                "fixed",
+                choices=BINARISATIONS,
+                help="of the digits: fixed (thresholded) or dynamic (resampled)",
+            ),
+            Key(
+                "dim",
+                "int",
+                16,
+                check=lambda v: 1 <= v <= 4096,
+                accepts="an integer in 1..4096",
+                help="dimension of the synthetic data",
+            ),
+            Key(
+                "n_points",
+                "int",
+                accepts=f"an integer in 1..{N_DIGITS} (digits), 1..10^6",
+                default_text=f"{N_DIGITS} (digits), 200 (synthetic)",
+                help="number of data points",
+            ),
+            Key(
+                "scale",
+                "float",
+                1.0,
+                check=lambda v: v > 0,
+                accepts="a number > 0",
+                help="scale of the initialisation",
+            ),
         )
+
+    def parse_model(self, table: Table, common: dict[str, Any]) -> ModelSpec:
+        from .data import N_DIGITS
+
+        architecture = table.get("architecture")
+        hidden = table.get("hidden")
         if hidden is not None and architecture == "linear":
             table.fail(
                 table.key("hidden"),
                 'no hidden layers with architecture = "linear" (or set architecture = "nonlinear")',
                 hidden,
             )
-        data = table.choice("data", DATA_SETS, "digits")
+        data = table.get("data")
         limit = N_DIGITS if data == "digits" else 10**6
-        binarisation = table.choice("binarisation", BINARISATIONS, "fixed")
+        binarisation = table.get("binarisation")
         if data == "synthetic" and "binarisation" in table.raw:
             table.fail(
                 table.key("binarisation"), 'no binarisation with data = "synthetic"', binarisation
             )
-        dim = table.get(
-            "dim", "int", 16, check=lambda v: 1 <= v <= 4096, expected="an integer in 1..4096"
-        )
+        dim = table.get("dim")
         if data == "digits" and "dim" in table.raw:
             table.fail(
                 table.key("dim"), 'no dim with data = "digits" (the digits have 64 pixels)', dim
@@ -144,15 +195,12 @@ class SbvaeKind(ProblemKind["VAEProblem", "SBVAE"]):
             "binarisation": binarisation,
             "n_points": table.get(
                 "n_points",
-                "int",
-                N_DIGITS if data == "digits" else 200,
+                default=N_DIGITS if data == "digits" else 200,
                 check=lambda v: 1 <= v <= limit,
                 expected=f"an integer in 1..{limit}",
             ),
             "dim": dim,
-            "scale": table.get(
-                "scale", "float", 1.0, check=lambda v: v > 0, expected="a number > 0"
-            ),
+            "scale": table.get("scale"),
         }
         return SbvaeModelSpec(**common, **own)
 

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from ...cases import Case, CaseError, ModelSpec, Table
 from ...problem import Block, Reference
-from ..layered import LayeredKind, LayeredModelSpec, head_outputs, head_targets, layered_keys
+from ...schema import Key
+from ..layered import (
+    LayeredKind,
+    LayeredModelSpec,
+    head_outputs,
+    head_targets,
+    layered_keys,
+    layered_model_keys,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -90,16 +98,48 @@ class WeightsKind(LayeredKind["WeightProblem", "WeightSBN"]):
 
     # ---- case files --------------------------------------------------------------------------
 
-    def parse_model(self, table: Table, common: dict[str, Any]) -> ModelSpec:
+    def model_keys(self) -> tuple[Key, ...]:
         from .model import WEIGHT_NOISES
 
-        own = {
-            "first_layer": table.choice("first_layer", ("real", "bernoulli"), "real"),
-            "activation": table.choice("activation", ("stochastic", "sign"), "stochastic"),
-            "eta_scale": table.get(
-                "eta_scale", "float", 1.5, check=lambda v: v > 0, expected="a number > 0"
+        return (
+            Key(
+                "first_layer",
+                "str",
+                "real",
+                choices=("real", "bernoulli"),
+                help="the first layer's weights: real, or Bernoulli (input dimension <= 16)",
             ),
-            "weight_noise": table.choice("weight_noise", WEIGHT_NOISES, "logistic"),
+            Key(
+                "activation",
+                "str",
+                "stochastic",
+                choices=("stochastic", "sign"),
+                help="the units: stochastic (the activation noise) or deterministic sign",
+            ),
+            Key(
+                "eta_scale",
+                "float",
+                1.5,
+                check=lambda v: v > 0,
+                accepts="a number > 0",
+                help="scale of the weight logits' initialisation, eta ~ N(0, eta_scale^2)",
+            ),
+            Key(
+                "weight_noise",
+                "str",
+                "logistic",
+                choices=WEIGHT_NOISES,
+                help="the noise of the Bernoulli weights' reparametrisation",
+            ),
+            *layered_model_keys(inits=("random",), init="random"),
+        )
+
+    def parse_model(self, table: Table, common: dict[str, Any]) -> ModelSpec:
+        own = {
+            "first_layer": table.get("first_layer"),
+            "activation": table.get("activation"),
+            "eta_scale": table.get("eta_scale"),
+            "weight_noise": table.get("weight_noise"),
         }
         if "init" in table.raw and table.raw["init"] != "random":
             table.used.add("init")
@@ -109,7 +149,7 @@ class WeightsKind(LayeredKind["WeightProblem", "WeightSBN"]):
                 "N(0, scale^2 / fan-in))",
                 table.raw["init"],
             )
-        keys = layered_keys(table, inits=("random",), init="random")
+        keys = layered_keys(table)
         return WeightsModelSpec(**common, **keys, **own)
 
     def check_case(self, case: Case) -> None:

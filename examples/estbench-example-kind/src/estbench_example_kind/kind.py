@@ -27,6 +27,7 @@ from estbench.checkpoint import read_npz, write_npz
 from estbench.errors import CheckpointError
 from estbench.estimators.base import Estimator
 from estbench.problem import Block, PathMoments, ProblemKind, Reference
+from estbench.schema import Key
 
 MARKER = "bernoulli-toy"  # the value of the key estbench_model in this kind's checkpoints
 
@@ -175,12 +176,26 @@ class ToyKind(ProblemKind[ToyProblem, ToyNet]):
     parametrisations = ("theta",)
     checkpoint_marker = MARKER
 
+    def model_keys(self) -> tuple[Key, ...]:
+        return (
+            Key("target", "float", 0.45, help="the target t of E[(b - t)^2]"),
+            Key("theta", "float", 0.0, help="every unit's initial logit"),
+            Key(
+                "scale",
+                "float",
+                1.0,
+                check=lambda v: v >= 0,
+                accepts=">= 0",
+                help="scale of the loss",
+            ),
+        )
+
     def parse_model(self, table: Table, common: dict[str, Any]) -> ModelSpec:
         return ToyModelSpec(
             **common,
-            target=table.get("target", "float", 0.45),
-            theta=table.get("theta", "float", 0.0),
-            scale=table.get("scale", "float", 1.0, check=lambda v: v >= 0, expected=">= 0"),
+            target=table.get("target"),
+            theta=table.get("theta"),
+            scale=table.get("scale"),
         )
 
     def initial(
