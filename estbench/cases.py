@@ -115,6 +115,17 @@ class Case:
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
+    def record(self) -> dict[str, Any]:
+        """The ``case`` section of results.json and training.json: what the case was."""
+        return {
+            "name": self.name,
+            "path": str(self.path) if self.path else None,
+            "sha256": self.sha256,
+            "content": self.text,
+            "description": self.description,
+            "checkpoint": str(self.model.checkpoint) if self.model.checkpoint else None,
+        }
+
     def points(self) -> list[dict[str, Any]]:
         """The sweep's case points (tau is an estimator variant, not a point): dicts with the
         swept values among depth, width, checkpoint, seed, in a fixed order."""

@@ -252,3 +252,12 @@ def load_data(path: str | Path) -> tuple[Tensor, Tensor]:
     X, Y = arrays["X"], arrays["Y"]
     check_xy(path, X, Y)
     return torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(Y, dtype=torch.float64)
+
+
+def other_snapshot(path: Path, net: Any, like: Any) -> CheckpointError:
+    """The error for a stored training snapshot of another network than the case trains (every
+    kind's ``load_snapshot``)."""
+    return CheckpointError(
+        f"{path}: a stored training snapshot of another network ({net.describe()}); this case "
+        f"trains {like.describe()}. Remove the file (or use another --out) to train again"
+    )

@@ -526,14 +526,7 @@ def _assemble(plan: ComparePlan) -> None:
         plan.directory,
         rows_to_csv(rows),
         {
-            "case": {
-                "name": case.name,
-                "path": str(case.path) if case.path else None,
-                "sha256": case.sha256,
-                "content": case.text,
-                "description": case.description,
-                "checkpoint": str(case.model.checkpoint) if case.model.checkpoint else None,
-            },
+            "case": case.record(),
             "run": {
                 "seed": plan.root_seed,
                 "quick": plan.quick,

@@ -1068,14 +1068,7 @@ def _assemble(plan: RunPlan, workers: int | None = None) -> None:
         directory,
         rows_to_csv(rows),
         {
-            "case": {
-                "name": case.name,
-                "path": str(case.path) if case.path else None,
-                "sha256": case.sha256,
-                "content": case.text,
-                "description": case.description,
-                "checkpoint": str(case.model.checkpoint) if case.model.checkpoint else None,
-            },
+            "case": case.record(),
             "run": {
                 "seed": signature["seed"],
                 "quick": signature["quick"],

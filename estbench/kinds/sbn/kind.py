@@ -129,18 +129,14 @@ class SbnKind(LayeredKind["Problem", "SBN"]):
         save_checkpoint(path, net, X, Y)
 
     def load_snapshot(self, path: Path, like: SBN) -> SBN:
-        from ...errors import CheckpointError
+        from ...checkpoint import other_snapshot
         from .checkpoint import load_checkpoint
 
         net = load_checkpoint(path).model(
             coding=like.coding, noise=like.noise.name, head=like.head.name
         )
         if net.layer_sizes != like.layer_sizes or net.input_dim != like.input_dim:
-            raise CheckpointError(
-                f"{path}: a stored training snapshot of another network ({net.describe()}); this "
-                f"case trains {like.describe()}. Remove the file (or use another --out) to train "
-                "again"
-            )
+            raise other_snapshot(path, net, like)
         return net
 
     def problem(self, net: SBN, X: Tensor, Y: Tensor) -> Problem:

@@ -300,16 +300,12 @@ class SbvaeKind(ProblemKind["VAEProblem", "SBVAE"]):
         save_sbvae_checkpoint(path, net, X)
 
     def load_snapshot(self, path: Path, like: SBVAE) -> SBVAE:
-        from ...errors import CheckpointError
+        from ...checkpoint import other_snapshot
         from .checkpoint import load_sbvae_checkpoint
 
         net, _ = load_sbvae_checkpoint(path)
         if (net.data_dim, net.latent, net.hidden) != (like.data_dim, like.latent, like.hidden):
-            raise CheckpointError(
-                f"{path}: a stored training snapshot of another network ({net.describe()}); this "
-                f"case trains {like.describe()}. Remove the file (or use another --out) to train "
-                "again"
-            )
+            raise other_snapshot(path, net, like)
         return net
 
     def problem(self, net: SBVAE, X: Tensor, Y: Tensor) -> VAEProblem:

@@ -256,7 +256,7 @@ class WeightsKind(LayeredKind["WeightProblem", "WeightSBN"]):
         save_weight_checkpoint(path, net, X, Y)
 
     def load_snapshot(self, path: Path, like: WeightSBN) -> WeightSBN:
-        from ...errors import CheckpointError
+        from ...checkpoint import other_snapshot
         from . import load_weight_checkpoint
 
         net = load_weight_checkpoint(path).model()
@@ -266,11 +266,7 @@ class WeightsKind(LayeredKind["WeightProblem", "WeightSBN"]):
             return (m.kinds, shapes, m.coding, m.activation, m.head.name, m.weight_noise.name)
 
         if layout(net) != layout(like):
-            raise CheckpointError(
-                f"{path}: a stored training snapshot of another network ({net.describe()}); this "
-                f"case trains {like.describe()}. Remove the file (or use another --out) to train "
-                "again"
-            )
+            raise other_snapshot(path, net, like)
         return net
 
     def problem(self, net: WeightSBN, X: Tensor, Y: Tensor) -> WeightProblem:
