@@ -32,7 +32,6 @@ from .estimators.base import Estimator, ProblemLike
 from .problem import Block, kind_of, pair_blocks
 
 EXACT_UNBIASED_TOL = 1e-9
-QUANTILES = torch.tensor([0.15, 0.85], dtype=torch.float64)  # of the cosines of group means
 MC_REFERENCE = "mc-reference"  # the method of rows computed against a Monte Carlo reference
 
 
@@ -147,7 +146,11 @@ def measure(
     verdicts: dict[str, bool] = {}
     detectable: dict[str, float] = {}
     boot: list[Tensor] = []  # Poisson bootstrap weights, drawn once per estimator (first MC block)
-    for block in blocks:
+    # Per-coordinate z of the unbiasedness test, once for all coordinates (a median over the draws
+    # per coordinate: the blocks, "all" included, would each redo it).
+    z_all = mt.z_scores(draws, g_flat) if mc is None else None
+    grouped = _grouped_all(draws, g_flat, blocks, opts) if mc is None else None
+    for index, block in enumerate(blocks):
         layer, sl = block.name, block.slice
         d, g = draws[:, sl], g_flat[sl]
         gn = float(g.norm())
@@ -171,14 +174,16 @@ def measure(
             )
         # The unbiasedness test's 1e-3 is split over the layers, so a correct estimator is
         # flagged at a point with probability <= 2e-3.
-        test = mt.unbiasedness_test(d, g, alpha=1e-3 / len(blocks))
+        assert z_all is not None
+        test = mt.unbiasedness_test(d, g, alpha=1e-3 / len(blocks), z=z_all[sl])
         out = _Rows(layer, wanted)
         if moments is not None:
             B, T, verdict = _exact_rows(out, moments.mean[sl], moments.variance[sl], g, opts)
         else:
             B, T, verdict = _mc_rows(out, d, g, test, opts, boot, generator)
         verdicts[layer] = verdict
-        _grouped_rows(out, d, g, B, T, evals, opts, "exact" if moments is not None else "mc")
+        method = "exact" if moments is not None else "mc"
+        _grouped_rows(out, d, g, B, T, evals, opts, method, grouped=grouped, index=index)
         _draw_rows(out, d, test, evals)
         rows += out.rows
     return Measurement(rows, seconds, moments is not None, verdicts, claimed, detectable)
@@ -292,16 +297,17 @@ def _grouped_rows(
     opts: MeasureOptions,
     method: str,
     ref: mcm.RefBlock | None = None,
+    grouped: dict[int, mt.GroupedBlocks | None] | None = None,
+    index: int = 0,
 ) -> None:
     """Per M: the relative RMSE at equal cost (from B and T, so ``method`` is theirs), and from
     groups of M draws (where there are two groups at least) the grouped relative RMSE and the
-    cosine of a group mean with the gradient (mean and 15/85 % quantiles). ``ref``: a Monte
-    Carlo reference (``_mcref_grouped_rows``)."""
+    cosine of a group mean with the gradient (mean and 15/85 % quantiles): entry ``index`` of
+    ``grouped`` (``_grouped_all``). ``ref``: a Monte Carlo reference (``_mcref_grouped_rows``)."""
     if ref is not None:
         _mcref_grouped_rows(out, d, B, T, evals, opts, ref)
         return
     gn = float(g.norm())
-    prefix = mt.prefix_sums(d)
     for M in opts.M:
         out.add(
             "rel_rmse_cost",
@@ -309,23 +315,28 @@ def _grouped_rows(
             M=M,
             method=method,
         )
-        means = mt.group_means(d, M, prefix) if d.shape[0] // M >= 2 else None
-        grouped = mt.rel_rmse_grouped(d, g, M, means=means)
-        if grouped is not None:
-            out.add(
-                "rel_rmse_grouped",
-                grouped.value,
-                M=M,
-                se=grouped.se,
-                lo=grouped.ci_low,
-                hi=grouped.ci_high,
-            )
-            cos = mt.cosines(d, g, M, means=means)
-            R = cos.numel()
-            out.add("cos_mean", float(cos.mean()), M=M, se=float(cos.std()) / math.sqrt(R))
-            q15, q85 = torch.quantile(cos, QUANTILES.to(cos)).tolist()  # one sort
-            out.add("cos_q15", q15, M=M)
-            out.add("cos_q85", q85, M=M)
+        stats = None if grouped is None else grouped.get(M)
+        if stats is None:
+            continue
+        r = stats.rmse[index]
+        out.add("rel_rmse_grouped", r.value, M=M, se=r.se, lo=r.ci_low, hi=r.ci_high)
+        out.add("cos_mean", stats.cos_mean[index], M=M, se=stats.cos_se[index])
+        out.add("cos_q15", stats.cos_q15[index], M=M)
+        out.add("cos_q85", stats.cos_q85[index], M=M)
+
+
+def _grouped_all(
+    draws: Tensor, g: Tensor, blocks: Sequence[Block], opts: MeasureOptions
+) -> dict[int, mt.GroupedBlocks | None]:
+    """Per M, the grouped metrics of every block (None where there are fewer than two groups of
+    M draws): every group mean from one prefix sum, every block from one pass per M."""
+    ind = mt.block_indicator([b.slice for b in blocks], draws.shape[1], draws)
+    prefix = mt.prefix_sums(draws)
+    S = draws.shape[0]
+    return {
+        M: mt.grouped_blocks(mt.group_means(draws, M, prefix), g, ind) if S // M >= 2 else None
+        for M in opts.M
+    }
 
 
 def _draw_rows(out: _Rows, d: Tensor, test: Any, evals: float, method: str = "mc") -> None:
@@ -451,7 +462,7 @@ def _mcref_grouped_rows(
         cos = mt.cosines(d, ref.g, M, means=means)
         se_c = math.sqrt(float(cos.var()) / R + mcm.cosine_reference_var(means, cos, ref))
         out.add("cos_mean", float(cos.mean()), M=M, se=se_c, method=MC_REFERENCE)
-        q15, q85 = torch.quantile(cos, QUANTILES.to(cos)).tolist()
+        q15, q85 = torch.quantile(cos, mt.QUANTILES.to(cos)).tolist()
         out.add("cos_q15", q15, M=M, method=MC_REFERENCE)
         out.add("cos_q85", q85, M=M, method=MC_REFERENCE)
 

@@ -6,12 +6,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from statistics import NormalDist
 
 import torch
 from torch import Tensor
+
+from .rng import uniforms
 
 
 @dataclass(frozen=True)
@@ -130,9 +133,13 @@ class UnbiasednessTest:
         )
 
 
-def unbiasedness_test(draws: Tensor, g: Tensor, *, alpha: float = 1e-3) -> UnbiasednessTest:
-    """Test E[draws] = g; false-fail rate <= 2 alpha (alpha for each of the two parts)."""
-    z = z_scores(draws, g)
+def unbiasedness_test(
+    draws: Tensor, g: Tensor, *, alpha: float = 1e-3, z: Tensor | None = None
+) -> UnbiasednessTest:
+    """Test E[draws] = g; false-fail rate <= 2 alpha (alpha for each of the two parts). ``z``:
+    ``z_scores(draws, g)`` if already computed (they are per coordinate, so the z of a block of
+    coordinates is the block's slice of the z of all of them)."""
+    z = z_scores(draws, g) if z is None else z
     sb = squared_bias(draws, g)
     return UnbiasednessTest(
         float(z.abs().max()),
@@ -200,9 +207,8 @@ def poisson_weights(replicates: int, n_draws: int, generator: torch.Generator) -
 
     By inversion of the CDF on uniforms: the same distribution as ``torch.poisson`` (up to the
     3e-16 tail beyond 16) at a twentieth of its cost on the CPU."""
-    device = generator.device
-    u = torch.rand(replicates, n_draws, dtype=torch.float64, device=device, generator=generator)
-    return torch.searchsorted(_POISSON1_CDF.to(device), u, right=True).to(torch.float64)
+    u = uniforms((replicates, n_draws), generator)
+    return torch.searchsorted(_POISSON1_CDF.to(u.device), u, right=True).to(torch.float64)
 
 
 def rel_rmse_bootstrap(
@@ -264,15 +270,66 @@ def rel_rmse_grouped(
     if draws.shape[0] // M < 2:
         return None
     means = group_means(draws, M) if means is None else means
-    R = means.shape[0]
     e = ((means - g) ** 2).sum(1) / float(g @ g)
-    m, se = float(e.mean()), float(e.std()) / math.sqrt(R)
-    t = _t_quantile(R - 1)
+    return _sqrt_mean_estimate(float(e.mean()), float(e.std()), e.shape[0])
+
+
+def _sqrt_mean_estimate(m: float, sd: float, R: int) -> Estimate:
+    """sqrt of a mean m of R values with standard deviation sd: the delta-method SE and the
+    square root of the t-interval of the mean."""
+    se, t = sd / math.sqrt(R), _t_quantile(R - 1)
     return Estimate(
         math.sqrt(m),
         se / (2 * math.sqrt(max(m, 1e-300))),
         math.sqrt(max(m - t * se, 0.0)),
         math.sqrt(m + t * se),
+    )
+
+
+QUANTILES = torch.tensor([0.15, 0.85], dtype=torch.float64)  # of the cosines of group means
+
+
+@dataclass(frozen=True)
+class GroupedBlocks:
+    """The grouped metrics of one M for several blocks of coordinates (``grouped_blocks``), one
+    entry per block: ``rmse`` as ``rel_rmse_grouped``; the mean of the cosines of the group means
+    with g (``cosines``), its standard error, and their 15 % and 85 % quantiles."""
+
+    rmse: list[Estimate]
+    cos_mean: list[float]
+    cos_se: list[float]
+    cos_q15: list[float]
+    cos_q85: list[float]
+
+
+def block_indicator(slices: Sequence[slice], dim: int, like: Tensor) -> Tensor:
+    """[dim, blocks] with 1 where a coordinate belongs to a block: sums over each block's
+    coordinates become one matrix product (blocks may overlap, e.g. "all")."""
+    ind = torch.zeros(dim, len(slices), dtype=like.dtype, device=like.device)
+    for b, sl in enumerate(slices):
+        ind[sl, b] = 1.0
+    return ind
+
+
+def grouped_blocks(means: Tensor, g: Tensor, indicator: Tensor) -> GroupedBlocks:
+    """``rel_rmse_grouped`` and the cosine summaries of the group means ``means`` [R, P] (R >= 2)
+    for every block of ``indicator`` (``block_indicator``) at once: per-block sums of squares and
+    products are matrix products with the indicator, so the draws are read once per M rather
+    than once per block (the same values as block by block, summed in another order)."""
+    R = means.shape[0]
+    gg = (g * g) @ indicator  # ||g_b||^2, [blocks]
+    e = ((means - g) ** 2) @ indicator / gg  # [R, blocks]
+    num = (means * g) @ indicator
+    den = ((means * means) @ indicator).sqrt() * gg.sqrt()
+    cos = torch.where(den > 0, num / den.clamp_min(1e-300), 0.0)
+    m, sd = e.mean(0).tolist(), e.std(0).tolist()
+    q15, q85 = torch.quantile(cos, QUANTILES.to(cos), dim=0).tolist()  # one sort per block
+    return GroupedBlocks(
+        [_sqrt_mean_estimate(mb, sb, R) for mb, sb in zip(m, sd, strict=True)],
+        cos.mean(0).tolist(),
+        (cos.std(0) / math.sqrt(R)).tolist(),
+        q15,
+        q85,
     )
 
 

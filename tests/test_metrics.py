@@ -136,3 +136,32 @@ def test_group_means_from_prefix_sums_equal_the_direct_means():
         direct = group_means(d, M)
         assert direct.shape == (20000 // M, 7)
         assert torch.allclose(group_means(d, M, C), direct, rtol=0, atol=1e-11)
+
+
+def test_grouped_blocks_equal_the_block_by_block_metrics():
+    from estbench.metrics import (
+        block_indicator,
+        cosines,
+        grouped_blocks,
+        rel_rmse_grouped,
+    )
+
+    g = torch.Generator().manual_seed(4)
+    d = torch.randn(600, 9, generator=g, dtype=torch.float64) + 0.3
+    grad = torch.randn(9, generator=g, dtype=torch.float64)
+    slices = [slice(0, 4), slice(4, 9), slice(0, 9)]
+    ind = block_indicator(slices, 9, d)
+    for M in (1, 7, 300):
+        means = group_means(d, M)
+        stats = grouped_blocks(means, grad, ind)
+        for b, sl in enumerate(slices):
+            ref = rel_rmse_grouped(d[:, sl], grad[sl], M)
+            assert ref is not None
+            got = stats.rmse[b]
+            for x, y in ((got.value, ref.value), (got.se, ref.se), (got.ci_low, ref.ci_low)):
+                assert x == pytest.approx(y, rel=1e-12, abs=1e-15)
+            cos = cosines(d[:, sl], grad[sl], M)
+            assert stats.cos_mean[b] == pytest.approx(float(cos.mean()), rel=1e-12)
+            q15, q85 = torch.quantile(cos, torch.tensor([0.15, 0.85], dtype=cos.dtype)).tolist()
+            assert stats.cos_q15[b] == pytest.approx(q15, rel=1e-12)
+            assert stats.cos_q85[b] == pytest.approx(q85, rel=1e-12)

@@ -32,6 +32,7 @@ def test_the_stored_case_reproduces_its_results_byte_for_byte(tmp_path):
         estimators=fixture.fixture_estimators(),
         out=tmp_path,
         progress=False,
+        seed=fixture.SEED,
     )
     stored = (DATA / "report-fixture" / "report-fixture" / "results.csv").read_bytes()
     fresh = (tmp_path / "report-fixture" / "results.csv").read_bytes()

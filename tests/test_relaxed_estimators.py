@@ -24,6 +24,7 @@ from estbench.estimators import EstimatorError, get_estimator
 from estbench.kinds.sbn.estimators.relaxed import open_unit
 from estbench.kinds.sbn.model import Problem, convert_coding
 from estbench.kinds.sbn.problems import bernoulli_toy
+from estbench.rng import uniforms
 
 from .conftest import random_problem
 
@@ -256,7 +257,7 @@ def _autograd_reference(pr: Problem, n: int, seed: int, tau: float, hard: bool) 
     straight-through form x = hard + (s - sg(s)) of ST-GS; otherwise the relaxed x = s."""
     m = pr.model
     g = torch.Generator().manual_seed(seed)
-    us = [torch.rand((n, pr.n_points, w), generator=g, dtype=F64) for w in m.widths]
+    us = [uniforms((n, pr.n_points, w), g) for w in m.widths]
     Ws = [W.expand(n, *W.shape).clone().requires_grad_() for W in m.weights]
     bs = [b.expand(n, *b.shape).clone().requires_grad_() for b in m.biases]
     x = pr.X.expand(n, *pr.X.shape)

@@ -3,8 +3,8 @@ interval includes 0 is shown as an upper bound -- never as a point or a ranked n
 exact values are filled and marked exact and measured biases keep their intervals.
 
 The stored fixture (tests/data/make_report_fixture.py) has ``noisy-reinforce``: REINFORCE plus
-zero-mean noise, unbiased, whose relative bias at depth 1 (layer0 and all layers) reads 1.61 --
-larger than Concrete's measured 0.24 -- with the interval [0, 3.58]. A report that drew or
+zero-mean noise, unbiased, whose relative bias at depth 1 (layer0 and all layers) reads 1.13 --
+larger than Concrete's measured 0.24 -- with the interval [0, 3.22]. A report that drew or
 ranked it by that number would call the unbiased estimator the most biased one.
 """
 
@@ -154,7 +154,7 @@ def test_heatmap_gives_a_bound_no_colour_and_writes_it_as_a_bound(data):
     fig = F.bias_heatmap(data, data.points[0])
     ax = fig.axes[0]
     texts = [t.get_text() for t in ax.texts]
-    assert "≤3.6" in texts and "1.6" not in " ".join(texts)
+    assert "≤3.2" in texts and "1.1" not in " ".join(texts)
     assert _artists(ax, f"_bound:{NOISY}:layer0")[0].get_hatch() == "///"
     mesh = ax.collections[0]
     shown = [t.get_text() for t in ax.get_yticklabels()]
@@ -162,7 +162,7 @@ def test_heatmap_gives_a_bound_no_colour_and_writes_it_as_a_bound(data):
     cells = np.ma.getmaskarray(mesh.get_array()).reshape(len(shown), -1)
     assert cells[row].all()  # no colour on the scale
     assert not cells[shown.index("concrete")].any()
-    assert "0.24\n[0.22, 0.26]" in texts
+    assert "0.24\n[0.23, 0.26]" in texts
 
 
 def test_tables_write_a_bound_as_consistent_with_zero(data):
@@ -170,16 +170,16 @@ def test_tables_write_a_bound_as_consistent_with_zero(data):
     table = leaderboard(data, p)
     col = table.header.index("rel. bias")
     cells = {r[0]: r[col] for r in table.rows}
-    assert cells[f"`{NOISY}`"] == "≤ 3.6 (consistent with 0)"
+    assert cells[f"`{NOISY}`"] == "≤ 3.2 (consistent with 0)"
     assert cells["`reinforce`"] == "0 (exact)"
     assert cells["`st`"] == "0.086 (exact)"
-    assert cells["`concrete`"] == "0.241 [0.224, 0.256]"
+    assert cells["`concrete`"] == "0.242 [0.226, 0.257]"
     assert cells["`arm`"].endswith("(consistent with 0)")
     assert "consistent with 0" in (table.caption or "")
     layers = per_layer(data, p)
     noisy = next(r for r in layers.rows if r[0] == f"`{NOISY}`")
-    assert noisy[1].startswith("≤ 3.6 (consistent with 0) / ")
-    assert "1.61" not in " ".join(noisy)
+    assert noisy[1].startswith("≤ 3.2 (consistent with 0) / ")
+    assert "1.13" not in " ".join(noisy)
 
 
 def test_findings_do_not_rank_a_bias_consistent_with_zero(data):
@@ -188,13 +188,13 @@ def test_findings_do_not_rank_a_bias_consistent_with_zero(data):
     zero, consistent, known = text.split("; ")
     assert zero == "0 (exact): `reinforce`, `psa`"
     assert consistent.startswith("consistent with 0")
-    assert f"`{NOISY}` ≤ 3.6" in consistent and "`arm` ≤" in consistent
+    assert f"`{NOISY}` ≤ 3.2" in consistent and "`arm` ≤" in consistent
     assert NOISY not in known and "arm" not in known
     assert known.startswith("known, smallest first: `st` 0.086 (exact) < ")
-    assert known.endswith("< `concrete` 0.241 [0.224, 0.256]")
+    assert known.endswith("< `concrete` 0.242 [0.226, 0.257]")
     headline, detail = findings(data, p)
     line = next(x for x in headline if x.startswith("Relative bias (all binary layers)"))
-    assert f"`{NOISY}` ≤ 3.6" in line and "1.61" not in line
+    assert f"`{NOISY}` ≤ 3.2" in line and "1.13" not in line
     assert any(x.startswith("layer0: relative bias: 0 (exact)") for x in detail)
     # No "levels off at" claim for a bias that is not measured.
     assert not any(NOISY in x and "levels off" in x for x in detail)

@@ -17,8 +17,8 @@ Rules every estimator follows:
   gives bit-identical output for the same S and memory budget;
 * device and dtype are the problem's (``problem.X``): every tensor an estimator creates lives
   there (``torch.zeros(..., dtype=X.dtype, device=X.device)``, ``torch.eye(..., device=...)``),
-  and uniforms come from ``ops.uniforms``, which draws on the generator's device (a CUDA run
-  passes a CUDA generator). float32 problems are allowed (``Problem.to``) for the draws;
+  and uniforms come from ``estbench.rng.uniforms``, which draws on the generator's device (a
+  CUDA run passes a CUDA generator). float32 problems are allowed (``Problem.to``) for the draws;
   tests/test_device.py runs every estimator on the ``meta`` device to catch a stray CPU tensor;
 * no Python loop over draws or data points; draws are computed in chunks whose size the base class
   derives from ``bytes_per_draw`` and the memory budget;

@@ -18,13 +18,8 @@ import torch
 from torch import Tensor
 
 from ....estimators.base import Estimator
+from ....rng import uniforms
 from ..model import SBN, Problem, coding_scale, encode
-
-
-def uniforms(shape: Sequence[int], generator: torch.Generator, like: Tensor) -> Tensor:
-    """U(0, 1) draws from ``generator`` (on its own device), in ``like``'s dtype and device."""
-    u = torch.rand(tuple(shape), generator=generator, dtype=like.dtype, device=generator.device)
-    return u.to(like.device)
 
 
 def first_preactivation(problem: Problem) -> Tensor:

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ....estimators.base import Estimator, Hyper
+from ....rng import uniforms
 from ..model import SBVAE, VAEProblem
 
 PATH = Hyper(
@@ -36,12 +37,6 @@ PATH = Hyper(
     choices=("drop", "keep"),
     help="the encoder's pathwise -grad log q(z|x) term: dropped (expectation 0) or kept",
 )
-
-
-def uniforms(shape: tuple[int, ...], generator: torch.Generator, like: Tensor) -> Tensor:
-    """U(0, 1) draws from ``generator`` (on its own device), in ``like``'s dtype and device."""
-    u = torch.rand(shape, generator=generator, dtype=like.dtype, device=generator.device)
-    return u.to(like.device)
 
 
 def layer_uniforms(problem: VAEProblem, lead: tuple[int, ...], g: torch.Generator) -> list[Tensor]:
