@@ -4,8 +4,9 @@ Build (warnings are errors, as in CI, ``.ci/run``)::
 
     sphinx-build -W --keep-going -b html docs docs/_build/html
 
-The estimator catalogue and the case-file reference are generated at build time from the code
-(``docs/_ext/estbench_docs.py``, into ``docs/generated/``); the API reference is autodoc.
+The estimator catalogue, the case-file reference and the tables of what verifies each estimator
+are generated at build time from the code (``docs/_ext/estbench_docs.py``, into
+``docs/generated/``); the API reference is autodoc.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ extensions = [
     "estbench_docs",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
-exclude_patterns = ["_build"]
+# generated/verified-<kind>.md are fragments that the kinds' pages include, not pages
+exclude_patterns = ["_build", "generated/verified-*.md"]
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3  # "#what-estbench-guarantees" style anchors for in-page links
 

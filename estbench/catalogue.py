@@ -1,9 +1,10 @@
 """The estimator catalogue that ``estbench list`` and ``--version`` print, cached without torch.
 
 Every row states facts that only the estimator classes know (family, claim, hyperparameters, loss
-evaluations per draw on the kind's reference network), so building the catalogue imports every
-estimator module, built-in and plugin, and with them torch (about 1 s of a 1.3 s ``estbench
-list``). The rows depend on nothing but the code that defines them, so they are cached in
+evaluations per draw on the kind's reference network, what verifies it and the test files that
+do: ``verified`` and ``tests``, empty where a plugin states none), so building the catalogue
+imports every estimator module, built-in and plugin, and with them torch (about 1 s of a 1.3 s
+``estbench list``). The rows depend on nothing but the code that defines them, so they are cached in
 ``catalogue.json`` under the cache directory (``ESTBENCH_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/estbench``, else ``~/.cache/estbench``) together with a fingerprint of that code:
 
@@ -35,7 +36,7 @@ from ._version import __version__
 
 CACHE_ENV = "ESTBENCH_CACHE_DIR"
 GROUPS = ("estbench.estimators", "estbench.problems")
-FORMAT = 2  # bump when the cached layout changes
+FORMAT = 3  # bump when the cached layout changes
 
 
 def cache_dir() -> Path:
@@ -137,6 +138,8 @@ def _build(plugins: bool) -> dict[str, Any]:
                 },
                 "reference": cls.reference,
                 "summary": doc[0] if doc else "",
+                "verified": cls.verified,
+                "tests": list(cls.tests),
                 "package": entry.source,
                 "version": entry.version,
             }

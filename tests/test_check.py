@@ -109,6 +109,10 @@ def test_cli_list_json(capsys):
     ]
     assert rows["st"]["unbiased"] == "head only" and rows["st"]["package"] == "estbench"
     assert rows["reinforce-batch-baseline"]["package"] == "estbench-example-plugin"
+    # what verifies each estimator (the docs' generated tables); stated by the example plugin too
+    assert rows["carms"]["tests"] == ["tests/test_multi_sample.py"]
+    assert rows["carms"]["verified"].startswith("the pair pmf of the copula")
+    assert rows["reinforce-batch-baseline"]["tests"] == ["tests/test_estimator_contract.py"]
 
 
 def test_cli_check(capsys):

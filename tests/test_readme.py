@@ -1,12 +1,15 @@
 """README.md, the front door, and the documentation pages under docs/: the Python examples of the
 docs run as written, unchanged (the exact-gradient API on a shipped seed network by its ``seed:``
-name, and the stochastic-weights API, in a scratch directory); every built-in estimator has a
-row in the docs' "How each estimator is verified" tables; README's Quickstart commands and its
+name, and the stochastic-weights API, in a scratch directory); every built-in estimator states
+what verifies it and the test files that do (``Estimator.verified``, ``tests``: files that exist
+and name it), and the docs' "How each estimator is verified" tables, generated from these, are
+included by the kinds' pages; README's Quickstart commands and its
 "Status" counts match the code and the registry. The site itself is built by ``.ci/run``
 (``sphinx-build -W``), which fails on a broken cross-reference."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections import Counter
 from pathlib import Path
@@ -63,27 +66,92 @@ def test_docs_example_runs(name, tmp_path, monkeypatch):
         assert scope["net2"].describe() == scope["net"].describe()
 
 
-def test_every_built_in_estimator_has_a_verification_row():
-    """The docstrings keep formula, claim, cost and reference; what verifies each built-in
-    estimator (oracle, closed form, statistical test, negative control, test file) is a row of
-    the docs' "How each (weight) estimator is verified" tables (docs/estimators.md and the
-    problem kinds' pages), naming test files that exist."""
+def _docs_extension():  # noqa: ANN202
+    """docs/_ext/estbench_docs.py, the Sphinx extension that generates the docs' tables."""
+    spec = importlib.util.spec_from_file_location(
+        "estbench_docs", DOCS / "_ext" / "estbench_docs.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _mentions(text: str, name: str, class_name: str) -> bool:
+    """Whether ``text`` names the estimator: its registry name as a whole word (``st`` is not
+    in ``st-gs`` nor in ``vae-st``), or its class name."""
+    return bool(
+        re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)
+        or re.search(rf"\b{re.escape(class_name)}\b", text)
+    )
+
+
+def test_every_built_in_estimator_states_what_verifies_it():
+    """Every built-in estimator, of every kind, states what verifies it (``Estimator.verified``:
+    oracle, closed form, statistical test, negative control) and the test files that do it
+    (``tests``): files under tests/ that exist and name the estimator (its registry name as a
+    word, or its class name), so the docs' "How each estimator is verified" tables, generated
+    from these, cannot name a file that does not test it."""
+    from estbench.estimators.registry import build_registry
+    from estbench.problem import kinds
+
+    registry = build_registry(plugins=False)
+    built_in = {name: e.cls for name, e in registry.items() if e.source == "estbench"}
+    assert {cls.problem for cls in built_in.values()} == set(kinds(plugins=False).kinds)
+    faults = []
+    for name, cls in built_in.items():
+        if not cls.verified.strip():
+            faults.append(f"{name}: no `verified` text")
+        if not cls.tests:
+            faults.append(f"{name}: no `tests`")
+        for path in cls.tests:
+            file = ROOT / path
+            if not (re.fullmatch(r"tests/test_\w+\.py", path) and file.is_file()):
+                faults.append(f"{name}: {path} is not a test file under tests/")
+            elif not _mentions(file.read_text(), name, cls.__name__):
+                faults.append(f"{name}: {path} names neither {name} nor {cls.__name__}")
+    assert faults == []
+
+
+def test_every_kind_page_includes_its_generated_verification_table():
+    """The docs' verification tables are generated (docs/_ext/estbench_docs.py), one per built-in
+    problem kind, each listing every built-in estimator of the kind once; one page includes each
+    (``{include}``), and no hand-written table is left beside them."""
     from estbench.estimators.registry import build_registry
 
-    text = "\n\n".join(page.read_text() for page in PAGES)
-    tables = [t for t in text.split("\n\n") if t.startswith("| estimator | checked against")]
-    assert len(tables) == 3  # core, weights, sbvae
-    rows = [line.split(" | ") for t in tables for line in t.splitlines()[2:]]
-    names = {row[0].removeprefix("| `").removesuffix("`") for row in rows}
+    tables = _docs_extension().verification_tables()
     registry = build_registry(plugins=False)
-    built_in = [name for name in registry if registry[name].source == "estbench"]
-    assert built_in
-    assert [name for name in built_in if name not in names] == []
-    for row in rows:
-        files = re.findall(r"`(tests/[^`]+)`", row[-1])
-        assert files, row[0]
-        for path in files:
-            assert (ROOT / path).exists(), path
+    texts = {page: page.read_text() for page in PAGES}
+    for kind, table in tables.items():
+        names = [
+            line.split(" | ")[0].removeprefix("| `").removesuffix("`")
+            for line in table.splitlines()[2:]
+        ]
+        expected = [
+            n for n, e in registry.items() if e.source == "estbench" and e.cls.problem == kind
+        ]
+        assert sorted(names) == sorted(expected), kind
+        assert "not stated by the plugin" not in table
+        target = DOCS / "generated" / f"verified-{kind}.md"
+        including = [
+            page
+            for page, text in texts.items()
+            for path in re.findall(r"^```\{include\} (\S+)\n```$", text, flags=re.M)
+            if (page.parent / path).resolve() == target.resolve()
+        ]
+        assert len(including) == 1, (kind, including)
+    assert sorted(tables) == sorted({e.cls.problem for e in registry.values()})
+    assert [p for p, text in texts.items() if "| estimator | checked against" in text] == []
+
+
+def test_an_estimator_that_states_nothing_reads_not_stated():
+    """Plugins need not state ``verified`` and ``tests``: the generated table then says so."""
+    row = {"name": "mine", "family": "score-function", "verified": "", "tests": []}
+    table = _docs_extension().verification_table([row])
+    assert table.splitlines()[2] == "| `mine` | not stated by the plugin | — |"
+    stated = {**row, "verified": "exact: a | b", "tests": ["tests/test_mine.py"]}
+    line = _docs_extension().verification_table([stated]).splitlines()[2]
+    assert line == "| `mine` | exact: a \\| b | `tests/test_mine.py` |"
 
 
 def test_readme_is_the_front_door():

@@ -245,6 +245,12 @@ class SkipsBaseInit(Reinforce):
             "unbiased 'yes, except at depth 2' must be one of 'yes', 'head only'",
         ),
         (lambda: Reinforce(), "<estimator reinforce> is not an estbench Estimator subclass"),
+        (lambda: _bad_class(verified=3), "verified 3 must be a string"),
+        (
+            lambda: _bad_class(tests="tests/test_mine.py"),
+            "tests 'tests/test_mine.py' must be a tuple of test-file paths",
+        ),
+        (lambda: _bad_class(tests=(1,)), "tests (1,) must be a tuple of test-file paths"),
     ],
 )
 def test_a_plugin_with_bad_metadata_is_skipped_and_reported(monkeypatch, loader, fault):
@@ -332,6 +338,29 @@ def test_registry_is_a_sorted_mapping_with_validated_names():
     assert list(reg) == ["reinforce"] and len(reg) == 1
     reg.unregister("reinforce")
     assert "reinforce" not in reg
+
+
+def test_what_verifies_an_estimator_is_stated_per_class_not_inherited():
+    """``verified`` and ``tests`` are optional (a plugin may state none) and not inherited: a
+    subclass is another implementation, and its parent's tests do not test it."""
+
+    class Sub(Reinforce):
+        name = "sub"
+
+    class Own(Reinforce):
+        name = "own"
+        verified = "exact: its own test"
+        tests = ["tests/test_own.py"]  # type: ignore[assignment]  # a list is accepted too
+
+    assert Reinforce.verified and Reinforce.tests == (
+        "tests/test_estimators_core.py",
+        "tests/test_score_estimators.py",
+    )
+    assert Sub.verified == "" and Sub.tests == ()
+    reg = Registry()
+    reg.register(Sub)
+    reg.register(Own)
+    assert reg["own"].cls.verified == "exact: its own test"
 
 
 def test_example_plugin_is_installed_and_listed():

@@ -6,9 +6,14 @@
 * ``generated/case-keys.md``: every key of a case file, with its type, default, what it accepts
   and a line of help, from the declarations the parser reads by (``estbench.cases.SCHEMA``, the
   ``[model]`` keys of every built-in kind from ``ProblemKind.model_keys()``; a ``Table`` reads
-  only declared keys, so a key the parser accepts is listed whether or not a case uses it).
+  only declared keys, so a key the parser accepts is listed whether or not a case uses it);
+* ``generated/verified-<kind>.md``, one per built-in problem kind: the "How each estimator is
+  verified" table, each estimator's ``verified`` text and ``tests`` files (the catalogue's
+  rows, from the class attributes; "not stated by the plugin" where they are empty). These are
+  fragments, not pages: the kind's page includes its table (``{include}``), and ``conf.py``
+  excludes them as documents; ``tests/test_readme.py`` checks that every kind's is included.
 
-Both are written into the source tree (``docs/generated/``, ignored by git) when the builder
+All are written into the source tree (``docs/generated/``, ignored by git) when the builder
 starts, and rewritten only when their text changes (so an incremental build stays incremental).
 """
 
@@ -45,8 +50,8 @@ def catalogue_page() -> str:
         "`estbench list` (built-in estimators; `estbench list --json` adds the plugins installed",
         "beside estbench). *claim* is the estimator's own unbiasedness claim on the kind's",
         "reference network (per layer where it differs), *evals/draw* its loss evaluations per",
-        "draw there. What verified each estimator is in {doc}`../estimators` and the problem",
-        "kinds' pages.",
+        "draw there. What verifies each estimator (its `verified` and `tests`, generated as",
+        "well) is in {doc}`../estimators` and the problem kinds' pages.",
         "",
     ]
     for kind, description in cat["kinds"].items():
@@ -80,6 +85,34 @@ def catalogue_page() -> str:
             lines += [f"- `{name}`: {_cell(why)}" for name, why in refusals.items()]
             lines.append("")
     return "\n".join(lines)
+
+
+NOT_STATED = "not stated by the plugin"
+
+
+def verification_table(rows: list[dict[str, Any]]) -> str:
+    """The "How each estimator is verified" table of catalogue rows (one problem kind's), by
+    family (in ``FAMILIES`` order) and name: the estimator, its ``verified`` text (Markdown, as
+    written) and its ``tests`` files."""
+    from estbench.estimators.base import FAMILIES
+
+    lines = ["| estimator | checked against | tests |", "| --- | --- | --- |"]
+    for r in sorted(rows, key=lambda r: (FAMILIES.index(r["family"]), r["name"])):
+        tests = ", ".join(f"`{t}`" for t in r["tests"]) or "—"
+        lines.append(f"| `{r['name']}` | {_cell(r['verified']) or NOT_STATED} | {_cell(tests)} |")
+    return "\n".join([*lines, ""])
+
+
+def verification_tables() -> dict[str, str]:
+    """Problem kind -> its verification table (``verification_table``), for every built-in kind
+    (the example plugins are not part of estbench)."""
+    from estbench.catalogue import catalogue
+
+    cat = catalogue(plugins=False)
+    return {
+        kind: verification_table([r for r in cat["rows"] if r["problem"] == kind])
+        for kind in cat["kinds"]
+    }
 
 
 def _keys_table(keys: tuple[Any, ...]) -> list[str]:
@@ -137,6 +170,8 @@ def generate(app: Sphinx) -> None:
     out = Path(app.srcdir) / "generated"
     _write(out / "catalogue.md", catalogue_page())
     _write(out / "case-keys.md", case_keys_page())
+    for kind, table in verification_tables().items():
+        _write(out / f"verified-{kind}.md", table)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:

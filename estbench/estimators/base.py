@@ -30,7 +30,13 @@ Rules every estimator follows:
   (name -> ``Hyper`` with default), ``reference``, and ``problem``: the name of the problem kind
   it handles (``estbench.problem``), ``"sbn"`` (default, this module's ``Problem``),
   ``"weights"`` (an ``estbench.kinds.weights.WeightProblem``, SBNs with Bernoulli weights) or a
-  plugin's kind;
+  plugin's kind; and what verifies it: ``verified`` (one or a few sentences, Markdown: the
+  oracle, closed form, statistical test or negative control that confirms the implementation)
+  and ``tests`` (the test files that do it, paths from the root of the repository that holds
+  the estimator, e.g. ``"tests/test_score_estimators.py"``), from which the documentation's
+  "How each estimator is verified" tables are generated. Every built-in states both; for a
+  plugin they are optional (default empty: the tables then say "not stated by the plugin").
+  They are not inherited: a subclass states its own, or none (its tests are not its parent's);
 * an estimator whose only randomness is the sampled path subclasses ``PathEstimator`` and also
   provides ``path_estimate(problem, bits)``: the estimate for given binary states, per data point,
   so that its exact mean and variance can be computed by enumerating paths.
@@ -199,6 +205,18 @@ class Estimator(ABC, Generic[ProblemT, ModelT]):
     # variance below the other's at equal loss evaluations. The runner records them and reports
     # state, per block, whether the measurement agrees (with its CI), counting the claim's blocks.
     variance_claims: ClassVar[tuple[VarianceClaim | tuple[str, str], ...]] = ()
+    # What confirms the implementation, and the test files that do it (module docstring); empty
+    # for a class that does not state them. Not inherited (``__init_subclass__``).
+    verified: ClassVar[str] = ""
+    tests: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass is another implementation: its parent's verification is not its own.
+        if "verified" not in cls.__dict__:
+            cls.verified = ""
+        if "tests" not in cls.__dict__:
+            cls.tests = ()
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.hyperparameters))

@@ -11,7 +11,8 @@ that fails to import, or whose class breaks the contract's metadata (not an ``Es
 a badly formed ``name``, an unknown ``family`` or ``problem``, malformed ``hyperparameters``,
 abstract methods left, a constructor that fails with the defaults, an ``unbiased`` claim outside
 ``CLAIMS`` and its kind's ``claims``, an override of ``unbiased_layers`` instead of ``claim``,
-``evals_per_draw`` or ``claim`` failing on the reference network) or takes a name that is already
+``evals_per_draw`` or ``claim`` failing on the reference network, a ``verified`` that is not a
+string or ``tests`` that are not a tuple of strings) or takes a name that is already
 registered, is reported with its package name in ``Registry.problems`` and skipped; everything else
 keeps working. Two plugins claiming one name are both skipped, so that a name never means a
 different estimator depending on what happens to be installed; a built-in keeps its name.
@@ -265,6 +266,12 @@ def contract_fault(cls: object) -> str | None:
         return f"unbiased {cls.unbiased!r} must be one of {', '.join(map(repr, claims))}"
     if cls.unbiased_layers is not Estimator.unbiased_layers:
         return "overrides unbiased_layers; override claim(model) instead (the layers follow)"
+    verified = getattr(cls, "verified", None)
+    if not isinstance(verified, str):
+        return f"verified {verified!r} must be a string (what confirms the implementation)"
+    tests = getattr(cls, "tests", None)
+    if not (isinstance(tests, tuple | list) and all(isinstance(t, str) for t in tests)):
+        return f"tests {tests!r} must be a tuple of test-file paths (strings)"
     if not isinstance(getattr(cls, "stochastic", None), bool):
         return f"stochastic {getattr(cls, 'stochastic', None)!r} must be True or False"
     hypers = getattr(cls, "hyperparameters", None)

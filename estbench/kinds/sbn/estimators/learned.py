@@ -137,6 +137,15 @@ class RELAX(NoiseEstimator):
     name = "relax"
     unbiased = "yes"
     reference = "Grathwohl, Choi, Wu, Roeder & Duvenaud, ICLR 2018, arXiv 1711.00123"
+    verified = (
+        "`train_steps=0` equals `rebar` on the same noise draw for draw (to 1e-12; three "
+        "networks, two (τ, η)); trained: statistically unbiased (both codings, three noises, "
+        "defaults and a longer training at τ = 0.2); training lowers the binary layers' "
+        "variance (99.9 % interval of the log ratio below 0, two networks, measured −8 to −9 % "
+        "at about 10 SE); negative control: the conditional relaxed sample's dependence on θ "
+        "dropped"
+    )
+    tests = ("tests/test_learned_estimators.py",)
     hyperparameters = {
         "tau": Hyper(0.5, float, minimum=0.0, exclusive=True, help="initial temperature"),
         "eta": Hyper(1.0, float, help="initial scale of eta l(relaxed)"),

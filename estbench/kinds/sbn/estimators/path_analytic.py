@@ -270,6 +270,13 @@ class PSA(PathAnalyticBase):
 
     name = "psa"
     reference = "Shekhovtsov, Yanush & Flach, NeurIPS 2020, arXiv 2006.03143"
+    verified = (
+        "exact: the seed networks' stored `psa_expected_grad_layer{k}` (computed with the "
+        'authors\' code, {0,1}) to 1e-10 and the "E PSA" row of §5.3; exact in the last binary '
+        "pair and the head for all three noises; also exact at pair L−2 when n_L = 1 (spec "
+        "§4.4); bias detected below; toy: g with zero variance"
+    )
+    tests = ("tests/test_path_analytic.py",)
 
     def layer(
         self, delta: Tensor, sign: Tensor, p: Tensor, pdf: Tensor, F_flip: Tensor | None
@@ -325,6 +332,12 @@ class SA(PathAnalyticBase):
 
     name = "sa"
     reference = "Shekhovtsov, Yanush & Flach, NeurIPS 2020, arXiv 2006.03143 (authors' code)"
+    verified = (
+        'exact: the "E SA (t = 0)" row of §5.3; exact in the last binary pair and the head, '
+        "also at pair L−2 when n_L ≤ 2 (spec §4.5); toy: unbiased with variance g²(1/(4p(1 − "
+        'p)) − 1), not the "Var = 0" of PSA'
+    )
+    tests = ("tests/test_path_analytic.py",)
 
     def layer(
         self, delta: Tensor, sign: Tensor, p: Tensor, pdf: Tensor, F_flip: Tensor | None

@@ -91,6 +91,13 @@ class Reinforce(PathEstimator):
     family = "score-function"
     unbiased = "yes"
     reference = "Williams, Machine Learning 8:229-256 (1992)"
+    verified = (
+        "exact: unbiased for the baselines none, constant and oracle (frozen: unbiased given "
+        "its baseline, and lower variance than none); seed networks' stored exact expectations "
+        "to 1e-10; toy closed forms (mean and variance) and numeric anchors; anchor network's "
+        "exact row (spec §5.3)"
+    )
+    tests = ("tests/test_estimators_core.py", "tests/test_score_estimators.py")
     hyperparameters = {
         "baseline": Hyper(
             "none",
@@ -159,6 +166,12 @@ class MuProp(PathEstimator):
     family = "score-function"
     unbiased = "yes"
     reference = "Gu, Levine, Sutskever & Mnih, ICLR 2016, arXiv 1511.05176"
+    verified = (
+        "exact: unbiased on depth-3 networks (both codings, three noises, all heads) and on the "
+        "anchor network (§5.3); toy closed form (mean and variance) and the numeric anchors "
+        "(Var MuProp)"
+    )
+    tests = ("tests/test_score_estimators.py",)
 
     def evals_per_draw(self, model: SBN) -> float:
         return 2.0
@@ -243,6 +256,12 @@ class LocalExpectation(PathEstimator):
         "Titsias & Lazaro-Gredilla, NeurIPS 2015, arXiv 1503.01494; deep Markov-blanket form as "
         "in Tokui & Sato's code (beam2d/sbn), cf. Young, HNCA, arXiv 2110.07700"
     )
+    verified = (
+        "exact: markov-blanket unbiased (depth 3, both codings, three noises) and the anchor "
+        "network's exact row (§5.3); single-layer exact in the last binary layer and the head, "
+        "zero below; both zero variance on the toy (§5.1)"
+    )
+    tests = ("tests/test_score_estimators.py",)
     hyperparameters = {
         "form": Hyper(
             "markov-blanket",

@@ -48,6 +48,11 @@ class StraightThrough(StraightThroughBase):
     name = "st"
     reference = "Shekhovtsov & Yanush, arXiv 2006.06880 (GCPR 2021)"
     unbiased = "head only"
+    verified = (
+        "seed networks' stored exact expectations of ST (sigmoid′(a) backward, {0,1}) to 1e-10; "
+        "toy closed forms; exact: biased below the head, unbiased in it"
+    )
+    tests = ("tests/test_estimators_core.py", "tests/test_st_estimators.py")
 
     def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
         scale = coding_scale(problem.model.coding)
@@ -73,6 +78,11 @@ class StraightThroughIdentity(StraightThroughBase):
     name = "st-identity"
     reference = "Bengio, Leonard & Courville, arXiv 1308.3432 (2013)"
     unbiased = "head only"
+    verified = (
+        'toy closed forms (§5.1) and the anchor row "E ST identity (±1)" (§5.3) by exact path '
+        "enumeration; not coding invariant"
+    )
+    tests = ("tests/test_st_estimators.py",)
 
     def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
         # A 0-d one broadcasts in the recursion; no [S, N, n] tensor of ones is needed.
@@ -94,6 +104,8 @@ class StraightThroughHardtanh(StraightThroughBase):
     name = "st-hardtanh"
     reference = "Hubara et al., arXiv 1602.02830 (NeurIPS 2016)"
     unbiased = "head only"
+    verified = "toy closed form; equals `st` under uniform noise by exact path enumeration"
+    tests = ("tests/test_st_estimators.py",)
 
     def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
         half = coding_scale(problem.model.coding) / 2
@@ -113,6 +125,8 @@ class StraightThroughTanh(StraightThroughBase):
     name = "st-tanh"
     reference = "spec §4.1; Shekhovtsov & Yanush, arXiv 2006.06880"
     unbiased = "head only"
+    verified = "toy closed form"
+    tests = ("tests/test_st_estimators.py",)
 
     def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
         half = coding_scale(problem.model.coding) / 2
@@ -136,6 +150,8 @@ class StraightThroughSlope(StraightThroughBase):
     name = "st-slope"
     reference = "Chung, Ahn & Bengio, arXiv 1609.01704 (ICLR 2017)"
     unbiased = "head only"
+    verified = "s = 1 (smooth) gives bit-identical draws to `st`; s = 1 (hard) is `st-hardtanh`"
+    tests = ("tests/test_st_estimators.py",)
     hyperparameters = {
         "s": Hyper(1.0, float, minimum=0.0, exclusive=True, help="slope of the proxy"),
         "form": Hyper(
@@ -198,6 +214,12 @@ class Darn(StraightThroughBase):
     name = "darn"
     reference = "Gregor et al., arXiv 1310.8499 (ICML 2014); Liu et al. (ReinMax), arXiv 2304.08612"
     unbiased = "head only"
+    verified = (
+        'exact: the anchor row "E DARN/ReinMax" (§5.3) and the toy variance closed form (§5.1); '
+        "unbiased for a quadratic loss in one layer for every noise (principled ST, biased "
+        "there, as negative control)"
+    )
+    tests = ("tests/test_st_estimators.py",)
 
     def jacobians(self, problem: Problem, path: Path) -> list[Tensor]:
         c = coding_scale(problem.model.coding)
@@ -226,6 +248,11 @@ class MeanField(Estimator[Problem, SBN]):
     unbiased = "no"
     stochastic = False
     reference = "Shekhovtsov, Yanush & Flach, arXiv 2006.03143 (AP1, 'tanh')"
+    verified = (
+        "the seed networks' stored `ap1_grad_layer{k}` to 1e-10 ({0,1} coding); autograd of the "
+        "mean-field objective on random networks of every noise and head"
+    )
+    tests = ("tests/test_st_estimators.py",)
 
     def bytes_per_draw(self, problem: Problem) -> int:
         return 8 * problem.n_params  # a draw is a copy of one precomputed vector
@@ -337,6 +364,15 @@ class ReinMax(LogitStraightThrough):
     name = "reinmax"
     reference = "Liu et al. (ReinMax), NeurIPS 2023, arXiv 2304.08612; microsoft/ReinMax"
     unbiased = "head only"
+    verified = (
+        "its binary Jacobian against autograd of the authors' two-term algorithm "
+        "(microsoft/ReinMax `ReinMaxCore.backward`) on two categories, τ = 1 and 2.5; exact: "
+        'equals `darn` at τ = 1 (moments to 1e-12, three noises) and the anchor row "E '
+        'DARN/ReinMax" (§5.3); the second-order claim (trapezoid rule) exactly unbiased for a '
+        "quadratic loss in one layer (every noise, both codings); negative controls: without "
+        "the −ST/2 term, and τ = 2; biased below the head, exact in it"
+    )
+    tests = ("tests/test_recent_st.py",)
     hyperparameters = {
         "tau": Hyper(
             1.0, float, minimum=1.0, help="temperature of pi_1 (the authors' code requires >= 1)"
@@ -380,6 +416,13 @@ class GappedST(LogitStraightThrough):
     name = "gst"
     reference = "Fan et al. (GST), ICML 2022, arXiv 2206.07235; chijames/GST"
     unbiased = "head only"
+    verified = (
+        "its binary Jacobian against autograd of the authors' `gst_mover` algorithm "
+        "(chijames/GST) on two categories, fixed gap and GST-p; the perturbed logit consistent "
+        "with the sample and gapped; exact: biased below the head, exact in it; not "
+        "second-order (negative control of the quadratic test); coding invariance"
+    )
+    tests = ("tests/test_recent_st.py",)
     hyperparameters = {
         "tau": Hyper(1.0, float, minimum=0.0, exclusive=True, help="softmax temperature"),
         "gap": Hyper(1.0, float, minimum=0.0, help="the gap kappa (form=fixed)"),
@@ -435,6 +478,13 @@ class ZGR(LogitStraightThrough):
     name = "zgr"
     reference = "Shekhovtsov (ZGR), ICML 2023; shekhovt/ZGR"
     unbiased = "head only"
+    verified = (
+        "its binary Jacobian against autograd of the author's categorical surrogate "
+        "(shekhovt/ZGR `ZGR`) on two categories; exact: equals `darn` (moments to 1e-12, three "
+        "noises) and the anchor row; exactly unbiased for a quadratic loss in one layer; "
+        "negative control: the categorical DARN half alone"
+    )
+    tests = ("tests/test_recent_st.py",)
 
     def logit_jacobian(self, phi: Tensor, p: Tensor, q: Tensor, bits: Tensor) -> Tensor:
         return (p * q + (bits - p) ** 2) / 2

@@ -77,6 +77,11 @@ class VAEARM(_PairEstimator):
 
     name = "vae-arm"
     reference = "Yin & Zhou, ICLR 2019, arXiv 1807.11143"
+    verified = (
+        "statistical: conformance check (per-layer pairs with common random numbers upwards, L "
+        "+ 1 evaluations)"
+    )
+    tests = ("tests/test_sbvae_estimators.py",)
 
     def pair_weight(self, alpha: Tensor, u: Tensor, b1: Tensor, b2: Tensor) -> Tensor:
         return u - 0.5
@@ -99,6 +104,11 @@ class VAEDisARM(_PairEstimator):
 
     name = "vae-disarm"
     reference = "Dong, Mnih & Tucker, NeurIPS 2020, arXiv 2006.10680"
+    verified = (
+        "statistical: conformance check (path dropped and kept); encoder variance below ARM's "
+        "on a one-layer VAE"
+    )
+    tests = ("tests/test_sbvae_estimators.py",)
     # The paper compares the encoder's gradients (the decoder's is the same pathwise term for
     # every estimator there): the claim is about the encoder blocks (enc1.., encoder).
     variance_claims = (

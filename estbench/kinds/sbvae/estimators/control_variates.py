@@ -79,6 +79,14 @@ class VAEMuProp(VAEPathEstimator):
 
     name = "vae-muprop"
     reference = "Gu, Levine, Sutskever & Mnih, ICLR 2016, arXiv 1511.05176"
+    verified = (
+        "exact: its expectation by enumerating every latent state equals the exact gradient to "
+        "1e-12 (one and two latent layers, linear and tanh, path dropped or kept); exact path "
+        "moments against brute force and its own draws; conformance check (exact); negative "
+        "control: the added-back term at the mean-field μ_{k−1} instead of the sampled z_{k−1} "
+        "is off on the two-layer VAE"
+    )
+    tests = ("tests/test_sbvae_estimators.py",)
 
     def evals_per_draw(self, model: SBVAE) -> float:
         return 2.0
@@ -164,6 +172,12 @@ class VAEREBAR(VAEEstimator):
 
     name = "vae-rebar"
     reference = "Tucker et al., NeurIPS 2017, arXiv 1703.07370 (fixed surrogate, joint deep form)"
+    verified = (
+        "statistical: conformance check (τ = 0.5 and 1, η = 1 and 0.5, path dropped and kept); "
+        "η = 0 is `vae-reinforce` draw for draw; negative control: without −∇c(z̃′) the "
+        "conformance check fails"
+    )
+    tests = ("tests/test_sbvae_estimators.py",)
     hyperparameters = {
         **VAEEstimator.hyperparameters,
         "tau": Hyper(0.5, float, minimum=0.0, exclusive=True, help="relaxation temperature"),

@@ -46,6 +46,14 @@ class VAEReinforce(VAEPathEstimator):
 
     name = "vae-reinforce"
     reference = "Williams, Machine Learning 8:229-256 (1992); Mnih & Gregor, ICML 2014"
+    verified = (
+        "exact: its expectation by enumerating every latent state equals the exact gradient to "
+        "1e-12 (one and two latent layers, linear and tanh, path dropped or kept, any constant "
+        "baseline); exact path moments (mean and variance) against brute force and its own "
+        "draws; conformance check (exact) for the baselines none, frozen and oracle; negative "
+        "control: without the score term the encoder is biased and the exact check fails"
+    )
+    tests = ("tests/test_sbvae_estimators.py", "tests/test_sbvae_moments.py")
     hyperparameters = {
         **VAEEstimator.hyperparameters,
         "baseline": Hyper(
@@ -98,6 +106,11 @@ class VAERLOO(VAEEstimator):
 
     name = "vae-rloo"
     reference = "Kool, van Hoof & Welling, ICLR 2019 DeepRLStructPred workshop"
+    verified = (
+        "statistical: conformance check (K = 2 and 3; z and B/SE tests against the exact "
+        "gradient on three small VAEs)"
+    )
+    tests = ("tests/test_sbvae_estimators.py",)
     hyperparameters = {
         **VAEEstimator.hyperparameters,
         "K": Hyper(2, int, minimum=2, help="samples per point"),
