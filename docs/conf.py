@@ -33,7 +33,7 @@ extensions = [
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 # generated/verified-<kind>.md are fragments that the kinds' pages include, not pages
-exclude_patterns = ["_build", "generated/verified-*.md"]
+exclude_patterns = ["_build", "generated/verified-*.md", "generated/overview-*.md"]
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3  # "#what-estbench-guarantees" style anchors for in-page links
 

@@ -7,10 +7,12 @@
   and a line of help, from the declarations the parser reads by (``estbench.cases.SCHEMA``, the
   ``[model]`` keys of every built-in kind from ``ProblemKind.model_keys()``; a ``Table`` reads
   only declared keys, so a key the parser accepts is listed whether or not a case uses it);
+* ``generated/overview-<kind>.md``, one per built-in problem kind: its estimators at a glance
+  (family, name, parameters with defaults, claim, evaluations per draw), the catalogue's rows;
 * ``generated/verified-<kind>.md``, one per built-in problem kind: the "How each estimator is
   verified" table, each estimator's ``verified`` text and ``tests`` files (the catalogue's
-  rows, from the class attributes; "not stated by the plugin" where they are empty). These are
-  fragments, not pages: the kind's page includes its table (``{include}``), and ``conf.py``
+  rows, from the class attributes; "not stated by the plugin" where they are empty). These two
+  are fragments, not pages: the kind's page includes its tables (``{include}``), and ``conf.py``
   excludes them as documents; ``tests/test_readme.py`` checks that every kind's is included.
 
 All are written into the source tree (``docs/generated/``, ignored by git) when the builder
@@ -90,6 +92,37 @@ def catalogue_page() -> str:
 NOT_STATED = "not stated by the plugin"
 
 
+def _defaults(h: dict[str, Any]) -> str:
+    """Hyperparameters as `key` = default (choices), compactly."""
+    parts = []
+    for key, spec in h.items():
+        choices = spec.get("choices")
+        alt = " (" + " \\| ".join(str(c) for c in choices) + ")" if choices else ""
+        parts.append(f"`{key}` = {spec['default']}{alt}")
+    return ", ".join(parts)
+
+
+def overview_table(rows: list[dict[str, Any]]) -> str:
+    """A kind's estimators at a glance, by family (in ``FAMILIES`` order) and name: family,
+    name, parameters with their defaults, the unbiasedness claim and the loss evaluations per
+    draw on the kind's reference network (the catalogue's rows)."""
+    from estbench.estimators.base import FAMILIES
+
+    lines = [
+        "| family | name | parameters (defaults) | claimed unbiased | evals/draw |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    previous = None
+    for r in sorted(rows, key=lambda r: (FAMILIES.index(r["family"]), r["name"])):
+        family = "" if r["family"] == previous else _cell(r["family"])
+        previous = r["family"]
+        lines.append(
+            f"| {family} | `{r['name']}` | {_defaults(r['hyperparameters'])} "
+            f"| {_cell(r['unbiased'])} | {_cell(r['evals_per_draw_5_5_5'])} |"
+        )
+    return "\n".join([*lines, ""])
+
+
 def verification_table(rows: list[dict[str, Any]]) -> str:
     """The "How each estimator is verified" table of catalogue rows (one problem kind's), by
     family (in ``FAMILIES`` order) and name: the estimator, its ``verified`` text (Markdown, as
@@ -103,16 +136,19 @@ def verification_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join([*lines, ""])
 
 
-def verification_tables() -> dict[str, str]:
-    """Problem kind -> its verification table (``verification_table``), for every built-in kind
-    (the example plugins are not part of estbench)."""
+def kind_tables() -> dict[str, str]:
+    """File name -> fragment, for every built-in kind (the example plugins are not part of
+    estbench): ``overview-<kind>.md`` (``overview_table``) and ``verified-<kind>.md``
+    (``verification_table``)."""
     from estbench.catalogue import catalogue
 
     cat = catalogue(plugins=False)
-    return {
-        kind: verification_table([r for r in cat["rows"] if r["problem"] == kind])
-        for kind in cat["kinds"]
-    }
+    out = {}
+    for kind in cat["kinds"]:
+        rows = [r for r in cat["rows"] if r["problem"] == kind]
+        out[f"overview-{kind}.md"] = overview_table(rows)
+        out[f"verified-{kind}.md"] = verification_table(rows)
+    return out
 
 
 def _keys_table(keys: tuple[Any, ...]) -> list[str]:
@@ -170,8 +206,8 @@ def generate(app: Sphinx) -> None:
     out = Path(app.srcdir) / "generated"
     _write(out / "catalogue.md", catalogue_page())
     _write(out / "case-keys.md", case_keys_page())
-    for kind, table in verification_tables().items():
-        _write(out / f"verified-{kind}.md", table)
+    for name, table in kind_tables().items():
+        _write(out / name, table)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
