@@ -75,9 +75,11 @@ def _units_first_shared(t: Tensor) -> Tensor:
 
 
 def signs(bits: Tensor) -> Tensor:
-    """s = 2b - 1 (+-1, the sign of the sampled state), unit-major (a new tensor: ``units_first``
-    returns its argument itself when the layout already fits)."""
-    return units_first(bits).mul(2).sub_(1)
+    """s = 2b - 1 (+-1, the sign of the sampled state), unit-major: one transposing multiply into
+    a fresh unit-major tensor (rather than a transposed copy and then a product)."""
+    moved = bits.movedim(-1, 0)
+    out = torch.empty(moved.shape, dtype=bits.dtype, device=bits.device)
+    return torch.mul(moved, 2, out=out).sub_(1)
 
 
 def contract(C: Tensor, v: Tensor, *, overwrite: bool = False) -> Tensor:
@@ -89,6 +91,10 @@ def contract(C: Tensor, v: Tensor, *, overwrite: bool = False) -> Tensor:
     runs along the long batch dimension. ``overwrite``: C may be overwritten.
     """
     if C.shape[-1] == 1 and v.shape[-1] > 1:
+        if v.dim() == 3 and C.dim() == 4:  # one batch dimension: [c, i, j] @ [c, j, N] -> [i, c, N]
+            out = torch.empty(C.shape[1], *v.shape[1:], dtype=v.dtype, device=v.device)
+            torch.bmm(C.squeeze(-1).permute(2, 1, 0), v.transpose(0, 1), out=out.transpose(0, 1))
+            return out
         out = v.movedim(0, -1) @ C.squeeze(-1).movedim((0, 1), (-2, -1))  # [*B, N, i]
         return out.movedim(-1, 0)
     vj = v.unsqueeze(1)
