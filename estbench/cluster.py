@@ -322,7 +322,13 @@ def run_on_client(
                     future, error_cell(plan, points[pid], prepares[pid].result(), index, message)
                 )
     finally:
-        client.cancel([*cells, *prepares.values(), *training])
+        # Only what is still pending (an error or an interrupt left it): cancelling a finished
+        # task whose result the client has already released trips an assertion in the
+        # scheduler (distributed's stimulus_cancel, "assert ts.who_wants"), printed as a
+        # traceback on stderr though the run succeeded.
+        client.cancel(
+            [f for f in (*cells, *prepares.values(), *training) if f.status == "pending"]
+        )
 
 
 def _killed(error: BaseException) -> str:
