@@ -326,9 +326,7 @@ def run_on_client(
         # task whose result the client has already released trips an assertion in the
         # scheduler (distributed's stimulus_cancel, "assert ts.who_wants"), printed as a
         # traceback on stderr though the run succeeded.
-        client.cancel(
-            [f for f in (*cells, *prepares.values(), *training) if f.status == "pending"]
-        )
+        client.cancel([f for f in (*cells, *prepares.values(), *training) if f.status == "pending"])
 
 
 def _killed(error: BaseException) -> str:

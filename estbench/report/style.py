@@ -74,6 +74,8 @@ SLOTS = (
     "vae-st-gs",
     "vae-gumbel-rao",
     "relax",
+    "dcv",
+    "rodeo",
 )
 # seaborn's colour-blind-safe palette ("colorblind", 10 colours), written out: seaborn imported
 # pyplot and scipy, a second of the report's start-up.

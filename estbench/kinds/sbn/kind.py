@@ -251,6 +251,7 @@ class SbnKind(LayeredKind["Problem", "SBN"]):
     def estimators(self) -> list[type]:
         from .estimators import (
             learned,
+            loo_cv,
             path_analytic,
             relaxed,
             score,
@@ -265,6 +266,7 @@ class SbnKind(LayeredKind["Problem", "SBN"]):
             *straight_through.ESTIMATORS,
             *path_analytic.ESTIMATORS,
             *learned.ESTIMATORS,
+            *loo_cv.ESTIMATORS,
         ]
 
     def reference_network(self) -> SBN:
