@@ -192,7 +192,25 @@ def _prepare_task(
 ) -> Any:
     from .runner import prepare_point
 
-    return prepare_point(kind, net if epoch is None else net[epoch], X, Y, plan, point)
+    network = net if epoch is None else net[epoch]
+    return prepare_point(kind, network, X, Y, plan, point, mapper=_spread)
+
+
+def _apply(fn: Callable[..., Any], shared: tuple[Any, ...], *job: Any) -> Any:
+    return fn(*shared, *job)
+
+
+def _spread(fn: Callable[..., Any], shared: tuple[Any, ...], jobs: list[tuple[Any, ...]]) -> Any:
+    """The ``mcref.Mapper`` of a task on the cluster: the jobs (the shards of a Monte Carlo
+    reference) as tasks of their own, spread over the workers, their results in job order. The
+    calling task leaves its worker's thread while it waits (``worker_client``), so a worker of
+    one thread draws shards too. A single job runs here."""
+    if len(jobs) <= 1:
+        return [fn(*shared, *job) for job in jobs]
+    with _dask().worker_client() as client:
+        [common] = client.scatter([shared], broadcast=True, hash=False)
+        futures = [client.submit(_apply, fn, common, *job, pure=False) for job in jobs]
+        return client.gather(futures)
 
 
 def _cell_task(plan: RunPlan, point: dict[str, Any], prepared: Prepared, index: int) -> Any:

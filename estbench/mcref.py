@@ -31,9 +31,11 @@ an equal share of its draws to each of ``BATCHES`` batch sums, whose spread give
 reference's covariance for the corrected metrics (``estbench.mcmetrics``). Everything is float64.
 
 Streams: the pilot of candidate c draws from (root seed, case, point, "mc-reference-pilot", c)
-and the reference from (root seed, case, point, "mc-reference", estimator): tags no measured
-estimator's stream uses (theirs are (root seed, case, point, estimator)), so the reference is
-independent of the draws it is compared with.
+and the reference in shards of at most ``SHARD_DRAWS`` draws, the shard starting at draw i from
+(root seed, case, point, "mc-reference@i", estimator): tags no measured estimator's stream uses
+(theirs are (root seed, case, point, estimator)), so the reference is independent of the draws
+it is compared with. The shards are fixed by the draws alone, so they can be drawn anywhere: on
+a Dask cluster each is a task (``mapper``), and the reference is the same as a serial run's.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ MODES = ("exact", "mc", "auto")
 BATCHES = 64  # batch means kept for the reference's covariance
 CHUNK_BYTES = 64 << 20  # working memory of one chunk of reference draws
 GROWTH = 8.0  # R grows at most this factor per step
+# Reference draws per shard: the unit of work (one generator, one task on a Dask cluster). Fixed,
+# so that the numbers do not depend on how many workers draw them.
+SHARD_DRAWS = 4096
 STOPS = ("target", "max_draws", "max_seconds")
 
 
@@ -300,6 +305,18 @@ class _Accumulator:
         self.batch += draws.reshape(BATCHES, c // BATCHES, -1).sum(1)
         self.events += (draws != 0).sum(0)
 
+    def merge(self, other: _Accumulator) -> None:
+        """Add another accumulator's draws (Chan et al.'s pairwise merge)."""
+        if other.n == 0:
+            return
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        self.mean += delta * (other.n / n)
+        self.m2 += other.m2 + delta * delta * (self.n * other.n / n)
+        self.n = n
+        self.batch += other.batch
+        self.events += other.events
+
     @property
     def lam(self) -> Tensor:
         """Var of the mean per coordinate: s_i^2 / n."""
@@ -425,17 +442,80 @@ def _pilot(
     return best, info
 
 
+Mapper = Callable[[Callable[..., Any], tuple[Any, ...], list[tuple[Any, ...]]], list[Any]]
+
+
+def serial_map(
+    fn: Callable[..., Any], shared: tuple[Any, ...], jobs: list[tuple[Any, ...]]
+) -> list[Any]:
+    """``fn(*shared, *job)`` for every job, in order, here (the default ``Mapper``)."""
+    return [fn(*shared, *job) for job in jobs]
+
+
+def draw_shard(
+    problem: Any,
+    est: Any,
+    context: Any,
+    memory_budget: int,
+    where: str,
+    seed: int,
+    n: int,
+) -> tuple[_Accumulator, float]:
+    """``n`` reference draws (a multiple of ``BATCHES``) from the generator seeded ``seed``, in
+    chunks of ``chunk_draws``, summarised in an ``_Accumulator``; and the seconds they took. A
+    module-level function, so that a Dask worker can run it (``Mapper``)."""
+    from .device import generator, synchronize
+
+    gen = generator(problem.device, seed)
+    acc = _Accumulator(problem.n_params, problem.device)
+    chunk = chunk_draws(problem.n_params, memory_budget)
+    t0 = time.perf_counter()
+    while acc.n < n:
+        d = est.draw(
+            problem,
+            min(chunk, n - acc.n),
+            generator=gen,
+            memory_budget=memory_budget,
+            context=context,
+        )
+        if not bool(torch.isfinite(d).all()):
+            raise EstbenchError(
+                f"{where}: measure.reference: the reference estimator {est.spec!r} drew NaN or inf"
+            )
+        acc.add(d.to(torch.float64))
+    synchronize(problem.device)
+    return acc, time.perf_counter() - t0
+
+
+def shards(start: int, stop: int) -> list[tuple[int, int]]:
+    """[start, stop) cut at the multiples of ``SHARD_DRAWS``: (first draw, count) per shard. A
+    shard is named by its first draw, whatever the rounds before it drew."""
+    out = []
+    while start < stop:
+        end = min(stop, (start // SHARD_DRAWS + 1) * SHARD_DRAWS)
+        out.append((start, end - start))
+        start = end
+    return out
+
+
 def compute(
     problem: Any,
     spec: ReferenceSpec,
     blocks_of: Callable[[Tensor], list[Block]],
-    make_gen: Callable[[str, str], torch.Generator],
+    seed_of: Callable[[str, str], int],
     memory_budget: int,
     where: str,
+    mapper: Mapper = serial_map,
 ) -> tuple[McReference, list[Block]]:
     """The Monte Carlo reference of a float64 ``problem`` and its blocks (``blocks_of`` gives
-    the kind's blocks for a gradient). ``make_gen(tag, estimator)`` is the seeded generator of a
-    stream (tags ``mc-reference-pilot`` and ``mc-reference``)."""
+    the kind's blocks for a gradient). ``seed_of(tag, estimator)`` is the seed of a stream: the
+    pilot's (tag ``mc-reference-pilot``), the reference estimator's ``prepare``
+    (``mc-reference``) and each shard of its draws (``mc-reference@<first draw>``, see
+    ``shards``). ``mapper`` draws a round's shards (``serial_map``: here, one after another; the
+    Dask runner passes one that spreads them over the workers); the result is the same either
+    way, since the shards and their seeds depend on the round's draws alone and their summaries
+    are merged in order."""
+    from .device import generator
     from .problem import kind_of
 
     kind = kind_of(problem.model)
@@ -451,43 +531,39 @@ def compute(
             problem,
             blocks,
             spec.pilot_draws,
-            lambda s: make_gen("mc-reference-pilot", s),
+            lambda s: generator(problem.device, seed_of("mc-reference-pilot", s)),
             memory_budget,
         )
-    gen = make_gen("mc-reference", est.spec)
-    context = est.prepare(problem, gen)
+    context = est.prepare(problem, generator(problem.device, seed_of("mc-reference", est.spec)))
     acc = _Accumulator(P, problem.device)
-    chunk = chunk_draws(P, memory_budget)
     cap = max(spec.max_draws // BATCHES, 2) * BATCHES
     want = min(cap, BATCHES * math.ceil(max(spec.pilot_draws, 2 * BATCHES) / BATCHES))
     t0 = time.perf_counter()
     stop = ""
     drawing = 0.0
+    shared = (problem, est, context, memory_budget, where)
     while not stop:
-        while acc.n < want:
-            n = min(chunk, want - acc.n)
-            t1 = time.perf_counter()
-            d = est.draw(problem, n, generator=gen, memory_budget=memory_budget, context=context)
-            drawing += time.perf_counter() - t1
-            if not bool(torch.isfinite(d).all()):
-                raise EstbenchError(
-                    f"{where}: measure.reference: the reference estimator {est.spec!r} drew NaN "
-                    f"or inf"
-                )
-            acc.add(d.to(torch.float64))
-            if time.perf_counter() - t0 > spec.max_seconds:
-                break
+        jobs = [(seed_of(f"mc-reference@{first}", est.spec), n) for first, n in shards(acc.n, want)]
+        for part, seconds in mapper(draw_shard, shared, jobs):
+            acc.merge(part)
+            drawing += seconds
         rho = rel_se(acc.mean, acc.lam, blocks)
         worst = max(rho.values())
+        elapsed = time.perf_counter() - t0
         if worst <= spec.rel_se:
             stop = "target"
-        elif time.perf_counter() - t0 > spec.max_seconds:
+        elif elapsed > spec.max_seconds:
             stop = "max_seconds"
         elif acc.n >= cap:
             stop = "max_draws"
         else:
             need = acc.n * (worst / spec.rel_se) ** 2 * 1.05 if math.isfinite(worst) else math.inf
             nxt = min(max(need, acc.n + BATCHES), GROWTH * acc.n, cap)
+            # A round ends near the time cap rather than far past it: no more draws than the
+            # time left allows at the rate of the rounds so far (the clock is the one rule that
+            # is not reproducible, as the module docstring says).
+            rate = acc.n / max(elapsed, 1e-9)
+            nxt = min(nxt, acc.n + max(rate * (spec.max_seconds - elapsed), BATCHES))
             want = min(cap, BATCHES * math.ceil(nxt / BATCHES))
     blocks = blocks_of(acc.mean)
     rho = rel_se(acc.mean, acc.lam, blocks)

@@ -860,16 +860,17 @@ def prepare_point(
     Y: torch.Tensor,
     plan: RunPlan,
     point: dict[str, Any] | None = None,
+    mapper: Any = None,
 ) -> Prepared:
     """The problem of a point's (trained) network and its reference -- exact, or Monte Carlo
-    where the plan says so (``mc_reference``) -- computed once and shared by the point's
-    estimators. The reference is float64 on the run's device (the network was built on the
-    CPU)."""
+    where the plan says so (``mc_reference``; ``mapper`` draws its shards, see
+    ``estbench.mcref.compute``) -- computed once and shared by the point's estimators. The
+    reference is float64 on the run's device (the network was built on the CPU)."""
     t0 = time.perf_counter()
     point = {} if point is None else point
     problem = get_kind(kind).problem(net, X, Y).to(dtype=torch.float64, device=plan.device)
     if plan.reference_of(point) == "mc":
-        ref, exact, mc = mc_reference(problem, plan, point)
+        ref, exact, mc = mc_reference(problem, plan, point, mapper)
         return Prepared(problem, ref, exact, time.perf_counter() - t0, mc, mc.record())
     ref, exact = reference(problem, plan.memory_budget)
     record = None if plan.reference.mode == "exact" else {"kind": "exact"}
@@ -877,27 +878,24 @@ def prepare_point(
 
 
 def mc_reference(
-    problem: Any, plan: RunPlan, point: dict[str, Any]
+    problem: Any, plan: RunPlan, point: dict[str, Any], mapper: Any = None
 ) -> tuple[Reference, dict[str, Any], McReference]:
     """A point's Monte Carlo reference (``estbench.mcref.compute``) from the streams (root
     seed, case, point, tag, estimator), as a ``Reference`` (its mean in the default
     parametrisation; the loss unknown: NaN) with the ``exact`` section of results.json (loss
     null, the norms of the mean) and the reference itself."""
-    from .mcref import compute
+    from .mcref import compute, serial_map
 
     kind = kind_of(problem.model)
     seed, pid = plan.signature["seed"], point_id(point)
-
-    def make_gen(tag: str, spec: str) -> torch.Generator:
-        return make_generator(plan.device, stream_seed(seed, plan.case.name, pid, tag, spec))
-
     mc, blocks = compute(
         problem,
         plan.reference,
         lambda g: kind.blocks(problem, g),
-        make_gen,
+        lambda tag, spec: stream_seed(seed, plan.case.name, pid, tag, spec),
         plan.memory_budget,
         f"{_where(plan.case)}: point {pid}",
+        serial_map if mapper is None else mapper,
     )
     ref = Reference(math.nan, {kind.parametrisations[0]: mc.mean}, blocks, {})
     exact: dict[str, Any] = {

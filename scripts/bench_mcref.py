@@ -3,7 +3,11 @@
 the 2-core machine). Not a timed test; the numbers go to docs/kinds/mc-reference.md.
 
     python scripts/bench_mcref.py [--width 64] [--depth 3] [--points 200] [--rel-se 0.01]
-        [--estimator disarm] [--max-seconds 600] [--device cpu]
+        [--estimator disarm] [--max-seconds 600] [--device cpu] [--workers N]
+
+--workers N computes the reference in a task on a local Dask cluster of N one-thread workers,
+its shards spread over them (as `estbench run --workers N` does); the reference is the same as
+a serial one-thread run's, bit for bit, when no cap ends it.
 
 Prints the estimator (the pilot's choice unless --estimator), R, the stop rule, the achieved
 relative SE per block and the seconds (pilot and drawing).
@@ -17,10 +21,29 @@ import time
 import torch
 
 from estbench import mcref
-from estbench.device import generator as make_generator
 from estbench.kinds.sbn.model import random_sbn
 from estbench.problem import get_kind
 from estbench.runner import stream_seed
+
+
+def _reference(problem, spec, memory_budget: int, spread: bool):  # noqa: ANN001, ANN202
+    """The reference (run in a Dask task with ``spread``: its shards over the workers)."""
+    kind = get_kind("sbn")
+    mapper = mcref.serial_map
+    if spread:
+        from estbench.cluster import _spread
+
+        mapper = _spread
+    ref, _ = mcref.compute(
+        problem,
+        spec,
+        lambda grad: kind.blocks(problem, grad),
+        lambda tag, est: stream_seed(0, "bench", "base", tag, est),
+        memory_budget,
+        "bench",
+        mapper,
+    )
+    return ref
 
 
 def main() -> None:
@@ -33,6 +56,7 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=600.0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--memory-budget", type=int, default=1 << 30)
+    ap.add_argument("--workers", type=int, default=0, help="local Dask workers (0: serial)")
     args = ap.parse_args()
     device = torch.device(args.device)
     g = torch.Generator().manual_seed(0)
@@ -49,22 +73,21 @@ def main() -> None:
         max_seconds=args.max_seconds,
     )
 
-    def make_gen(tag: str, est: str) -> torch.Generator:
-        return make_generator(device, stream_seed(0, "bench", "base", tag, est))
-
     t0 = time.perf_counter()
-    ref, blocks = mcref.compute(
-        problem,
-        spec,
-        lambda grad: kind.blocks(problem, grad),
-        make_gen,
-        args.memory_budget,
-        "bench",
-    )
+    if args.workers:
+        from estbench import cluster
+
+        with cluster.connect(args.workers) as client:
+            t0 = time.perf_counter()  # the cluster's start is not the reference's time
+            future = client.submit(_reference, problem, spec, args.memory_budget, True)
+            ref = future.result()
+    else:
+        ref = _reference(problem, spec, args.memory_budget, False)
     total = time.perf_counter() - t0
     print(
         f"width {args.width} depth {args.depth}, {args.points} points, P = {problem.n_params}, "
         f"{torch.get_num_threads()} threads, {device}"
+        + (f", {args.workers} Dask workers of one thread" if args.workers else "")
     )
     print(f"estimator {ref.estimator}; R = {ref.draws:,}; stop: {ref.stop}")
     print("rel. SE: " + ", ".join(f"{k} {v:.4f}" for k, v in ref.rel_se.items()))

@@ -11,6 +11,7 @@ the whole test -- and the seeds are fixed, so a pass stays a pass. The metric co
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -303,15 +304,17 @@ def test_reference_streams_are_independent_of_the_measured_ones():
 
 
 def test_a_dask_run_with_an_mc_reference_matches_the_serial_run(tmp_path):
-    """The reference is computed in the prepare task, once per point, as in a serial run: the
-    same bytes with one torch thread (as Dask's workers have)."""
+    """The reference is computed in the prepare task, once per point, its shards spread over the
+    workers (at 2 % relative SE the width-5 point needs about 12,000 draws: three shards in its
+    last round): the same bytes as a serial run with one torch thread (as Dask's workers
+    have)."""
     pytest.importorskip("distributed")
     from estbench import cluster
 
     path = _case(
         tmp_path,
         "mc",
-        extra='reference_rel_se = 0.05\nreference_estimator = "disarm"',
+        extra='reference_rel_se = 0.02\nreference_estimator = "disarm"',
         width="[4, 5]",
     )
     case = load_case(path, {"measure.estimators": ["st", "disarm"], "measure.draws": 300})
@@ -326,3 +329,49 @@ def test_a_dask_run_with_an_mc_reference_matches_the_serial_run(tmp_path):
     expected = (serial.directory / "results.csv").read_bytes()
     assert (dask.directory / "results.csv").read_bytes() == expected
     assert b"mc-reference" in expected
+    draws = [
+        p["reference"]["draws"]
+        for p in json.loads((dask.directory / "results.json").read_text())["points"]
+    ]
+    assert max(draws) > 2 * mcref.SHARD_DRAWS
+
+
+def test_shards_are_cut_at_fixed_draws_whatever_the_rounds():
+    S = mcref.SHARD_DRAWS
+    assert mcref.shards(0, 128) == [(0, 128)]
+    assert mcref.shards(128, S + 64) == [(128, S - 128), (S, 64)]
+    assert mcref.shards(S + 64, 3 * S) == [(S + 64, S - 64), (2 * S, S)]
+    # Every draw in exactly one shard, each shard a multiple of BATCHES when the bounds are.
+    cuts = mcref.shards(64, 5 * S + 192)
+    assert sum(n for _, n in cuts) == 5 * S + 128
+    assert all(n % mcref.BATCHES == 0 for _, n in cuts)
+
+
+def test_the_reference_does_not_depend_on_where_its_shards_are_drawn(tmp_path, monkeypatch):
+    """A mapper that draws the shards in reverse order (as workers finishing out of order
+    would) gives the same reference, bit for bit: shards and seeds depend on the draws alone,
+    and their summaries are merged in order."""
+    monkeypatch.setattr(mcref, "SHARD_DRAWS", 256)  # several shards per round at this size
+    path = _case(
+        tmp_path,
+        "mc",
+        extra='reference_rel_se = 0.02\nreference_estimator = "disarm"',
+        width="[5]",
+    )
+    case = load_case(path, {"measure.estimators": ["st"], "measure.draws": 100})
+    plan = plan_run(case, tmp_path / "out")
+    point = {"width": 5}
+    calls = []
+
+    def reversed_map(fn, shared, jobs):
+        calls.append(len(jobs))
+        return [fn(*shared, *job) for job in reversed(jobs)][::-1]
+
+    serial = _prepared(path, point, plan)
+    runner = CaseRunner(plan.case, plan.directory, progress=lambda _: None)
+    spread = prepare_point(runner.kind.name, *runner.network(point), plan, point, reversed_map)
+    assert max(calls) > 1  # some round really had several shards
+    a, b = serial.mc, spread.mc
+    assert a is not None and b is not None
+    assert a.draws == b.draws and a.draws > 256
+    assert torch.equal(a.mean, b.mean) and torch.equal(a.lam, b.lam) and torch.equal(a.Y, b.Y)
