@@ -74,6 +74,10 @@ SLOTS = (
     "vae-st-gs",
     "vae-gumbel-rao",
     "relax",
+    "weight-arms",
+    "weight-carms",
+    "weight-reinmax",
+    "weight-gst",
 )
 # seaborn's colour-blind-safe palette ("colorblind", 10 colours), written out: seaborn imported
 # pyplot and scipy, a second of the report's start-up.
