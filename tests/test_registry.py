@@ -382,6 +382,10 @@ def test_weight_estimators_are_builtins_with_their_problem_kind():
         "weight-concrete",
         "weight-st-gs",
         "weight-gumbel-rao",
+        "weight-arms",
+        "weight-carms",
+        "weight-reinmax",
+        "weight-gst",
     )
     for name in names:
         assert reg[name].source == "estbench" and reg[name].cls.problem == "weights"

@@ -76,6 +76,10 @@ SLOTS = (
     "relax",
     "dcv",
     "rodeo",
+    "weight-arms",
+    "weight-carms",
+    "weight-reinmax",
+    "weight-gst",
 )
 # seaborn's colour-blind-safe palette ("colorblind", 10 colours), written out: seaborn imported
 # pyplot and scipy, a second of the report's start-up.

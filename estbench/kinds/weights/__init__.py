@@ -6,7 +6,8 @@ Modules: ``kind`` (the problem kind), ``model`` (the network and its data batch)
 point weight marginals by a lattice DP, then the layer-wise forward algorithm), ``paths`` (sampled
 and enumerated forward passes, exact moments of path estimators), ``estimators`` (REINFORCE, ST,
 BinaryConnect variants, ARM, DisARM), ``relaxed`` (the relaxation family: weight Concrete, ST
-Gumbel-Softmax, Gumbel-Rao), ``checkpoint`` (saving and loading weight networks).
+Gumbel-Softmax, Gumbel-Rao), ``multisample`` (ARMS, CARMS), ``logit_st`` (ReinMax, gapped
+straight-through), ``checkpoint`` (saving and loading weight networks).
 """
 
 from .checkpoint import WeightCheckpoint, load_weight_checkpoint, save_weight_checkpoint
@@ -21,7 +22,9 @@ from .estimators import (
     WeightStraightThrough,
 )
 from .exact import WeightExactResult, exact_gradient, exact_loss, lattice_distribution
+from .logit_st import WeightGappedST, WeightReinMax
 from .model import WeightProblem, WeightSBN, random_weight_sbn
+from .multisample import WeightARMS, WeightCARMS
 from .paths import path_moments, sample_path
 from .relaxed import WeightConcrete, WeightGumbelRao, WeightStraightThroughGumbelSoftmax
 
@@ -29,14 +32,18 @@ __all__ = [
     "ESTIMATORS",
     "BinaryConnect",
     "WeightARM",
+    "WeightARMS",
+    "WeightCARMS",
     "WeightCheckpoint",
     "WeightConcrete",
     "WeightDisARM",
     "WeightEstimator",
     "WeightExactResult",
+    "WeightGappedST",
     "WeightGumbelRao",
     "WeightPathEstimator",
     "WeightProblem",
+    "WeightReinMax",
     "WeightReinforce",
     "WeightSBN",
     "WeightStraightThrough",

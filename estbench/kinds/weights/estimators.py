@@ -622,7 +622,10 @@ class WeightDisARM(DisARMPairs, _PairEstimator):
     tests = ("tests/test_weights_estimators.py", "tests/test_weights_hardsigmoid.py")
 
 
-# The relaxation family builds on the helpers above, hence the late import.
+# The relaxation family and the estimators of issue 19 build on the helpers above, hence the
+# late imports.
+from .logit_st import WeightGappedST, WeightReinMax  # noqa: E402
+from .multisample import WeightARMS, WeightCARMS  # noqa: E402
 from .relaxed import (  # noqa: E402
     WeightConcrete,
     WeightGumbelRao,
@@ -638,4 +641,8 @@ ESTIMATORS: list[type[WeightEstimator]] = [
     WeightConcrete,
     WeightStraightThroughGumbelSoftmax,
     WeightGumbelRao,
+    WeightARMS,
+    WeightCARMS,
+    WeightReinMax,
+    WeightGappedST,
 ]
