@@ -21,7 +21,7 @@ from estbench.report import figures as F
 from estbench.report.findings import findings
 from estbench.report.load import load_report_data
 from estbench.report.render import figure_points
-from estbench.report.style import SLOTS
+from estbench.report.style import SLOTS, style_name
 from estbench.report.tables import leaderboard
 from estbench.results import ResultsError
 
@@ -198,10 +198,20 @@ def test_figures_have_the_expected_panels_and_legends():
 
 
 def test_an_estimator_has_one_style_whatever_the_run():
-    builtins = {name for name, entry in default_registry().items() if entry.source == "estbench"}
-    assert builtins <= set(SLOTS), "a new built-in needs a style slot (append it to SLOTS)"
-    pairs = {(estimator_style(n).color, estimator_style(n).marker) for n in SLOTS}
-    assert len(pairs) == len(SLOTS)
+    registry = default_registry()
+    builtins = {name for name, entry in registry.items() if entry.source == "estbench"}
+    assert {style_name(n) for n in builtins} <= set(SLOTS), (
+        "a new built-in needs a style slot (append it to SLOTS, or name a VAE estimator after "
+        "its sbn counterpart)"
+    )
+    own = [n for n in SLOTS if style_name(n) == n]  # the VAE kind's share their counterparts'
+    pairs = {(estimator_style(n).color, estimator_style(n).marker) for n in own}
+    assert len(pairs) == len(own)
+    # A figure shows one kind's estimators: within a kind, every built-in has its own pair.
+    for kind in {entry.cls.problem for entry in registry.values()}:
+        names = [n for n in builtins if registry[n].cls.problem == kind]
+        pairs = {(estimator_style(n).color, estimator_style(n).marker) for n in names}
+        assert len(pairs) == len(names), kind
     first10 = [estimator_style(n) for n in SLOTS[:10]]
     assert len({s.color for s in first10}) == len({s.marker for s in first10}) == 10
     # A variant keeps its family's colour and marker and gets its own line style.
@@ -210,6 +220,35 @@ def test_an_estimator_has_one_style_whatever_the_run():
     # A plugin's style comes from its name: the same in any report, unlike a position.
     assert estimator_style("my-plugin") == estimator_style("my-plugin")
     assert estimator_style("my-plugin") != estimator_style("my-plugin-2")
+
+
+def test_the_shipped_vae_cases_estimators_have_distinct_colours():
+    """Every shipped VAE case (cases/vae-*.toml) draws its estimator families in pairwise
+    distinct colours (a family's variants, e.g. ``vae-reinforce(baseline=frozen)``, keep their
+    family's colour and get another line style); a VAE estimator is styled as its sbn
+    counterpart, ``vae-muprop``, ``-gumbel-rao`` and ``-rebar`` in the first-round slots of sbn
+    estimators the kind does not have (``estbench.report.style``)."""
+    import tomllib
+
+    from estbench.report.style import parse_label
+    from estbench.shipped import cases_dir
+
+    files = sorted(cases_dir().glob("vae-*.toml"))
+    assert len(files) >= 5
+    for file in files:
+        raw = tomllib.loads(file.read_text())
+        labels = [*raw.get("measure", {}).get("estimators", [])]
+        labels += [e for e in raw.get("compare", {}).get("estimators", []) if e != "exact"]
+        families = sorted({parse_label(label)[0] for label in labels})
+        assert families, file
+        colours = [estimator_style(name).color for name in families]
+        assert len(set(colours)) == len(families), (
+            file.name,
+            dict(zip(families, colours, strict=True)),
+        )
+    assert estimator_style("vae-reinforce") == estimator_style("reinforce")
+    assert estimator_style("vae-relax") == estimator_style("relax")
+    assert estimator_style("vae-muprop") == estimator_style("mean-field")
 
 
 def test_cli_report_rerenders_removes_stale_figures_and_names_a_bad_directory(

@@ -1,5 +1,5 @@
 """Exact path moments of the ``sbvae`` kind (``estbench.kinds.sbvae.moments``): the mean and
-variance of one draw of REINFORCE, MuProp and the straight-through family by enumerating the
+variance of one draw of REINFORCE, MuProp, LEG and the straight-through family by enumerating the
 latent states of each point, against brute-force enumeration point by point (1e-12), against
 Monte Carlo of the estimators' own draws, and through ``check_estimator``."""
 
@@ -35,9 +35,16 @@ PATH_SPECS = [
     "vae-st-tanh",
     "vae-st-slope(s=2.0, form=hard)",
     "vae-darn",
+    "vae-reinmax",
+    "vae-reinmax(tau=2.0)",
+    "vae-gst",
+    "vae-gst(form=p)",
+    "vae-zgr",
+    "vae-leg",
+    "vae-leg(path=keep)",
 ]
 NOT_PATH = ["vae-rloo", "vae-arm", "vae-disarm", "vae-rebar", "vae-concrete", "vae-st-gs",
-            "vae-gumbel-rao"]  # fmt: skip
+            "vae-gumbel-rao", "vae-arms", "vae-carms", "vae-tokui-sato", "vae-relax"]  # fmt: skip
 
 
 def _brute(est, pr, context):
@@ -197,7 +204,8 @@ def test_the_kinds_decoder_only_claim_covers_the_decoder_blocks():
     for pr in KIND.check_problems():
         m = pr.model
         blocks = KIND.reference(pr).blocks
-        for spec in ("vae-st", "vae-darn", "vae-st-gs", "vae-gumbel-rao", "vae-st-slope"):
+        for spec in ("vae-st", "vae-darn", "vae-st-gs", "vae-gumbel-rao", "vae-st-slope",
+                     "vae-reinmax", "vae-gst", "vae-zgr"):  # fmt: skip
             est = reg.create(spec)
             assert est.claim(m) == "decoder only"
             claimed = {b.name for b in blocks if est.unbiased_layers(m).issuperset(b.pairs)}

@@ -42,7 +42,8 @@ COLUMNS = {
 # Estimators whose derivation does not cover an ELBO (ProblemKind.refusals), each checked against
 # the formula spec (estimators.md, §4.4-4.6) and the paper's setting. LEG, Tokui-Sato and ARMS
 # are *not* here: their papers cover ELBOs (LEG is for variational inference; Tokui & Sato and
-# Dimitriev & Zhou evaluate on Bernoulli VAEs); they are not yet implemented for this kind.
+# Dimitriev & Zhou evaluate on Bernoulli VAEs), and this kind has them (vae-leg,
+# vae-tokui-sato, vae-arms).
 REFUSALS = {
     "psa": (
         "PSA (Shekhovtsov, Yanush & Flach, NeurIPS 2020, arXiv 2006.03143; spec §4.4) propagates "
@@ -422,9 +423,9 @@ class SbvaeKind(ProblemKind["VAEProblem", "SBVAE"]):
     def path_moments(
         self, estimator: Any, problem: VAEProblem, context: Any, max_paths: int
     ) -> Any:
-        """The path estimators' (``VAEPathEstimator``: REINFORCE, MuProp, the straight-through
-        family) exact moments, enumerating the 2^{sum n_k} latent states of each point
-        (``moments``); None for the others or over ``max_paths`` states per point."""
+        """The path estimators' (``VAEPathEstimator``: REINFORCE, MuProp, LEG, the
+        straight-through family) exact moments, enumerating the 2^{sum n_k} latent states of each
+        point (``moments``); None for the others or over ``max_paths`` states per point."""
         from .estimators.base import VAEPathEstimator
         from .moments import path_count, path_moments
 

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ....estimators.base import VarianceClaim
 from ..model import SBVAE, VAEProblem
-from .base import VAEEstimator, layer_uniforms, per_draw, sample, signal
+from .base import VAEEstimator, layer_uniforms, logit_estimates, sample, signal
 
 
 class _PairEstimator(VAEEstimator):
@@ -49,16 +49,7 @@ class _PairEstimator(VAEEstimator):
             branch = [*z[: k - 1], b1, *sample(m, b1, u, start=k + 1)]
             f1 = signal(m, X, branch)
             G.append((f1 - f2)[..., None] * self.pair_weight(alpha, u[k - 1], b1, z[k - 1]))
-        keep = self.keep
-
-        def surrogate(mm: SBVAE, zz: list[Tensor], gg: list[Tensor]) -> Tensor:
-            below = [X, *zz[:-1]]
-            total = mm.log_joint(X, zz) - keep * mm.log_posterior(X, zz)
-            for k in range(1, L + 1):
-                total = total + (gg[k - 1] * mm.encoder_logits(k, below[k - 1])).sum(-1)
-            return -total.mean(-1)
-
-        return per_draw(problem, surrogate, z, [g.detach() for g in G])
+        return logit_estimates(problem, z, G, self.keep)
 
 
 class VAEARM(_PairEstimator):

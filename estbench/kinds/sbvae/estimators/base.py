@@ -77,6 +77,35 @@ def per_draw(problem: VAEProblem, surrogate: Callable[..., Tensor], *batched: An
     return torch.cat([g[k].reshape(S, -1) for k in m.keys], 1)
 
 
+def logit_estimates(problem: VAEProblem, z: list[Tensor], G: list[Tensor], keep: float) -> Tensor:
+    """[S, P]: per draw, the gradient of the surrogate
+
+        -(1/N) sum_n [ sum_k G_k . alpha_k(z_{k-1}) + log p(x_n, z) - keep log q(z | x_n) ]
+
+    at the states z ([S, N, n_k] per layer) with the logit-gradient estimates G_k ([S, N, n_k],
+    held): G_k goes to the encoder through alpha_k = e_k at the *sampled* z_{k-1}, the decoder
+    gets its pathwise gradient at z, and the encoder's pathwise -grad_phi log q term is kept when
+    ``keep`` is 1. The assembly of every estimator that estimates the encoder's logit gradients
+    layer by layer (ARM, DisARM, ARMS, CARMS, Tokui-Sato, LEG)."""
+    X, L = problem.X, problem.model.n_latent
+
+    def surrogate(mm: SBVAE, zz: list[Tensor], gg: list[Tensor]) -> Tensor:
+        below = [X, *zz[:-1]]
+        total = mm.log_joint(X, zz) - keep * mm.log_posterior(X, zz)
+        for k in range(1, L + 1):
+            total = total + (gg[k - 1] * mm.encoder_logits(k, below[k - 1])).sum(-1)
+        return -total.mean(-1)
+
+    return per_draw(problem, surrogate, z, [g.detach() for g in G])
+
+
+def flips(z: Tensor) -> Tensor:
+    """[n, *z.shape]: z ([..., n], 0/1) with unit j toggled, for each j = 0..n-1 (leading)."""
+    n = z.shape[-1]
+    eye = torch.eye(n, dtype=z.dtype, device=z.device).reshape(n, *[1] * (z.dim() - 1), n)
+    return (z - eye).abs()
+
+
 def held(model: SBVAE, *, encoder: bool, decoder: bool) -> SBVAE:
     """``model`` with the encoder's (``q_*``) and/or the decoder's (``p_*``, the prior included)
     parameters detached: a function of them evaluated on this copy passes no gradient to them

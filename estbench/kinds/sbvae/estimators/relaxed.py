@@ -35,9 +35,12 @@ TAU = Hyper(
 )
 
 
-def relaxed_states(model: SBVAE, x: Tensor, noise: list[Tensor], tau: float) -> list[Tensor]:
+def relaxed_states(
+    model: SBVAE, x: Tensor, noise: list[Tensor], tau: float | Tensor
+) -> list[Tensor]:
     """z~_k = sigmoid((e_k(z~_{k-1}) + L_k) / tau), z~_0 = x, for the logistic noises ``noise``
-    (L_k per layer): every latent layer relaxed, the relaxed values fed upwards."""
+    (L_k per layer): every latent layer relaxed, the relaxed values fed upwards (``tau`` a
+    tensor for RELAX's learned temperature)."""
     below, out = x, []
     for k in range(1, model.n_latent + 1):
         below = torch.sigmoid((model.encoder_logits(k, below) + noise[k - 1]) / tau)
