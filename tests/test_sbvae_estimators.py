@@ -35,6 +35,8 @@ def test_the_kind_registers_every_family():
     assert set(SPECS) == {
         "vae-reinforce",
         "vae-rloo",
+        "vae-dcv",
+        "vae-rodeo",
         "vae-arm",
         "vae-disarm",
         "vae-arms",
