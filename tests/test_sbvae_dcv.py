@@ -99,6 +99,8 @@ def test_registered_with_cost_and_claims():
     m1, m2 = PROBLEMS[0].model, PROBLEMS[1].model
     assert create("vae-dcv").evals_per_draw(m2) == 4 == create("vae-rloo(K=4)").evals_per_draw(m2)
     assert create("vae-rodeo(k=6)").evals_per_draw(m1) == 6
+    assert create("vae-dcv(form=layer)").evals_per_draw(m2) == 1 + 3 * 2  # 1 + (K - 1) L
+    assert create("vae-rodeo(k=2, form=layer)").evals_per_draw(m1) == 2
     for name in ("vae-dcv", "vae-rodeo"):
         est = create(name)
         assert est.claim(m2) == "yes" and est.family == "score-function"
@@ -126,6 +128,27 @@ def test_zero_coefficients_are_vae_rloo_draw_for_draw(index, path):
     u = rodeo.uniforms(pr, 300, torch.Generator().manual_seed(4))
     control = random_control(rodeo, pr, seed=1, alpha=0.0, beta=0.0)
     torch.testing.assert_close(rodeo.estimates(pr, u, control), want, rtol=1e-12, atol=1e-13)
+    # form=layer: the two agree with each other (per-layer RLOO, common random numbers above)
+    dcv_l = VAEDoubleCV(k=K, form="layer", path=path)
+    rodeo_l = VAERODEO(k=K, hidden=5, form="layer", path=path)
+    torch.testing.assert_close(
+        rodeo_l.estimates(pr, u, control), dcv_l.estimates(pr, u, None), rtol=1e-12, atol=1e-13
+    )
+
+
+@pytest.mark.parametrize("index", [0, 2])
+def test_one_layer_forms_share_the_encoder_gradient(index):
+    """One latent layer: ``form=layer``'s K samples are ``form=path``'s K paths (the same
+    upstream x), so on the same uniforms the encoder gradients agree; the decoder's is the K
+    paths' mean or the base path's."""
+    pr = PROBLEMS[index]
+    alpha = torch.tensor([0.8], dtype=torch.float64)
+    path, layer = VAEDoubleCV(k=3), VAEDoubleCV(k=3, form="layer")
+    u = path.uniforms(pr, 200, torch.Generator().manual_seed(6))
+    enc = encoder_factor_index(pr.model, 1)
+    a, b = path.estimates(pr, u, alpha), layer.estimates(pr, u, alpha)
+    torch.testing.assert_close(a[:, enc], b[:, enc], rtol=1e-12, atol=1e-13)
+    assert float((a - b).abs().max()) > 1e-3
 
 
 # ---- one latent layer: exact means by enumerating the K paths ----------------------------------
@@ -148,23 +171,25 @@ def enumerated_mean(est, pr: VAEProblem, context) -> torch.Tensor:
     return (weight[:, None] * est.estimates(pr, [u], context)).sum(0)
 
 
+@pytest.mark.parametrize("form", ["path", "layer"])
 @pytest.mark.parametrize("path", ["drop", "keep"])
 @pytest.mark.parametrize("K", [2, 3])
 @pytest.mark.parametrize("index", [0, 2])
-def test_one_layer_exactly_unbiased(index, K, path):
+def test_one_layer_exactly_unbiased(index, K, path, form):
     full = PROBLEMS[index]
     alpha = torch.tensor([0.8], dtype=torch.float64)
     for point in (0, 1):
         x = full.X[point : point + 1]
         pr = VAEProblem.create(full.model, x, x.new_zeros(1, 0))
         g = exact(pr)
-        assert rel(enumerated_mean(VAEDoubleCV(k=K, path=path), pr, alpha), g) < 1e-10
-        rodeo = VAERODEO(k=K, hidden=6, path=path)
+        kw = dict(k=K, path=path, form=form)
+        assert rel(enumerated_mean(VAEDoubleCV(**kw), pr, alpha), g) < 1e-10
+        rodeo = VAERODEO(hidden=6, **kw)
         control = random_control(rodeo, pr, seed=2 + point)
         assert rel(enumerated_mean(rodeo, pr, control), g) < 1e-10
         # the negative controls are biased
-        assert rel(enumerated_mean(DCVWrongSign(k=K, path=path), pr, alpha), g) > 1e-3
-        wrong = RODEOCurrentStateWeight(k=K, hidden=6, path=path)
+        assert rel(enumerated_mean(DCVWrongSign(**kw), pr, alpha), g) > 1e-3
+        wrong = RODEOCurrentStateWeight(hidden=6, **kw)
         assert rel(enumerated_mean(wrong, pr, control), g) > 1e-3
 
 
@@ -187,7 +212,7 @@ def test_fitted_alpha_is_nonzero_in_every_layer_and_reproducible():
 
 
 @pytest.mark.parametrize("index", [1, 2])
-@pytest.mark.parametrize("spec", ["vae-dcv", "vae-dcv(k=3, path=keep)"])
+@pytest.mark.parametrize("spec", ["vae-dcv", "vae-dcv(k=3, path=keep)", "vae-dcv(form=layer)"])
 def test_dcv_is_unbiased(index, spec):
     """With alpha fitted from the generator's pilot draws (default ``warmup``)."""
     pr = PROBLEMS[index]
@@ -197,28 +222,30 @@ def test_dcv_is_unbiased(index, spec):
 
 
 @pytest.mark.parametrize("index", [1, 2])
-@pytest.mark.parametrize("path", ["drop", "keep"])
-def test_rodeo_is_unbiased_for_a_random_control(index, path):
+@pytest.mark.parametrize(("path", "form"), [("drop", "path"), ("keep", "path"), ("drop", "layer")])
+def test_rodeo_is_unbiased_for_a_random_control(index, path, form):
     """Unbiased for every control, so a random one (nonzero alpha, beta, phi) is tested; the
     trained ones by the conformance checks."""
     pr = PROBLEMS[index]
-    est = VAERODEO(k=3, hidden=6, path=path)
+    est = VAERODEO(k=3, hidden=6, path=path, form=form)
     control = random_control(est, pr, seed=3)
     draws = est.draw(pr, S, generator=torch.Generator().manual_seed(11), context=control)
     passed, detail = unbiased(draws, exact(pr))
-    assert passed, f"vae-rodeo(path={path}) on problem {index}: {detail}"
+    assert passed, f"vae-rodeo(path={path}, form={form}) on problem {index}: {detail}"
 
 
-def test_negative_controls_are_rejected():
+@pytest.mark.parametrize("form", ["path", "layer"])
+def test_negative_controls_are_rejected(form):
     """The same harness, draws and seed reject the sign-flipped DCV correction (alpha = -1) and
     RODEO's Stein operator with the current state's weight, on the two-layer VAE."""
     pr = PROBLEMS[1]
     g = exact(pr)
     gen = torch.Generator().manual_seed(11)
     alpha = torch.full((2,), -1.0, dtype=torch.float64)
-    passed, detail = unbiased(DCVWrongSign().draw(pr, S, generator=gen, context=alpha), g)
+    dcv = DCVWrongSign(form=form)
+    passed, detail = unbiased(dcv.draw(pr, S, generator=gen, context=alpha), g)
     assert not passed, detail
-    est = RODEOCurrentStateWeight(k=3, hidden=6)
+    est = RODEOCurrentStateWeight(k=3, hidden=6, form=form)
     control = random_control(est, pr, seed=3)
     passed, detail = unbiased(est.draw(pr, S, generator=gen, context=control), g)
     assert not passed, detail
@@ -250,7 +277,13 @@ def test_lower_encoder_variance_than_vae_rloo_at_equal_cost(spec):
 
 
 @pytest.mark.parametrize(
-    "spec", ["vae-dcv(k=3, path=keep)", "vae-rodeo(k=3, hidden=8, train_steps=20, path=keep)"]
+    "spec",
+    [
+        "vae-dcv(k=3, path=keep)",
+        "vae-dcv(form=layer)",
+        "vae-rodeo(k=3, hidden=8, train_steps=20, path=keep)",
+        "vae-rodeo(form=layer, hidden=8, train_steps=10)",
+    ],
 )
 def test_conformance_of_further_configurations(spec):
     check_estimator(spec)

@@ -5,10 +5,10 @@ control variates (``vae-dcv``; Titsias & Shi, AISTATS 2022) and discrete Stein o
 their single-layer argument and the provenance from the authors' code) on the model both papers
 are stated for: a VAE with Bernoulli latent layers, f(z) = log p(x, z) - log q(z | x).
 
-The form is the sbn kind's ``form=path``, on ``vae-rloo``'s samples: K independent latent paths
-z^(1..K) ~ q(z | x_n) per data point from uniforms u ([S, K, N, n_k] per layer, drawn as
-``vae-rloo`` draws them), f_i = f(x_n, z^(i)) with every parameter held. For latent layer k,
-sample i is path i's state b_i = z_k^(i) with its own upstream z_{k-1}^(i), logits
+Two deep forms (``form``), the sbn kind's. ``form=path`` (default), on ``vae-rloo``'s samples: K
+independent latent paths z^(1..K) ~ q(z | x_n) per data point from uniforms u ([S, K, N, n_k] per
+layer, drawn as ``vae-rloo`` draws them), f_i = f(x_n, z^(i)) with every parameter held. For
+latent layer k, sample i is path i's state b_i = z_k^(i) with its own upstream z_{k-1}^(i), logits
 alpha_i = e_k(z_{k-1}^(i)), p_i = sigmoid(alpha_i), the score s_i = d log q(b_i | z_{k-1}^(i)) /
 d alpha_i = b_i - p_i and F'(alpha_i) = p_i (1 - p_i) (the logistic noise of the sbn kind's
 formulas); the gradient of sample i with respect to its bits is
@@ -38,8 +38,21 @@ one backward pass of f to the bits per path. With the control variates' coeffici
 are ``vae-rloo(K=k)``, draw for draw on the same noise and, with nothing fitted or trained
 (``warmup=0``, ``train_steps=0``), from the same generator (tested).
 
-Not here: the sbn kind's ``form=layer`` (K samples per layer at a base path with common random
-numbers above) and its ``grad=st`` (a total derivative through the layers above).
+``form=layer`` (the sbn kind's, and the authors' hierarchical-VAE code's: thjashin/rodeo
+``networks_multilayer.py``, per layer the upstream sample fixed, K samples of that layer, the rest
+of the path sampled above): a base path z from the uniforms u_{k,0} (sample 0 of every layer);
+for latent layer k, K samples b_{k,i} = 1[u_{k,i} < sigmoid(e_k(z_{k-1}))] at the base path's
+z_{k-1} (sample 0 is the base path's own z_k), each continued to z_L with the base path's
+uniforms u_{j,0}, j > k (common random numbers, so branch 0 is the base path), f_i = f of branch
+i and g_i = d f / d z_k there (the same partial derivative). Given u_{>k}, f is a fixed function
+of layer k's states and the K samples are i.i.d. from q(z_k | z_{k-1}) and independent of u_{>k},
+so the single-layer estimator (unbiased for any f) is unbiased for d E[f | z_{<k}] / d alpha_k,
+every layer. The K summands' mean G_k goes to the encoder through e_k at the base z_{k-1}; the
+decoder's pathwise gradient (and the kept -log q term) are the base path's. Cost: 1 + (K - 1) L
+evaluations of f per draw. With one latent layer the two forms' encoder gradients are the same
+on the same uniforms (tested); the decoder's is the K paths' mean (``path``) or the base path's.
+
+Not here: the sbn kind's ``grad=st`` (a total derivative through the layers above).
 """
 
 from __future__ import annotations
@@ -80,6 +93,17 @@ def encoder_factor_index(model: SBVAE, k: int) -> Tensor:
     return torch.cat(out)
 
 
+def samples_of(b: Tensor, a: Tensor, f: Tensor, grad: Tensor) -> LayerSamples:
+    """The sbn kind's ``LayerSamples`` of one latent layer's K samples: states b, logits a
+    ([S, K, N, n_k]), f [S, K, N] and d f / d z_k [S, K, N, n_k]; logistic units, so the score
+    is b - p and F'(a) = p (1 - p)."""
+    p = torch.sigmoid(a)
+    q = 1 - p
+    return LayerSamples(
+        bits=b, a=a, p=p, q=q, pdf=p * q, f=f, grad=grad, score=b - p, score_flip=1 - b - p
+    )
+
+
 class VAELooControlVariates(VAEEstimator):
     """K independent latent paths per point (module docstring); subclasses turn each latent
     layer's ``LayerSamples`` into per-sample logit gradients [S, K, N, n_k], which ``assemble``
@@ -87,11 +111,19 @@ class VAELooControlVariates(VAEEstimator):
 
     hyperparameters = {
         **VAEEstimator.hyperparameters,
-        "k": Hyper(4, int, minimum=2, help="latent paths per point (K >= 2)"),
+        "k": Hyper(4, int, minimum=2, help="samples (paths, or per layer) (K >= 2)"),
+        "form": Hyper(
+            "path",
+            str,
+            choices=("path", "layer"),
+            help="K independent latent paths (K evaluations, as vae-rloo), or K samples per layer "
+            "at a base path's upstream with common random numbers above (1 + (K-1) L)",
+        ),
     }
 
     def evals_per_draw(self, model: SBVAE) -> float:
-        return float(self.params["k"])
+        K = self.params["k"]
+        return float(K) if self.params["form"] == "path" else 1.0 + (K - 1) * model.n_latent
 
     def bytes_per_draw(self, problem: VAEProblem) -> int:
         """The base class's (it counts the K evaluations) and the K samples' per-unit tensors."""
@@ -107,8 +139,12 @@ class VAELooControlVariates(VAEEstimator):
     def samples(
         self, problem: VAEProblem, u: list[Tensor]
     ) -> tuple[list[Tensor], list[LayerSamples]]:
-        """The K paths' states z ([S, K, N, n_k] per layer) and every layer's ``LayerSamples``."""
+        """The states the encoder's logits and the pathwise terms are taken at -- the K paths
+        ([S, K, N, n_k] per layer, ``form=path``) or the base path ([S, 1, N, n_k], ``layer``) --
+        and every layer's ``LayerSamples`` ([S, K, N, n_k]; module docstring)."""
         m, X = problem.model, problem.X
+        if self.params["form"] == "layer":
+            return self.layer_samples(problem, u)
         z = sample(m, X, u)
         f = signal(m, X, z).detach()  # [S, K, N]
         grads = bit_gradients(m, X, z)
@@ -117,31 +153,40 @@ class VAELooControlVariates(VAEEstimator):
         for k in range(1, m.n_latent + 1):
             b = z[k - 1]
             a = m.encoder_logits(k, below[k - 1]).detach().expand_as(b)
-            p = torch.sigmoid(a)
-            q = 1 - p
-            out.append(
-                LayerSamples(
-                    bits=b,
-                    a=a,
-                    p=p,
-                    q=q,
-                    pdf=p * q,
-                    f=f,
-                    grad=grads[k - 1],
-                    score=b - p,
-                    score_flip=1 - b - p,
-                )
-            )
+            out.append(samples_of(b, a, f, grads[k - 1]))
+        return z, out
+
+    def layer_samples(
+        self, problem: VAEProblem, u: list[Tensor]
+    ) -> tuple[list[Tensor], list[LayerSamples]]:
+        """``samples`` for ``form=layer``: the base path from u[:, 0] and per layer the K
+        branches continued with the base path's uniforms above (module docstring)."""
+        m, X = problem.model, problem.X
+        base_u = [t[:, :1] for t in u]  # [S, 1, N, n_k]
+        z = sample(m, X, base_u)
+        below = [X, *z[:-1]]
+        out = []
+        for k in range(1, m.n_latent + 1):
+            alpha = m.encoder_logits(k, below[k - 1]).detach()  # [S, 1, N, n_k] (or [N, n_1])
+            b = (u[k - 1] < torch.sigmoid(alpha)).to(X.dtype)  # [S, K, N, n_k]
+            branch = [*(t.expand(*b.shape[:2], *t.shape[2:]) for t in z[: k - 1]), b]
+            branch += sample(m, b, base_u, start=k + 1)
+            f = signal(m, X, branch).detach()
+            grad = bit_gradients(m, X, branch)[k - 1]
+            out.append(samples_of(b, alpha.expand_as(b), f, grad))
         return z, out
 
     def assemble(
         self, problem: VAEProblem, z: list[Tensor], G: list[Tensor], pathwise: bool = True
     ) -> Tensor:
         """[S, P]: the gradient of the surrogate of the module docstring per draw, from the
-        per-sample logit gradients G ([S, K, N, n_k] per layer, held for the model's parameters
+        per-sample logit gradients G ([S, K, N, n_k] per layer; ``form=layer``: their mean over
+        K at the base path z [S, 1, N, n_k]), held for the model's parameters
         but not detached: RODEO's training differentiates through them); without the decoder's
         and the kept pathwise terms when ``pathwise`` is False."""
         X, keep = problem.X, self.keep
+        if self.params["form"] == "layer":  # the K summands' mean, at the base path
+            G = [g.mean(1, keepdim=True) for g in G]
 
         def surrogate(mm: SBVAE, zz: list[Tensor], gg: list[Tensor]) -> Tensor:
             below = [X, *zz[:-1]]
@@ -166,7 +211,7 @@ class VAELooControlVariates(VAEEstimator):
 class VAEDoubleCV(VAELooControlVariates):
     """Double control variates (DCV; Titsias & Shi, AISTATS 2022) for the negative ELBO: RLOO
     over K latent paths whose leave-one-out baseline gets a second, Taylor-based control variate
-    with a coefficient alpha_k per latent layer; the sbn kind's ``dcv`` (``form=path``) with the
+    with a coefficient alpha_k per latent layer; the sbn kind's ``dcv`` (both forms) with the
     VAE's samples (module docstring: b_i, p_i, s_i = b_i - p_i, f_i, g_i = d f / d z_k).
 
     For latent layer k, with gbar_{-i} = (1/(K-1)) sum_{j != i} g_j and c_i = gbar_{-i} .
@@ -182,7 +227,9 @@ class VAEDoubleCV(VAELooControlVariates):
     path i's upstream E[(b_i - p_i)(b_i - p_i)^T] = diag(p_i (1 - p_i)), so E[c_i s_i | the rest]
     = gbar_{-i} * p_i (1 - p_i), the term subtracted; in the baseline, c_j has mean 0 over b_j
     given path j's upstream and the other paths (gbar_{-j} does not involve path j), and s_i
-    does not depend on path j. alpha = 0 is ``vae-rloo(K=k)`` draw for draw.
+    does not depend on path j (``form=layer``: the same, given u_{>k}, for the K samples of the
+    layer at the base path's upstream). alpha = 0 is ``vae-rloo(K=k)`` draw for draw
+    (``form=path``).
 
     alpha_k: as the sbn ``dcv``, fitted once per ``draw`` call from ``warmup`` pilot draws (from
     the run's generator, before the measured draws, so these are unbiased given alpha) to
@@ -191,9 +238,10 @@ class VAEDoubleCV(VAELooControlVariates):
     alpha_k = -sum <A, B> / sum |B|^2 (0 where B = 0); ``warmup=0`` keeps alpha = 0 (the
     authors' initial value).
 
-    Claim: unbiased ("yes") in every parameter, any depth, linear or tanh. Cost
-    (``evals_per_draw``): K evaluations of f per draw, as ``vae-rloo``, plus one backward pass
-    of f to the bits per path and, once per ``draw`` call, ``warmup`` pilot draws.
+    Claim: unbiased ("yes") in every parameter, any depth, linear or tanh, both forms. Cost
+    (``evals_per_draw``): K evaluations of f per draw (``form=path``, as ``vae-rloo``) or
+    1 + (K - 1) L (``form=layer``), plus one backward pass of f to the bits per path or branch
+    and, once per ``draw`` call, ``warmup`` pilot draws.
     Reference: Titsias & Shi, "Double control variates for gradient estimation in discrete latent
     variable models", AISTATS 2022 (PMLR 151:6134-6151), arXiv 2111.05300. UNVERIFIED: the
     paper's equation numbers (as in the sbn kind: its text could not be read, only its
@@ -209,10 +257,11 @@ class VAEDoubleCV(VAELooControlVariates):
     reference = "Titsias & Shi, AISTATS 2022, arXiv 2111.05300 (double control variates)"
     verified = (
         "one latent layer: the mean over every joint state of the K paths' latent states equals "
-        "the exact gradient to 1e-10 (linear and tanh, K = 2 and 3, path dropped and kept, "
-        "α = 0.8); α = 0 is `vae-rloo` draw for draw; statistically unbiased on the two-layer "
-        "VAE with the fitted α; conformance check; negative control: the correction's sign "
-        "flipped (exact and statistical)"
+        "the exact gradient to 1e-10 (linear and tanh, K = 2 and 3, path dropped and kept, both "
+        "forms, α = 0.8); α = 0 is `vae-rloo` draw for draw (`form=path`); statistically "
+        "unbiased on the two-layer and tanh VAEs with the fitted α (both forms); lower encoder "
+        "variance than `vae-rloo` at the same K (paired, z < −3.09); conformance check; negative "
+        "control: the correction's sign flipped (exact and statistical)"
     )
     tests = ("tests/test_sbvae_dcv.py",)
     hyperparameters = {
@@ -255,7 +304,7 @@ class VAEDoubleCV(VAELooControlVariates):
 class VAERODEO(VAELooControlVariates):
     """RODEO (Shi, Zhou, Hwang, Titsias & Mackey, NeurIPS 2022) for the negative ELBO: RLOO over
     K latent paths with control variates from a discrete Stein operator, built from the other
-    paths and learned online; the sbn kind's ``rodeo`` (``form=path``) with the VAE's samples
+    paths and learned online; the sbn kind's ``rodeo`` (both forms) with the VAE's samples
     (module docstring: b_i, p_i, s_i = b_i - p_i, f_i, g_i = d f / d z_k).
 
     For latent layer k, with w_d = q_i(1 - b_{i,d}) the probability of unit d's other state, A
@@ -273,8 +322,9 @@ class VAERODEO(VAELooControlVariates):
     assembled as the module docstring states. Unbiased for every (alpha, beta, phi): RLOO's
     terms; h_j involves no quantity of path j, so (A h_j^0)(b_j) has mean 0 over b_j given path
     j's upstream and the other paths, and s_i does not depend on path j; h_i involves none of
-    path i, so (A [h_i^1 s])(b_i) has mean 0 over b_i given path i's upstream. With alpha =
-    beta = 0 it is ``vae-rloo(K=k)`` draw for draw.
+    path i, so (A [h_i^1 s])(b_i) has mean 0 over b_i given path i's upstream (``form=layer``:
+    the same, given u_{>k}). With alpha = beta = 0 it is ``vae-rloo(K=k)`` draw for draw
+    (``form=path``) and ``vae-dcv(form=layer)`` at alpha = 0 (``form=layer``).
 
     Training, as ``vae-relax`` and the sbn ``rodeo``: alpha_k = beta_k = 0 (the authors') and
     phi_k's weights Glorot-uniform from the draw call's generator (biases 0), then
@@ -284,11 +334,12 @@ class VAERODEO(VAELooControlVariates):
     nothing drawn (phi = 0, unused at alpha = beta = 0), so ``vae-rodeo(train_steps=0)`` is
     ``vae-rloo(K=k)`` from the same generator, draw for draw.
 
-    Claim: unbiased ("yes") in every parameter, any depth, linear or tanh. Cost
-    (``evals_per_draw``): K evaluations of f per draw, as ``vae-rloo`` (the abstract's "do not
-    require extra evaluations of the target function"), one backward pass of f to the bits per
-    path, phi on K (K-1) (n_k + 1) inputs per point and layer; training, once per ``draw``
-    call: train_steps x train_draws draws with a backward pass each (into the control).
+    Claim: unbiased ("yes") in every parameter, any depth, linear or tanh, both forms. Cost
+    (``evals_per_draw``): K evaluations of f per draw (``form=path``, as ``vae-rloo``: the
+    abstract's "do not require extra evaluations of the target function") or 1 + (K - 1) L
+    (``form=layer``), one backward pass of f to the bits per path or branch, phi on
+    K (K-1) (n_k + 1) inputs per point and layer; training, once per ``draw`` call: train_steps x
+    train_draws draws with a backward pass each (into the control).
     Reference: Shi, Zhou, Hwang, Titsias & Mackey, "Gradient estimation with discrete Stein
     operators", NeurIPS 2022, arXiv 2202.09497. UNVERIFIED: the paper's equation numbers (as in
     the sbn kind: only its abstract could be read); the formula is the authors' code's.
@@ -304,10 +355,12 @@ class VAERODEO(VAELooControlVariates):
     verified = (
         "one latent layer: the mean over every joint state of the K paths' latent states equals "
         "the exact gradient to 1e-10 with a random control network and α, β ≠ 0 (linear and "
-        "tanh, K = 2 and 3, path dropped and kept); zero coefficients (`train_steps=0`) are "
-        "`vae-rloo` draw for draw from the same generator; statistically unbiased on the "
-        "two-layer VAE for a random control; conformance check (trained); negative control: "
-        "the Stein operator weighted by the current state's probability (exact and statistical)"
+        "tanh, K = 2 and 3, path dropped and kept, both forms); zero coefficients "
+        "(`train_steps=0`) are `vae-rloo` draw for draw from the same generator (`form=path`) "
+        "and `vae-dcv` at α = 0 (`form=layer`); statistically unbiased on the two-layer and tanh "
+        "VAEs for a random control; trained, lower encoder variance than `vae-rloo` at the same "
+        "K (paired, z < −3.09); conformance check (trained); negative control: the Stein "
+        "operator weighted by the current state's probability (exact and statistical)"
     )
     tests = ("tests/test_sbvae_dcv.py",)
     hyperparameters = {
