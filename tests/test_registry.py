@@ -386,6 +386,7 @@ def test_weight_estimators_are_builtins_with_their_problem_kind():
         "weight-carms",
         "weight-reinmax",
         "weight-gst",
+        "weight-dcv",
     )
     for name in names:
         assert reg[name].source == "estbench" and reg[name].cls.problem == "weights"
