@@ -387,6 +387,7 @@ def test_weight_estimators_are_builtins_with_their_problem_kind():
         "weight-reinmax",
         "weight-gst",
         "weight-dcv",
+        "weight-rodeo",
     )
     for name in names:
         assert reg[name].source == "estbench" and reg[name].cls.problem == "weights"

@@ -1,4 +1,5 @@
-"""Double control variates for stochastic binary weights (issue 19): ``weight-dcv``.
+"""Double control variates and RODEO for stochastic binary weights (issue 19): ``weight-dcv`` and
+``weight-rodeo``.
 
 * exact: with sign activations the only randomness is the weights' K i.i.d. samples per group;
   the estimator depends on them only through their bits, so the mean is a finite sum over every
@@ -9,6 +10,10 @@
 * statistical unbiasedness with stochastic activations and the fitted alpha (per-coordinate z,
   Bonferroni, false-fail rate 1e-3 per test, fixed seeds), both weight modes, the hard-sigmoid
   weight noise; the negative control rejected by the same harness;
+* ``weight-rodeo``: exact in the same way with a random control network and alpha, beta != 0; the
+  zero control is ``weight-dcv`` at alpha = 0 draw for draw; statistically unbiased with a trained
+  control; negative control (the Stein operator weighted by the current state's probability)
+  fails the exact test;
 * cost, reproducibility and conformance (``check_estimator``).
 """
 
@@ -22,7 +27,7 @@ import torch
 from estbench.estimators import get_estimator
 from estbench.kinds.sbn.estimators.loo_cv import leave_one_out_mean
 from estbench.kinds.weights.exact import exact_gradient
-from estbench.kinds.weights.loo_cv import WeightDoubleCV
+from estbench.kinds.weights.loo_cv import WeightDoubleCV, WeightRODEO
 from estbench.kinds.weights.model import WeightProblem
 from estbench.kinds.weights.paths import Uniforms
 from estbench.testing import check_estimator
@@ -65,7 +70,7 @@ def exact_problem() -> WeightProblem:
     )
 
 
-def pattern_mean(estimator, problem: WeightProblem, alphas: torch.Tensor) -> torch.Tensor:
+def pattern_mean(estimator, problem: WeightProblem, alphas) -> torch.Tensor:
     """E[g] = sum over the K-bit states of every weight (i.i.d.) of P(state) g(state); the
     uniform of a one is p/2, of a zero (1 + p)/2 (per-point weights: the same for every point)."""
     m, K = problem.model, estimator.params["k"]
@@ -176,12 +181,13 @@ def test_negative_control_fails_the_statistical_test():
 def test_cost_and_claims():
     stochastic = net("logistic-01")  # 1 Bernoulli pair, 2 stochastic layers: 3 groups
     sign = net("sign-pm1")  # 2 Bernoulli pairs, no stochastic layer
-    est = get_estimator("weight-dcv")
-    assert est.evals_per_draw(stochastic.model) == 1 + 3 * 3
-    assert get_estimator("weight-dcv(k=2)").evals_per_draw(sign.model) == 1 + 2
-    assert est.wrt == "eta" and est.family == "score-function"
-    model = stochastic.model
-    assert est.unbiased_layers(model) == frozenset(range(model.depth + 1))
+    for name in ("weight-dcv", "weight-rodeo"):
+        est = get_estimator(name)
+        assert est.evals_per_draw(stochastic.model) == 1 + 3 * 3
+        assert get_estimator(f"{name}(k=2)").evals_per_draw(sign.model) == 1 + 2
+        assert est.wrt == "eta" and est.family == "score-function"
+        model = stochastic.model
+        assert est.unbiased_layers(model) == frozenset(range(model.depth + 1))
 
 
 def test_reproducible_and_chunked():
@@ -194,6 +200,73 @@ def test_reproducible_and_chunked():
     assert small.shape == a.shape and torch.isfinite(small).all()
 
 
-@pytest.mark.parametrize("spec", ["weight-dcv", "weight-dcv(k=2, weights=per-point)"])
+# ---- RODEO ------------------------------------------------------------------------------------
+
+
+class CurrentStateStein(WeightRODEO):
+    """Negative control: the Stein operator weighted by the current state's probability."""
+
+    def sbn_rodeo(self):
+        rodeo = super().sbn_rodeo()
+        rodeo.flip_probability = lambda s: torch.where(s.bits == 1, s.p, s.q)
+        return rodeo
+
+
+def random_control(est: WeightRODEO, problem: WeightProblem):
+    control = est.random_control(problem, gen(7))
+    G = control.alpha.numel()
+    control.alpha = torch.linspace(0.5, 1.5, G, dtype=F64)
+    control.beta = torch.linspace(-0.7, 0.9, G, dtype=F64)
+    control.c = 0.3 * torch.randn(control.c.shape, generator=gen(8), dtype=F64)
+    return control
+
+
+@pytest.mark.parametrize(
+    ("k", "mode"), [(3, "shared"), (2, "per-point")], ids=["k3-shared", "k2-per-point"]
+)
+def test_rodeo_exactly_unbiased_over_every_joint_state(k, mode):
+    pr = exact_problem()
+    est = WeightRODEO(k=k, weights=mode, hidden=8)
+    control = random_control(est, pr)
+    exact = exact_gradient(pr.model, pr.X, pr.Y).flat()
+    mean = pattern_mean(est, pr, control)
+    torch.testing.assert_close(mean, exact, rtol=0, atol=1e-10)
+    noise = est.sample_noise(pr, 50, gen(1))
+    zero = est.estimate(pr, noise, est.zero_control(pr))
+    assert float((est.estimate(pr, noise, control) - zero).abs().max()) > 1e-3
+    wrong = CurrentStateStein(k=k, weights=mode, hidden=8)
+    assert float((pattern_mean(wrong, pr, control) - exact).abs().max()) > 1e-2
+
+
+@pytest.mark.parametrize(("name", "mode"), [("logistic-01", "shared"), ("sign-pm1", "per-point")])
+def test_rodeo_zero_control_is_dcv_at_alpha_zero(name, mode):
+    pr = net(name, n_points=3)
+    a = get_estimator(with_mode("weight-rodeo(train_steps=0)", mode)).draw(
+        pr, 100, generator=gen(4)
+    )
+    b = get_estimator(with_mode("weight-dcv(warmup=0)", mode)).draw(pr, 100, generator=gen(4))
+    assert float(a.abs().max()) > 1e-3
+    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_rodeo_trained_is_statistically_unbiased():
+    pr = net("gaussian-pm1")
+    exact = exact_gradient(pr.model, pr.X, pr.Y).flat()
+    est = get_estimator("weight-rodeo(train_steps=20, hidden=8)")
+    control = est.prepare(pr, gen(3))
+    assert float(control.alpha.abs().max()) > 0  # trained
+    draws = est.draw(pr, S_DRAWS, generator=gen(11), context=control)
+    z, threshold = z_test(draws, exact)
+    assert z < threshold, (z, threshold)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "weight-dcv",
+        "weight-dcv(k=2, weights=per-point)",
+        "weight-rodeo(train_steps=10, hidden=8)",
+    ],
+)
 def test_conformance(spec):
     check_estimator(spec)

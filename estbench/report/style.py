@@ -89,6 +89,7 @@ SLOTS = (
     "weight-reinmax",
     "weight-gst",
     "weight-dcv",
+    "weight-rodeo",
 )
 # The VAE kind's styles (module docstring): "vae-" + an sbn name is styled as that name, except
 # these, which take the first-round slots of sbn estimators the kind lacks or refuses. The "vae-"

@@ -7,7 +7,7 @@ point weight marginals by a lattice DP, then the layer-wise forward algorithm), 
 and enumerated forward passes, exact moments of path estimators), ``estimators`` (REINFORCE, ST,
 BinaryConnect variants, ARM, DisARM), ``relaxed`` (the relaxation family: weight Concrete, ST
 Gumbel-Softmax, Gumbel-Rao), ``multisample`` (ARMS, CARMS), ``logit_st`` (ReinMax, gapped
-straight-through), ``loo_cv`` (double control variates), ``checkpoint`` (saving and loading
+straight-through), ``loo_cv`` (DCV, RODEO), ``checkpoint`` (saving and loading
 weight networks).
 """
 
@@ -24,7 +24,7 @@ from .estimators import (
 )
 from .exact import WeightExactResult, exact_gradient, exact_loss, lattice_distribution
 from .logit_st import WeightGappedST, WeightReinMax
-from .loo_cv import WeightDoubleCV
+from .loo_cv import WeightDoubleCV, WeightRODEO
 from .model import WeightProblem, WeightSBN, random_weight_sbn
 from .multisample import WeightARMS, WeightCARMS
 from .paths import path_moments, sample_path
@@ -47,6 +47,7 @@ __all__ = [
     "WeightPathEstimator",
     "WeightProblem",
     "WeightReinMax",
+    "WeightRODEO",
     "WeightReinforce",
     "WeightSBN",
     "WeightStraightThrough",

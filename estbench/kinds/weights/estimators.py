@@ -625,7 +625,7 @@ class WeightDisARM(DisARMPairs, _PairEstimator):
 # The relaxation family and the estimators of issue 19 build on the helpers above, hence the
 # late imports.
 from .logit_st import WeightGappedST, WeightReinMax  # noqa: E402
-from .loo_cv import WeightDoubleCV  # noqa: E402
+from .loo_cv import WeightDoubleCV, WeightRODEO  # noqa: E402
 from .multisample import WeightARMS, WeightCARMS  # noqa: E402
 from .relaxed import (  # noqa: E402
     WeightConcrete,
@@ -647,4 +647,5 @@ ESTIMATORS: list[type[WeightEstimator]] = [
     WeightReinMax,
     WeightGappedST,
     WeightDoubleCV,
+    WeightRODEO,
 ]
