@@ -50,9 +50,7 @@ def main() -> None:
         last = row(est, last_binary, "variance")["value"] * 1e5
         r100 = row(est, "all", "rel_rmse_cost", 100)["value"]
         r1000 = row(est, "all", "rel_rmse_cost", 1000)["value"]
-        print(
-            f"| `{est}` | {evals:g} | {bias} | {var} | {last:.3g} | {r100:.3f} / {r1000:.3f} |"
-        )
+        print(f"| `{est}` | {evals:g} | {bias} | {var} | {last:.3g} | {r100:.3f} / {r1000:.3f} |")
 
 
 if __name__ == "__main__":
