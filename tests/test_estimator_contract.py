@@ -18,5 +18,10 @@ def test_registry_loaded_without_problems():
 
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_estimator_conforms(name):
-    report = check_estimator(REGISTRY.create(name), raise_on_failure=False)
+    # A learned control (relax, rodeo and their ports) is unbiased for every value of what it
+    # learns, so a short training checks the same claim as the default hundred steps (which
+    # their own test files train and check), at a fraction of the time.
+    hypers = REGISTRY[name].cls.hyperparameters
+    spec = f"{name}(train_steps=10)" if "train_steps" in hypers else name
+    report = check_estimator(REGISTRY.create(spec), raise_on_failure=False)
     assert report.passed, report.format()
