@@ -49,7 +49,14 @@ from torch import Tensor
 
 from ...estimators.base import Hyper
 from ..sbn.estimators.learned import adam
-from ..sbn.estimators.loo_cv import RODEO, DoubleCV, LayerSamples, SteinControl
+from ..sbn.estimators.loo_cv import (
+    RODEO,
+    STEIN_HYPERPARAMETERS,
+    DoubleCV,
+    LayerSamples,
+    SteinControl,
+    stein_bytes,
+)
 from ..sbn.estimators.ops import uniforms
 from ..sbn.model import coding_scale
 from .estimators import (
@@ -445,18 +452,14 @@ class WeightRODEO(WeightLooControlVariates):
     tests = ("tests/test_weights_dcv.py",)
     hyperparameters = {
         **WeightLooControlVariates.hyperparameters,
-        "hidden": Hyper(32, int, minimum=1, help="hidden units of the control network phi"),
-        "train_steps": Hyper(100, int, minimum=0, help="Adam steps on the variance (0: none)"),
-        "train_draws": Hyper(16, int, minimum=2, help="draws per training step"),
-        "lr": Hyper(0.01, float, minimum=0.0, exclusive=True, help="Adam step size"),
+        **STEIN_HYPERPARAMETERS,
     }
 
     def bytes_per_draw(self, problem: WeightProblem) -> int:
         m = problem.model
         K, H = self.params["k"], self.params["hidden"]
         n = max([*m.widths, *(m.params[k].numel() for k in m.bernoulli_layers)])
-        pairs = 8 * problem.n_points * K * (K - 1) * (n + 1) * (H + 2)
-        return super().bytes_per_draw(problem) + 3 * pairs
+        return super().bytes_per_draw(problem) + stein_bytes(problem.n_points, K, H, n)
 
     def sbn_rodeo(self) -> RODEO:
         """The sbn kind's ``rodeo`` with this K, whose ``layer_gradient`` this uses."""

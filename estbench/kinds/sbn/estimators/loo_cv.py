@@ -78,6 +78,22 @@ from .score_noise import NoiseEstimator, _layer_shapes
 
 LEAKY_SLOPE = 0.3  # the authors' control network: LeakyReLU(alpha=0.3)
 
+# The learned Stein control's hyperparameters, the same for every kind's RODEO.
+STEIN_HYPERPARAMETERS = {
+    "hidden": Hyper(32, int, minimum=1, help="hidden units of the control network phi"),
+    "train_steps": Hyper(
+        100, int, minimum=0, help="Adam steps on the variance (0: the zero control)"
+    ),
+    "train_draws": Hyper(16, int, minimum=2, help="draws per training step"),
+    "lr": Hyper(0.01, float, minimum=0.0, exclusive=True, help="Adam step size"),
+}
+
+
+def stein_bytes(n_points: int, k: int, hidden: int, width: int) -> int:
+    """Working memory of the Stein control on the K(K-1) sample pairs of a group of ``width``
+    bits (the widest group sets it)."""
+    return 3 * 8 * n_points * k * (k - 1) * (width + 1) * (hidden + 2)
+
 
 @dataclass(frozen=True)
 class LayerSamples:
@@ -474,17 +490,13 @@ class RODEO(LooControlVariates):
     tests = ("tests/test_stein_dcv.py",)
     hyperparameters = {
         **LooControlVariates.hyperparameters,
-        "hidden": Hyper(32, int, minimum=1, help="hidden units of the control network phi"),
-        "train_steps": Hyper(100, int, minimum=0, help="Adam steps on the variance (0: RLOO)"),
-        "train_draws": Hyper(16, int, minimum=2, help="draws per training step"),
-        "lr": Hyper(0.01, float, minimum=0.0, exclusive=True, help="Adam step size"),
+        **STEIN_HYPERPARAMETERS,
     }
 
     def bytes_per_draw(self, problem: Problem) -> int:
         m = problem.model
         K, H = self.params["k"], self.params["hidden"]
-        pairs = 8 * problem.n_points * K * (K - 1) * (max(m.widths) + 1) * (H + 2)
-        return super().bytes_per_draw(problem) + 3 * pairs
+        return super().bytes_per_draw(problem) + stein_bytes(problem.n_points, K, H, max(m.widths))
 
     def initial_control(self, problem: Problem, generator: torch.Generator) -> SteinControl:
         X = problem.X
